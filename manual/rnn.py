@@ -1,0 +1,93 @@
+"""Hand-derived BPTT for the matrix Elman RNN of seed 003, every option of the contract.
+
+Forward (time-major, batch second, t = 1..T)::
+
+    a_t = W_xh x_t + W_hh h_{t-1} + b_h      h_t = phi(a_t)
+    z_t = W_hy h_t + b_y                      o_t = theta(z_t)
+    L   = sum_t w_t l_t                       (w_t = 1/T, 1, or [t = T])
+
+Backward, the recursion of seeds 000 and 001 in matrix form, run from dL/dh_{T+1} = 0::
+
+    dL/dh_t = W_hy^T dL/dz_t + W_hh^T e_{t+1}        (total derivative, all later steps)
+    e_t     = dL/dh_t * phi'(a_t)                     (seed 000's local error e[k+1])
+    dL/dW_hh = sum_t e_t h_{t-1}^T,  dL/dW_xh = sum_t e_t x_t^T,  dL/db_h = sum_t e_t
+
+Only the recurrence sits inside the time loops; every input and output projection and
+every weight-gradient reduction is one matrix product over the stacked (T*B) rows.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bptt_xval.model import Gradients, is_cut, step_weights, validate
+from manual.activations import ACTIVATIONS
+
+
+def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
+                   loss="squared_error", reduction="mean", truncate=None) -> Gradients:
+    """Loss, parameter gradients and dL/dh_t by hand-derived BPTT.
+
+    params: dict with W_xh (H, D), W_hh (H, H), b_h (H,), W_hy (O, H), b_y (O,) and
+            optionally h0 (H,) or (B, H); xs (T, B, D); ys (T, B, O) float, or (T, B)
+            int for loss="cross_entropy". All floats float32 or all float64; the result
+            has that dtype. ``truncate=k`` cuts the gradient at h_k, h_2k, ... as
+            ``detach()`` does. Returns ``Gradients(loss, grads, dL_dh)`` with dL_dh of
+            shape (T+1, B, H).
+    """
+    p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
+                 reduction=reduction, truncate=truncate)
+    T, B, H, O, dtype = p.T, p.B, p.H, p.O, p.dtype
+    W_xh, W_hh, b_h, W_hy, b_y = (p.params[k] for k in ("W_xh", "W_hh", "b_h", "W_hy", "b_y"))
+    phi, dphi = ACTIVATIONS[hidden]
+    theta, dtheta = ACTIVATIONS[output]
+
+    # Forward. Arrays indexed by time carry a slot 0 so that h[t], a[t], e[t] read as
+    # the equations do; a[0] and e[0] are unused.
+    h = np.empty((T + 1, B, H), dtype)
+    h[0] = params["h0"] if "h0" in params else 0
+    a = np.empty((T + 1, B, H), dtype)
+    a[1:] = xs @ W_xh.T + b_h                     # every input projection at once
+    for t in range(1, T + 1):
+        a[t] += h[t - 1] @ W_hh.T
+        h[t] = phi(a[t])
+    z = h[1:] @ W_hy.T + b_y                      # (T, B, O), every output projection at once
+    o = theta(z)
+
+    # Loss and dL/dz_t: w_t / B per step (mean over the batch), times the loss derivative.
+    w = step_weights(reduction, T, dtype)
+    if loss == "squared_error":
+        l = 0.5 * ((o - p.ys) ** 2).sum(-1).mean(-1)
+        dL_dz = (o - p.ys) * dtheta(z, o)
+    else:
+        z_shift = z - z.max(-1, keepdims=True)
+        log_softmax = z_shift - np.log(np.exp(z_shift).sum(-1, keepdims=True))
+        one_hot = np.eye(O, dtype=dtype)[p.ys]
+        l = -(log_softmax * one_hot).sum(-1).mean(-1)
+        dL_dz = np.exp(log_softmax) - one_hot     # softmax + cross-entropy: o - y
+    dL_dz *= (w / B)[:, None, None]
+    L = float((w * l).sum())
+
+    # Backward through time (seed 001's dynamic programme: start from dL/dh_{T+1} = 0).
+    dL_dh = np.empty((T + 1, B, H), dtype)
+    dL_dh[0] = 0                                  # h0 feeds no output directly
+    dL_dh[1:] = dL_dz @ W_hy                      # direct part W_hy^T dL/dz_t, all steps at once
+    e = np.zeros((T + 1, B, H), dtype)
+    for t in range(T, 0, -1):
+        e[t] = dL_dh[t] * dphi(a[t], h[t])        # e_t = dL/dh_t * phi'(a_t)
+        if not is_cut(t - 1, truncate):            # a detached h_{t-1} receives nothing
+            dL_dh[t - 1] += e[t] @ W_hh            # seed 000's dL/dh[k] = e[k+1] w_r
+
+    # Shared weights: sum the per-step contributions over t (and the batch) in one product.
+    E = e[1:].reshape(T * B, H)
+    G = dL_dz.reshape(T * B, O)
+    grads = {
+        "W_xh": E.T @ xs.reshape(T * B, -1),
+        "W_hh": E.T @ h[:-1].reshape(T * B, H),
+        "b_h": E.sum(0),
+        "W_hy": G.T @ h[1:].reshape(T * B, H),
+        "b_y": G.sum(0),
+    }
+    if "h0" in params:
+        grads["h0"] = dL_dh[0].copy() if params["h0"].ndim == 2 else dL_dh[0].sum(0)
+    return Gradients(L, grads, dL_dh)

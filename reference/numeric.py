@@ -1,0 +1,116 @@
+"""Reference: finite differences in float64, the oracle that needs no derivation.
+
+Every parameter entry theta_i is perturbed and the loss re-evaluated:
+
+- complex step, dL/dtheta_i = Im L(theta + i h e_i) / h with h = 1e-30, whenever the
+  forward pass is analytic (every configuration but hidden="relu"). No subtraction
+  happens, so the result is accurate to float64 rounding, as tight as autodiff;
+- central differences, (L(theta + d e_i) - L(theta - d e_i)) / 2d with
+  d = eps^(1/3) max(1, |theta_i|) for ReLU (not analytic at 0). Truncation error
+  O(d^2 L''') and rounding error O(eps |L| / d) balance at about eps^(2/3) ~ 4e-11
+  relative; the tolerances in ``comparisons.tolerances`` allow for that.
+
+The forward pass is this module's own (``reference`` never imports ``manual``) and is
+vectorised over a leading axis N of perturbed parameter sets, so all 2P (or P)
+evaluations run as a few batched passes. ``dL_dh`` is None. Truncation changes the
+gradient, not the loss, so finite differences cannot express it: ``truncate`` other
+than None raises ValueError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bptt_xval.model import Gradients, step_weights, validate
+
+COMPLEX_STEP = 1e-30
+# Perturbed parameter sets evaluated per batched forward pass (bounds memory).
+CHUNK_ELEMENTS = 2_000_000
+
+
+def _phi(name, a):
+    if name == "tanh":
+        return np.tanh(a)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-a))
+    if name == "relu":
+        return np.where(a.real > 0, a, 0)
+    return a
+
+
+def losses(params, xs, ys, *, hidden, output, loss, reduction):
+    """L for each of N parameter sets: ``params[k]`` has a leading axis N. Returns (N,)."""
+    with np.errstate(over="ignore"):  # exp overflow in sigmoid is a correct 0, not an error
+        return _losses(params, xs, ys, hidden, output, loss, reduction)
+
+
+def _losses(params, xs, ys, hidden, output, loss, reduction):
+    T, B, _ = xs.shape
+    W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
+    N, H = b_h.shape
+    h = np.zeros((N, B, H), b_h.dtype)
+    if "h0" in params:  # (N, H) or (N, B, H)
+        h = h + (params["h0"][:, None, :] if params["h0"].ndim == 2 else params["h0"])
+    hs = []
+    for t in range(T):
+        h = _phi(hidden, np.einsum("bd,nhd->nbh", xs[t], W_xh)
+                 + np.einsum("nbk,nhk->nbh", h, W_hh) + b_h[:, None, :])
+        hs.append(h)
+    z = np.einsum("tnbh,noh->tnbo", np.stack(hs), params["W_hy"]) + params["b_y"][None, :, None, :]
+    if loss == "squared_error":
+        l = 0.5 * ((_phi(output, z) - ys[:, None]) ** 2).sum(-1).mean(-1)
+    else:
+        z = z - z.real.max(-1, keepdims=True)   # a real shift keeps the function analytic
+        log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        picked = np.take_along_axis(log_p, ys[:, None, :, None].repeat(z.shape[1], 1), -1)[..., 0]
+        l = -picked.mean(-1)
+    return (step_weights(reduction, T, np.float64)[:, None] * l).sum(0)
+
+
+def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
+                   loss="squared_error", reduction="mean", truncate=None) -> Gradients:
+    """Same signature as :func:`manual.rnn.loss_and_grads`; ``dL_dh`` is None.
+
+    Computed in float64 whatever the input dtype; the gradients are returned in the
+    input dtype as the contract requires.
+    """
+    p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
+                 reduction=reduction, truncate=truncate)
+    if truncate is not None:
+        raise ValueError("truncate: finite differences differentiate the loss itself, which "
+                         "truncation does not change; use truncate=None")
+    theta = {k: v.astype(np.float64) for k, v in p.params.items()}
+    xs64 = p.xs.astype(np.float64)
+    ys64 = p.ys if loss == "cross_entropy" else p.ys.astype(np.float64)
+    config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction)
+    complex_step = hidden != "relu"
+    keys = list(theta)
+    flat = np.concatenate([theta[k].ravel() for k in keys])
+    sizes = [theta[k].size for k in keys]
+    P = flat.size
+
+    def evaluate(rows):  # rows: (N, P) parameter vectors -> (N,) losses
+        split = np.split(rows, np.cumsum(sizes)[:-1], axis=1)
+        batch = {k: s.reshape((len(rows),) + theta[k].shape) for k, s in zip(keys, split)}
+        return losses(batch, xs64, ys64, **config)
+
+    per_row = p.T * p.B * p.H * 4 + P
+    chunk = max(1, CHUNK_ELEMENTS // per_row)
+    grad = np.empty(P)
+    for start in range(0, P, chunk):
+        idx = np.arange(start, min(P, start + chunk))
+        if complex_step:
+            rows = np.tile(flat.astype(np.complex128), (len(idx), 1))
+            rows[np.arange(len(idx)), idx] += 1j * COMPLEX_STEP
+            grad[idx] = evaluate(rows).imag / COMPLEX_STEP
+        else:
+            d = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(flat[idx]))
+            rows = np.tile(flat, (2 * len(idx), 1))
+            rows[np.arange(len(idx)), idx] += d
+            rows[len(idx) + np.arange(len(idx)), idx] -= d
+            L = evaluate(rows)
+            grad[idx] = (L[:len(idx)] - L[len(idx):]) / (2 * d)
+    L0 = float(evaluate(flat[None]).real[0])
+    parts = np.split(grad, np.cumsum(sizes)[:-1])
+    grads = {k: g.reshape(theta[k].shape).astype(p.dtype) for k, g in zip(keys, parts)}
+    return Gradients(L0, grads, None)
