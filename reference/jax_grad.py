@@ -42,13 +42,14 @@ def _activation(name):
 
 @functools.lru_cache(maxsize=None)
 def compiled(hidden, output, loss, reduction, truncate):
-    """jit(value_and_grad(L)) with respect to (params, eps) for one configuration."""
+    """jit(value_and_grad(L)) with respect to (params, eps) for one configuration.
+
+    L(params, eps, xs, ys, w, w_b) = sum_t w_t sum_b w_b l_tb: w_t are the reduction's step
+    weights, w_b the batch-mean weights 1/B (0 on padded rows). params["h0"] is (B, H).
+    """
     phi, theta = _activation(hidden), _activation(output)
 
-    def L(params, eps, xs, ys, w):
-        B, H = eps.shape[1:]
-        h0 = jnp.broadcast_to(params["h0"], (B, H)) if "h0" in params else jnp.zeros((B, H), xs.dtype)
-
+    def L(params, eps, xs, ys, w, w_b):
         def step(h_prev, inputs):
             x_t, eps_t, t = inputs
             h = phi(x_t @ params["W_xh"].T + h_prev @ params["W_hh"].T + params["b_h"]) + eps_t
@@ -56,27 +57,75 @@ def compiled(hidden, output, loss, reduction, truncate):
             return jnp.where(cut, lax.stop_gradient(h), h), h
 
         T = xs.shape[0]
-        _, hs = lax.scan(step, h0 + eps[0], (xs, eps[1:], jnp.arange(1, T + 1)))
+        _, hs = lax.scan(step, params["h0"] + eps[0], (xs, eps[1:], jnp.arange(1, T + 1)))
         z = hs @ params["W_hy"].T + params["b_y"]
         if loss == "squared_error":
-            l = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1).mean(-1)
+            l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
         else:
             log_p = jax.nn.log_softmax(z, -1)
-            l = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0].mean(-1)
-        return jnp.sum(w * l)
+            l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
+        return jnp.sum(w * (l_tb @ w_b))
 
     return jax.jit(jax.value_and_grad(L, argnums=(0, 1)))
 
 
+def bucket(n: int, smallest: int) -> int:
+    """The padded size for n: ``smallest`` times a power of 4 up to 256 (few compilations
+    for small problems), the next power of two above (little waste for large ones)."""
+    size = smallest
+    while size < n and size < 256:
+        size *= 4
+    while size < n:
+        size *= 2
+    return size
+
+
+def _pad(array: np.ndarray, shape: tuple, fill=0) -> np.ndarray:
+    out = np.full(shape, fill, array.dtype)
+    out[tuple(slice(0, n) for n in array.shape)] = array
+    return out
+
+
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
                    loss="squared_error", reduction="mean", truncate=None) -> Gradients:
-    """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`."""
+    """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`.
+
+    Shapes are padded to buckets (T, B, D, H, O; see :func:`bucket`) so that one
+    compiled function serves many problem sizes. The padding is exact, and the padded
+    parts of the gradients are cut off before returning:
+    - padded steps come after T with step weight w_t = 0: no gradient flows from them;
+    - padded batch rows have weight w_b = 0;
+    - padded inputs and hidden units have all-zero weights in and out, so they add
+      exact zeros to every real sum (a padded sigmoid unit is 0.5, times zero weights);
+    - padded outputs have target theta(0) = o, so zero error (squared error), or a
+      logit of -inf, so zero probability (cross-entropy).
+    """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
     _require_jax()
-    eps = np.zeros((p.T + 1, p.B, p.H), p.dtype)
-    ys_j = p.ys.astype(np.int32) if loss == "cross_entropy" else p.ys
+    T, B, D, H, O = p.T, p.B, p.D, p.H, p.O
+    Tp, Bp, Dp, Hp, Op = bucket(T, 16), bucket(B, 4), bucket(D, 4), bucket(H, 4), bucket(O, 4)
+    h0 = p.params.get("h0", np.zeros((B, H), p.dtype))
+    cross_entropy = loss == "cross_entropy"
+    padded = {
+        "W_xh": _pad(p.params["W_xh"], (Hp, Dp)),
+        "W_hh": _pad(p.params["W_hh"], (Hp, Hp)),
+        "b_h": _pad(p.params["b_h"], (Hp,)),
+        "W_hy": _pad(p.params["W_hy"], (Op, Hp)),
+        "b_y": _pad(p.params["b_y"], (Op,), -np.inf if cross_entropy else 0),
+        "h0": _pad(np.broadcast_to(h0, (B, H)), (Bp, Hp)),
+    }
+    if cross_entropy:
+        ys_p = _pad(p.ys.astype(np.int32), (Tp, Bp))
+    else:
+        ys_p = _pad(p.ys, (Tp, Bp, Op), 0.5 if output == "sigmoid" else 0)
+    w_b = _pad(np.full(B, 1.0 / B, p.dtype), (Bp,))
     value, (g_params, g_eps) = compiled(hidden, output, loss, reduction, truncate)(
-        p.params, eps, p.xs, ys_j, step_weights(reduction, p.T, p.dtype))
-    grads = {k: np.asarray(v).copy() for k, v in g_params.items()}
-    return Gradients(float(value), grads, np.asarray(g_eps).copy())
+        padded, np.zeros((Tp + 1, Bp, Hp), p.dtype), _pad(p.xs, (Tp, Bp, Dp)), ys_p,
+        _pad(step_weights(reduction, T, p.dtype), (Tp,)), w_b)
+    grads = {k: np.asarray(g_params[k])[tuple(slice(0, n) for n in v.shape)].copy()
+             for k, v in p.params.items() if k != "h0"}
+    dL_dh = np.asarray(g_eps)[:T + 1, :B, :H].copy()
+    if "h0" in p.params:
+        grads["h0"] = dL_dh[0].copy() if p.params["h0"].ndim == 2 else dL_dh[0].sum(0)
+    return Gradients(float(value), grads, dL_dh)

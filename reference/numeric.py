@@ -38,33 +38,46 @@ def _phi(name, a):
     return a
 
 
-def losses(params, xs, ys, *, hidden, output, loss, reduction):
-    """L for each of N parameter sets: ``params[k]`` has a leading axis N. Returns (N,)."""
-    with np.errstate(over="ignore"):  # exp overflow in sigmoid is a correct 0, not an error
-        return _losses(params, xs, ys, hidden, output, loss, reduction)
+def forward(params, xs, *, hidden, output):
+    """Hidden states and outputs for N parameter sets (leading axis N on every ``params[k]``).
 
-
-def _losses(params, xs, ys, hidden, output, loss, reduction):
+    Returns h (T+1, N, B, H) with h[0] = h0, z (T, N, B, O) and o = theta(z).
+    """
     T, B, _ = xs.shape
     W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
     N, H = b_h.shape
     h = np.zeros((N, B, H), b_h.dtype)
     if "h0" in params:  # (N, H) or (N, B, H)
         h = h + (params["h0"][:, None, :] if params["h0"].ndim == 2 else params["h0"])
-    hs = []
-    for t in range(T):
-        h = _phi(hidden, np.einsum("bd,nhd->nbh", xs[t], W_xh)
-                 + np.einsum("nbk,nhk->nbh", h, W_hh) + b_h[:, None, :])
-        hs.append(h)
-    z = np.einsum("tnbh,noh->tnbo", np.stack(hs), params["W_hy"]) + params["b_y"][None, :, None, :]
+    hs = [h]
+    with np.errstate(over="ignore"):  # exp overflow in sigmoid is a correct 0, not an error
+        for t in range(T):
+            h = _phi(hidden, np.einsum("bd,nhd->nbh", xs[t], W_xh)
+                     + np.einsum("nbk,nhk->nbh", h, W_hh) + b_h[:, None, :])
+            hs.append(h)
+        hs = np.stack(hs)
+        z = np.einsum("tnbh,noh->tnbo", hs[1:], params["W_hy"]) + params["b_y"][None, :, None, :]
+        return hs, z, _phi(output, z)
+
+
+def states(params, xs, *, hidden, output):
+    """``forward`` for one parameter set: h (T+1, B, H), z and o (T, B, O)."""
+    hs, z, o = forward({k: v[None] for k, v in params.items()}, xs, hidden=hidden, output=output)
+    return hs[:, 0], z[:, 0], o[:, 0]
+
+
+def losses(params, xs, ys, *, hidden, output, loss, reduction):
+    """L for each of N parameter sets: ``params[k]`` has a leading axis N. Returns (N,)."""
+    _, z, o = forward(params, xs, hidden=hidden, output=output)
     if loss == "squared_error":
-        l = 0.5 * ((_phi(output, z) - ys[:, None]) ** 2).sum(-1).mean(-1)
+        l = 0.5 * ((o - ys[:, None]) ** 2).sum(-1).mean(-1)
     else:
         z = z - z.real.max(-1, keepdims=True)   # a real shift keeps the function analytic
-        log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        with np.errstate(over="ignore"):
+            log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
         picked = np.take_along_axis(log_p, ys[:, None, :, None].repeat(z.shape[1], 1), -1)[..., 0]
         l = -picked.mean(-1)
-    return (step_weights(reduction, T, np.float64)[:, None] * l).sum(0)
+    return (step_weights(reduction, xs.shape[0], np.float64)[:, None] * l).sum(0)
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",

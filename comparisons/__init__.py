@@ -1,0 +1,12 @@
+"""Cases, metrics, tolerances, the derivation checker, the report and the CLI.
+
+The public entry points::
+
+    from comparisons import check_derivation
+    result = check_derivation(my_loss_and_grads, hidden="tanh", cases=100)
+    assert result.ok, result.summary()
+"""
+
+from comparisons.checker import CheckResult, Failure, check_derivation
+
+__all__ = ["CheckResult", "Failure", "check_derivation"]

@@ -1,0 +1,166 @@
+"""How close two gradients must be, argued from dtype, length, magnitudes and the reference.
+
+A candidate gradient g (computed in a dtype with unit roundoff u) is compared with a
+float64 reference r on the same input values. We accept
+
+    max_i |g_i - r_i|  <=  tol = rtol * scale + atol,     rtol = C (u + u64) n
+
+- ``n = T + H + D + O`` counts the longest chains of rounded operations an entry goes
+  through: the T-step recurrence and the T-term sums over time, plus the dot products
+  of length H, D and O at every step. Error analysis of a sum or a product chain of
+  length n gives |error| <= n u (sum of |terms|) to first order (Higham, ch. 3), so
+  errors grow linearly in n, not exponentially.
+- ``scale`` is that "sum of |terms|", not |r|: the largest of max |r| and the
+  magnitude M of the same sums taken over absolute values with phi', theta' <= 1.
+  For W_hh, M = max over entries of sum_t |dL/dh_t|^T |h_{t-1}|; for W_xh the same with
+  |x_t|; for b_h sum_t |dL/dh_t|; for W_hy and b_y the same over bounds of |dL/dz_t|;
+  for dL/dh_t, |W_hy|^T |dL/dz_t| + |W_hh|^T |dL/dh_{t+1}|, and every later step's size
+  (a rounding error made at step s > t travels back to t with the signal).
+  Why not |r| alone: a saturated unit has phi' = 1 - h^2 ~ 1e-9, computed from a
+  rounded h with an *absolute* error ~ u; in float32 h rounds to 1 and phi' to 0. The
+  gradient is then tiny but its error is u times the unsaturated magnitude, which is
+  exactly M. States and outputs for M come from a float64 forward pass
+  (``reference.numeric.states``), dL/dh_t from the autodiff reference.
+- ``C = 8`` absorbs the constants of that analysis (a multiply-add is two roundings;
+  forward and backward each add one chain). It was checked, not tuned: ``nox -s soak``
+  prints the largest observed error / (rtol * scale) over its cases.
+- The reference's own error: autodiff and complex-step differences are float64-exact
+  to the same order (the u64 term). Central differences (ReLU only) add truncation
+  error of order d^2 |L'''| (rtol 1e-6) and rounding error eps |L| / d = eps^(2/3) |L|
+  (an absolute term: it scales with the loss, not with the gradient).
+
+A derivation error, by contrast, is O(1) relative (a dropped term, a wrong factor) or
+at least one step's contribution, many orders above these bounds; float32 rounding
+inside a float64 derivation (u32 ~ 6e-8 against rtol ~ 1e-13) is caught as well.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bptt_xval.model import step_weights
+
+C = 8.0
+UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+CENTRAL_DIFFERENCE_RTOL = 1e-6
+CENTRAL_DIFFERENCE_ROUNDING = C * np.finfo(np.float64).eps ** (2 / 3)
+# An exactly-zero reference (dL/dh_t cut off by truncation, say) still allows a
+# difference at float64's smallest normal number, so 0 vs 1e-310 is not a failure.
+TINY = float(np.finfo(np.float64).tiny)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    why: str
+
+
+def tolerance(dtype: str, T: int, H: int, D: int, O: int, *, reference: str = "autodiff",
+              loss: float = 0.0) -> Tolerance:
+    """Tolerance for a ``dtype`` candidate against a float64 ``reference``.
+
+    reference: "autodiff" (torch, jax, or complex-step differences) or "central"
+    (central finite differences, whose rounding error grows with ``loss`` = |L|).
+    """
+    u = UNIT_ROUNDOFF[str(dtype)]
+    n = T + H + D + O
+    rtol = C * (u + UNIT_ROUNDOFF["float64"]) * n
+    atol = 0.0
+    why = f"C (u + u64) n scale: C=8, u={u:.2g} ({dtype}), n=T+H+D+O={n}"
+    if reference == "central":
+        rtol += CENTRAL_DIFFERENCE_RTOL
+        atol = CENTRAL_DIFFERENCE_ROUNDING * abs(loss)
+        why += "; central differences add 1e-6 scale + 8 eps^(2/3) |L|"
+    return Tolerance(rtol, atol, why)
+
+
+@dataclass(frozen=True)
+class Error:
+    """One compared quantity: the largest absolute error, its size relative to the scale,
+    the absolute tolerance it was held to, and the entry where the error is largest."""
+
+    max_abs: float
+    rel: float
+    tol: float
+    worst_index: tuple
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.tol
+
+    def to_dict(self) -> dict:
+        return {"max_abs": self.max_abs, "rel": self.rel, "tol": self.tol, "ok": self.ok}
+
+
+def _rel(abs_err: float, scale: float) -> float:
+    return abs_err / scale if scale > 0 else (0.0 if abs_err == 0 else float("inf"))
+
+
+def compare_array(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance,
+                  magnitude: float = 0.0) -> Error:
+    """Largest error of ``candidate`` against ``reference``; scale = max(max |r|, magnitude)."""
+    diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    scale = max(float(np.max(np.abs(reference))) if reference.size else 0.0, magnitude)
+    worst = np.unravel_index(int(np.argmax(diff)), diff.shape) if diff.size else ()
+    max_abs = float(diff.max()) if diff.size else 0.0
+    return Error(max_abs, _rel(max_abs, scale), tol.rtol * scale + tol.atol + TINY,
+                 tuple(int(i) for i in worst))
+
+
+def compare_dL_dh(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, magnitude=None):
+    """Per-step comparison of dL/dh_t, t = 0..T.
+
+    ``magnitude``: optional (T+1,) phi'-free sizes of dL/dh_t. Returns (Error per step,
+    the worst step's Error, the first departing step counting back from T, or None).
+    """
+    diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
+    per_step_abs = diff.reshape(len(diff), -1).max(1)
+    step_scale = np.abs(reference).reshape(len(reference), -1).max(1)
+    if magnitude is not None:
+        step_scale = np.maximum(step_scale, magnitude)
+    # scale_t = max over s >= t: errors from later steps travel back with the signal
+    scale = np.maximum.accumulate(step_scale[::-1])[::-1]
+    limit = tol.rtol * scale + tol.atol + TINY
+    bad = np.nonzero(per_step_abs > limit)[0]
+    first_bad = int(bad.max()) if bad.size else None
+    per_step = [Error(float(a), _rel(float(a), float(s)), float(t), (i,))
+                for i, (a, s, t) in enumerate(zip(per_step_abs, scale, limit))]
+    worst = int(np.argmax(per_step_abs / limit))
+    return per_step, per_step[worst], first_bad
+
+
+def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dict:
+    """The phi'-free magnitude M of every compared quantity (see the module docstring).
+
+    ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff
+    reference, or None (then output-side magnitudes only). Returns {target: float},
+    with "dL_dh" -> (T+1,) array.
+    """
+    from reference.numeric import states  # NumPy only, the references' own forward pass
+
+    h, _, o = states(params, xs, hidden=case.hidden, output=case.output)
+    T, B = xs.shape[:2]
+    w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
+    if case.loss == "squared_error":
+        dz = w * np.abs(o - ys)                       # |theta'| <= 1
+    else:
+        dz = w * (o.shape[-1] > 1) * np.ones_like(o)  # |softmax - onehot| <= 1 per entry
+    M = {"W_hy": float(np.max(np.einsum("tbo,tbh->oh", dz, np.abs(h[1:])))),
+         "b_y": float(np.max(dz.sum((0, 1))))}
+    if dL_dh is None:
+        return M
+    g = np.abs(dL_dh)
+    M["W_xh"] = float(np.max(np.einsum("tbh,tbd->hd", g[1:], np.abs(xs))))
+    M["W_hh"] = float(np.max(np.einsum("tbh,tbk->hk", g[1:], np.abs(h[:-1]))))
+    M["b_h"] = float(np.max(g[1:].sum((0, 1))))
+    carried = np.zeros_like(g)
+    carried[:-1] = g[1:] @ np.abs(params["W_hh"])     # |W_hh|^T |dL/dh_{t+1}|
+    per_step = carried
+    per_step[1:] += dz @ np.abs(params["W_hy"])       # |W_hy|^T |dL/dz_t|
+    M["dL_dh"] = per_step.reshape(T + 1, -1).max(1)
+    if "h0" in params:
+        M["h0"] = float(np.max(carried[0] if params["h0"].ndim == 2 else carried[0].sum(0)))
+    return M
