@@ -9,6 +9,7 @@ same space as Hypothesis strategies.
 Regimes set the spectral radius rho of W_hh exactly (W_hh = rho M / rho(M)):
 
 - ``contractive`` rho = 0.5: dL/dh_t vanishes geometrically going back in time;
+- ``near_edge``   rho = 0.9: vanishes slowly;
 - ``edge``        rho = 1.0: the boundary;
 - ``expansive``   rho = 1.5: the linearised recurrence explodes (tanh saturation bounds h);
 - ``saturated``   rho = 0.9 with inputs scaled up so |a_t| >> 1 and phi' ~ 0;
@@ -24,7 +25,8 @@ import numpy as np
 
 from bptt_xval.model import HIDDEN, LOSS, OUTPUT, REDUCTION
 
-REGIMES = {"contractive": 0.5, "edge": 1.0, "expansive": 1.5, "saturated": 0.9, "generic": None}
+REGIMES = {"contractive": 0.5, "near_edge": 0.9, "edge": 1.0, "expansive": 1.5, "saturated": 0.9,
+           "generic": None}
 H0_KINDS = ("none", "vector", "batch")
 DTYPES = ("float64", "float32")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
-from comparisons import backends
+from comparisons import backends, reproducer
 from comparisons.cases import DTYPES, Case, draw_cases, make_problem
 from comparisons.compare import compare
 from comparisons.tolerances import magnitudes
@@ -296,7 +296,8 @@ def failure_from(outcome: Outcome) -> Failure:
 
 def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_error",
                      reduction="mean", cases=100, seed=0, dtype="float64",
-                     truncate=None, references=backends.REFERENCES, shrink_failures=True):
+                     truncate=None, references=backends.REFERENCES, shrink_failures=True,
+                     reproducer_dir=None):
     """Check ``fn`` (the contract's ``loss_and_grads`` signature) on ``cases`` random problems.
 
     Returns ``CheckResult(ok, failures, cases_run, ...)``; ``ok`` is True when every
@@ -304,6 +305,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     (``comparisons.tolerances``). Each failure names its case, the worst parameter,
     the first departing step of dL/dh_t, the error sizes, and (``shrink_failures``) the
     smallest failing case. ``dtype`` is "float64", "float32" or "both".
+    ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
@@ -337,5 +339,19 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
             failure = failure_from(outcome)
             if shrink_failures:
                 failure.shrunk = shrink(fn, case, refs)
+            if reproducer_dir is not None:
+                failure.reproducer = str(reproducer.save(failure.shrunk or case, reproducer_dir,
+                                                         failure.to_dict()))
             failures.append(failure)
     return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs))
+
+
+def replay(path, fn, references=backends.REFERENCES) -> Outcome:
+    """Rerun ``fn`` on a reproducer written by ``check_derivation(reproducer_dir=...)``."""
+    case, arrays, _ = reproducer.load(path)
+    refs, skipped = backends.available(references)
+    if case.truncate is not None:
+        refs.pop("numeric", None)
+    if not refs:
+        raise BackendUnavailable(f"references: none available ({skipped})")
+    return check_case(fn, case, refs, arrays)

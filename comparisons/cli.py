@@ -1,0 +1,180 @@
+"""The ``bptt-xval`` command: ``report``, ``check``, ``replay`` and ``bench``.
+
+Exit codes: 0 success / agreement, 1 disagreement, 2 bad usage (a one-line message on
+stderr, never a traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from bptt_xval.model import HIDDEN, LOSS, OUTPUT, REDUCTION, BackendUnavailable
+
+EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class UsageError(Exception):
+    """Bad usage: reported as one line and exit code 2."""
+
+
+def load_function(spec: str):
+    """``path/to/file.py:function_name`` -> the function."""
+    path, sep, name = spec.rpartition(":")
+    if not sep or not path or not name:
+        raise UsageError(f"FILE:FUNC: expected path/to/file.py:function_name; got {spec!r}")
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"FILE:FUNC: no such file {path!r}")
+    module_spec = importlib.util.spec_from_file_location(f"_bptt_xval_user_{file.stem}", file)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"FILE:FUNC: cannot import {path!r} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UsageError(f"FILE:FUNC: importing {path!r} failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        sys.path.pop(0)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise UsageError(f"FILE:FUNC: {path!r} has no function {name!r}")
+    return fn
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer; got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer; got {value}")
+    return value
+
+
+def _add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--hidden", choices=HIDDEN, default="tanh")
+    p.add_argument("--output", choices=OUTPUT, default="identity")
+    p.add_argument("--loss", choices=LOSS, default="squared_error")
+    p.add_argument("--reduction", choices=REDUCTION, default="mean")
+    p.add_argument("--truncate", type=_positive_int, default=None)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is our one-line message and exit code 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="bptt-xval", description="Cross-check hand-derived BPTT against autodiff.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("report", help="run the report: html, md, json and figures")
+    p.add_argument("--out", default="report", help="output folder (default: report)")
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--quick", action="store_true", help="a fast subset of the cases")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("check", help="check your loss_and_grads: exit 0 agree, 1 disagree, 2 bad usage")
+    p.add_argument("target", metavar="FILE:FUNC")
+    _add_config(p)
+    p.add_argument("--cases", type=_positive_int, default=100)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--dtype", choices=("float64", "float32", "both"), default="float64")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--reproducers", default=None, metavar="DIR",
+                   help="write a replayable reproducer per failure into DIR")
+
+    p = sub.add_parser("replay", help="rerun a reproducer written by check --reproducers")
+    p.add_argument("reproducer", metavar="FILE", help="the reproducer's .json (or .npz)")
+    p.add_argument("--fn", required=True, metavar="FILE:FUNC")
+    return parser
+
+
+def _progress_report(args) -> int:
+    from comparisons.report import write_report
+    from comparisons.report_data import report_cases
+
+    units = len(report_cases(args.seed, args.quick)) + 3
+    if args.no_progress:
+        report = write_report(args.out, args.seed, args.quick)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task("report", total=units)
+
+            def progress(description):
+                bar.update(task, advance=1, description=description[:60])
+
+            report = write_report(args.out, args.seed, args.quick, progress)
+    s = report["summary"]
+    out = Path(args.out).resolve()
+    print(f"{s['agree']} of {s['cases']} cases agree"
+          + (f"; skipped backends: {', '.join(s['skipped_backends'])}" if s["skipped_backends"] else ""))
+    print(f"open {out / 'report.html'}  (also report.md, report.json)")
+    return EXIT_OK if s["disagree"] == 0 else EXIT_DISAGREE
+
+
+def _check(args) -> int:
+    from comparisons.checker import check_derivation
+
+    fn = load_function(args.target)
+    result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
+                              reduction=args.reduction, truncate=args.truncate, cases=args.cases,
+                              seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers)
+    print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.summary())
+    return EXIT_OK if result.ok else EXIT_DISAGREE
+
+
+def _replay(args) -> int:
+    from comparisons.checker import failure_from, replay
+
+    outcome = replay(args.reproducer, load_function(args.fn))
+    if outcome.status == "agree":
+        print(f"agrees on {outcome.case.id}")
+        return EXIT_OK
+    if outcome.status == "reference_non_finite":
+        print(f"inconclusive on {outcome.case.id}: {outcome.reason}")
+        return EXIT_OK
+    print(failure_from(outcome).describe())
+    return EXIT_DISAGREE
+
+
+COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay}
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ValueError, TypeError, KeyError, BackendUnavailable) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted; no partial files were left (every file is written atomically)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

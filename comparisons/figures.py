@@ -1,0 +1,153 @@
+"""The report's figures, drawn with matplotlib from ``report_data.collect``'s output.
+
+Each function takes the data and a path, writes one PNG and returns the file name.
+Backends are told apart by line style and marker as well as colour, so overlaid curves
+that coincide (they must) are still visibly all there.
+"""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: the report is written headless
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import FancyArrowPatch  # noqa: E402
+
+from comparisons import atomic  # noqa: E402
+
+STYLE = {
+    "manual": dict(color="#1f77b4", lw=3.0, ls="-", alpha=0.55),
+    "torch": dict(color="#d62728", lw=1.6, ls="--", marker="o", ms=3, markevery=4),
+    "jax": dict(color="#2ca02c", lw=1.2, ls=":", marker="x", ms=4, markevery=5),
+    "numeric": dict(color="#9467bd", lw=1.0, ls="-.", marker="s", ms=3, markevery=6),
+}
+REGIME_TITLE = {"contractive": "rho(W_hh) = 0.5", "near_edge": "rho(W_hh) = 0.9",
+                "edge": "rho(W_hh) = 1.0", "expansive": "rho(W_hh) = 1.5",
+                "saturated": "saturated units (rho 0.9)"}
+
+
+def _save(fig, path) -> str:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())
+    return path.name
+
+
+def _positive(values):
+    """Log axes cannot show 0: exact zeros (truncated or vanished) are drawn as gaps."""
+    v = np.asarray(values, dtype=float)
+    return np.where(v > 0, v, np.nan)
+
+
+def norms(data: list, path) -> str:
+    fig, axes = plt.subplots(1, len(data), figsize=(4.0 * len(data), 3.6), sharey=False)
+    for ax, d in zip(np.atleast_1d(axes), data):
+        t = np.arange(len(next(iter(d["norms"].values()))))
+        for name, values in d["norms"].items():
+            ax.semilogy(t, _positive(values), label=name, **STYLE.get(name, {}))
+        ax.semilogy(t, _positive(d["bound"]), color="black", lw=1, ls=(0, (4, 2)),
+                    label="bound  ||dL/dh_T|| prod ||diag(phi') W_hh||")
+        ax.set_title(f"{REGIME_TITLE.get(d['regime'], d['regime'])}\n(measured rho {d['radius']:.2f})",
+                     fontsize=10)
+        ax.set_xlabel("t")
+        ax.grid(True, which="major", alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("||dL/dh_t||")
+    handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
+               bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle("Gradient norms across time: every backend overlaid (they coincide), "
+                 "with the Jacobian product bound", fontsize=11)
+    return _save(fig, path)
+
+
+def contributions(data: list, path) -> str:
+    fig, axes = plt.subplots(1, len(data), figsize=(4.0 * len(data), 3.4))
+    for ax, d in zip(np.atleast_1d(axes), data):
+        for name, values in d["terms"].items():
+            ax.semilogy(np.arange(1, len(values) + 1), _positive(values), label=name,
+                        **STYLE.get(name, {}))
+        ax.set_title(REGIME_TITLE.get(d["regime"], d["regime"]), fontsize=10)
+        ax.set_xlabel("t")
+        ax.grid(True, alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("||e_t h_{t-1}^T||  (term t of dL/dW_hh)")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("Per-step contributions to dL/dW_hh = sum_t e_t h_{t-1}^T", fontsize=11)
+    return _save(fig, path)
+
+
+def _magnitude_colour(value: float) -> str:
+    """Seed 000's arrow colours: gray = small, orange = about 1, red = large."""
+    m = abs(value)
+    return "#9e9e9e" if m < 0.3 else ("#ff9800" if m < 3.0 else "#d32f2f")
+
+
+def seed000(views: list, path) -> str:
+    fig, axes = plt.subplots(1, len(views), figsize=(7.2 * len(views), 4.2))
+    for ax, v in zip(np.atleast_1d(axes), views):
+        dL_dh = v["dL_dh"]["seed 000 recursion"]
+        T = len(v["x"])
+        ax.set_xlim(-0.7, T + 1.2)
+        ax.set_ylim(-1.6, 2.4)
+        ax.axis("off")
+        for k in range(T + 1):
+            ax.add_patch(plt.Circle((k, 0.5), 0.28, fc="#e3f2fd", ec="#1565c0", lw=1.2, zorder=3))
+            ax.text(k, 0.5, f"h[{k}]", ha="center", va="center", fontsize=8, zorder=4)
+            ax.text(k, -0.05, f"{dL_dh[k]:.3g}", ha="center", va="top", fontsize=8,
+                    color=_magnitude_colour(dL_dh[k]))
+            if k < T:
+                ax.add_patch(plt.Rectangle((k - 0.22, -1.45), 0.44, 0.4, fc="#f1f8e9", ec="#558b2f"))
+                ax.text(k, -1.25, f"x[{k}]", ha="center", va="center", fontsize=8)
+                ax.add_patch(FancyArrowPatch((k + 0.1, -1.02), (k + 0.85, 0.25), arrowstyle="-|>",
+                                             mutation_scale=9, color="#9e9e9e", lw=0.8))
+                # the arrow h[k] -> h[k+1] carries dL/dh[k] = e[k+1] w_r back: colour by it
+                ax.add_patch(FancyArrowPatch((k + 0.3, 0.5), (k + 0.7, 0.5), arrowstyle="-|>",
+                                             mutation_scale=12, color=_magnitude_colour(dL_dh[k]),
+                                             lw=2.5))
+        ax.add_patch(plt.Circle((T + 0.8, 1.7), 0.3, fc="#fff3e0", ec="#e65100", lw=1.2))
+        ax.text(T + 0.8, 1.7, "y", ha="center", va="center", fontsize=10)
+        ax.add_patch(FancyArrowPatch((T + 0.15, 0.75), (T + 0.6, 1.45), arrowstyle="-|>",
+                                     mutation_scale=12, color=_magnitude_colour(dL_dh[T]), lw=2.5))
+        ax.text(-0.6, 0.05, "dL/dh[k]:", ha="left", va="top", fontsize=8, style="italic")
+        regime = "|w_r| < 1: the signal shrinks going left" if abs(v["w_r"]) < 1 else \
+            "|w_r| > 1: the signal grows going left"
+        ax.set_title(f"w_r = {v['w_r']}  ({regime})\nmanual, torch and jax agree to "
+                     f"{v['max_spread']:.1e}", fontsize=10)
+    fig.text(0.5, 0.02, "arrow colour = |dL/dh[k]|:  gray < 0.3,  orange about 1,  red > 3",
+             ha="center", fontsize=9)
+    return _save(fig, path)
+
+
+def precision(data: dict, path) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for name, values in data["rel"].items():
+        ax.loglog(data["T"], _positive(values), label=f"{name} float32", **STYLE.get(name, {}))
+    ax.loglog(data["T"], data["tolerance"], color="black", ls="--", label="tolerance C u n / scale")
+    ax.set_xlabel("T (sequence length)")
+    ax.set_ylabel("relative error of dL/dW_hh vs float64")
+    ax.set_title("float32 error growth with T, against the tolerance", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def agreement(cases: list, path) -> str:
+    """Heat map of max error / tolerance per case and backend (< 1 passes)."""
+    names = sorted({b for c in cases for b in c["errors"]})
+    ratio = np.full((len(cases), len(names)), np.nan)
+    for i, c in enumerate(cases):
+        for j, b in enumerate(names):
+            if b in c["errors"]:
+                ratio[i, j] = max(e["max_abs"] / e["tol"] for e in c["errors"][b].values())
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 0.26 * len(cases) + 1.4))
+    shown = np.log10(np.maximum(ratio, 1e-6))
+    im = ax.imshow(shown, aspect="auto", cmap="RdYlGn_r", vmin=-6, vmax=2)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_yticks(range(len(cases)), [c["id"][:60] for c in cases], fontsize=6)
+    fig.colorbar(im, ax=ax, label="log10(max error / tolerance); < 0 passes")
+    ax.set_title("Agreement: error relative to tolerance", fontsize=10)
+    return _save(fig, path)

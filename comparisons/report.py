@@ -1,0 +1,101 @@
+"""``bptt-xval report``: run the report's cases and write report.{json,md,html} + figures.
+
+report.json follows ``shared/CONTRACT.md`` and is deterministic: the same seed gives the
+same bytes on the same machine and library versions (keys sorted, no timings, no
+dates). Timings go to timings.json. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from comparisons import atomic
+from comparisons.report_data import collect
+
+TEMPLATES = Path(__file__).parent / "templates"
+FIGURES = {
+    "norms": "norms.png",
+    "contributions": "contributions.png",
+    "seed000": "seed000.png",
+    "precision": "precision.png",
+    "agreement": "agreement.png",
+}
+
+
+def to_json(report: dict) -> str:
+    return json.dumps(report, indent=1, sort_keys=True, allow_nan=True) + "\n"
+
+
+def agreement_rows(report: dict) -> list:
+    """One row per case x backend x target, failing rows first, then by error / tolerance."""
+    rows = []
+    for case in report["cases"]:
+        for backend, errors in case["errors"].items():
+            for target, e in errors.items():
+                rows.append({"case": case["id"], "dtype": case["dtype"], "backend": backend,
+                             "against": case["errors_against"][backend], "target": target,
+                             "max_abs": e["max_abs"], "rel": e["rel"], "tol": e["tol"], "ok": e["ok"],
+                             "why": case["tolerance_why"][backend],
+                             "first_bad_step": e.get("first_bad_step")})
+    rows.sort(key=lambda r: (r["ok"], -(r["max_abs"] / r["tol"] if r["tol"] else 0.0)))
+    return rows
+
+
+def worst_rows(rows: list) -> list:
+    """The worst target of each case x backend (the Markdown table's rows)."""
+    seen, out = set(), []
+    for r in rows:
+        key = (r["case"], r["backend"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def render(report: dict, figures: dict, out: Path, command: str) -> None:
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
+    rows = agreement_rows(report)
+    context = {"r": report, "rows": rows, "worst": worst_rows(rows), "figures": figures,
+               "command": command,
+               "embedded": {k: base64.b64encode((out / v).read_bytes()).decode() for k, v in figures.items()}}
+    atomic.write_text(out / "report.html", env.get_template("report.html.j2").render(**context))
+    atomic.write_text(out / "report.md", env.get_template("report.md.j2").render(**context))
+
+
+def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict:
+    """Run and write the whole report into ``out``; returns the report dict."""
+    from comparisons import figures as fig
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    report = collect(seed, quick, progress)
+    computed = time.perf_counter()
+    data = report["figures_data"]
+    if progress:
+        progress("figures")
+    drawn = {
+        "norms": fig.norms(data["norms"], out / FIGURES["norms"]),
+        "contributions": fig.contributions(data["contributions"], out / FIGURES["contributions"]),
+        "seed000": fig.seed000(data["seed000"], out / FIGURES["seed000"]),
+        "precision": fig.precision(data["precision"], out / FIGURES["precision"]),
+        "agreement": fig.agreement(report["cases"], out / FIGURES["agreement"]),
+    }
+    command = "bptt-xval report --out " + shlex.quote(str(out)) + f" --seed {seed}" + (" --quick" if quick else "")
+    report["reproduce"] = command
+    atomic.write_text(out / "report.json", to_json(report))
+    render(report, drawn, out, command)
+    finished = time.perf_counter()
+    atomic.write_text(out / "timings.json", json.dumps({
+        "compute_s": round(computed - started, 3), "figures_and_render_s": round(finished - computed, 3),
+        "total_s": round(finished - started, 3), "argv": sys.argv}, indent=1) + "\n")
+    return report
