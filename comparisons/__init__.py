@@ -7,6 +7,6 @@ The public entry points::
     assert result.ok, result.summary()
 """
 
-from comparisons.checker import CheckResult, Failure, check_derivation
+from comparisons.checker import CheckResult, Failure, assert_derivation, check_derivation
 
-__all__ = ["CheckResult", "Failure", "check_derivation"]
+__all__ = ["CheckResult", "Failure", "assert_derivation", "check_derivation"]

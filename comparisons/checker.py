@@ -20,6 +20,7 @@ from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
 from comparisons import backends, reproducer
 from comparisons.cases import DTYPES, Case, draw_cases, make_problem
 from comparisons.compare import compare
+from comparisons.diagnosis import MISTAKES, diagnose
 from comparisons.tolerances import magnitudes
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
@@ -43,6 +44,10 @@ class Outcome:
     comparisons: list = field(default_factory=list)
     reason: str = ""
     traceback: str | None = None
+    result: object = None              # the candidate's Gradients, when it returned any
+    references: dict = field(default_factory=dict)
+    magnitude: dict | None = None
+    arrays: tuple | None = None
 
     @property
     def failed(self) -> bool:
@@ -101,7 +106,10 @@ class Failure:
             lines.append(f"  smallest failing case: Case(seed={s.seed}, T={s.T}, B={s.B}, D={s.D}, "
                          f"H={s.H}, O={s.O}, regime={s.regime!r}, h0={s.h0!r}, dtype={s.dtype!r})")
         if self.diagnosis:
-            lines.append(f"  looks like: {'; '.join(self.diagnosis)}")
+            lines.append("  diagnosis (the failing gradients match these classic mistakes):")
+            lines += [f"    - {m}: {MISTAKES[m]}" for m in self.diagnosis]
+        elif self.status == "disagree":
+            lines.append("  diagnosis: matches none of the catalogued mistakes")
         if self.reproducer:
             lines.append(f"  replay: bptt-xval replay {self.reproducer} --fn FILE:FUNC")
         return "\n".join(lines)
@@ -247,7 +255,8 @@ def check_case(fn, case: Case, refs: dict, arrays=None) -> Outcome:
         return Outcome(case, "bad_output", reason=str(exc))
     comparisons = [compare(result, r, name, case, magnitude) for name, r in references.items()]
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
-    return Outcome(case, status, comparisons)
+    return Outcome(case, status, comparisons, result=result, references=references,
+                   magnitude=magnitude, arrays=(params, xs, ys))
 
 
 def shrink(fn, case: Case, refs: dict, fails=None) -> Case:
@@ -282,6 +291,7 @@ def shrink(fn, case: Case, refs: dict, fails=None) -> Case:
 
 
 def failure_from(outcome: Outcome) -> Failure:
+    """The Failure record of a failed outcome, diagnosed against the catalog of mistakes."""
     worst = outcome.worst()
     if worst is None:
         return Failure(outcome.case, outcome.status, None, [], None, None, None, None, None,
@@ -290,8 +300,10 @@ def failure_from(outcome: Outcome) -> Failure:
     failing = sorted({t for c in outcome.comparisons for t in c.failing()},
                      key=lambda t: (t != target, t))
     step = next((c.first_bad_step for c in outcome.comparisons if c.first_bad_step is not None), None)
+    analytic = next(r for name, r in outcome.references.items() if r.dL_dh is not None or name == reference)
+    diagnosis = diagnose(outcome.result, outcome.case, outcome.arrays, analytic, outcome.magnitude)
     return Failure(outcome.case, "disagree", target, failing, step, err.max_abs, err.rel, err.tol,
-                   reference, f"{target} differs from {reference}", None)
+                   reference, f"{target} differs from {reference}", None, diagnosis=diagnosis)
 
 
 def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_error",
@@ -355,3 +367,13 @@ def replay(path, fn, references=backends.REFERENCES) -> Outcome:
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
     return check_case(fn, case, refs, arrays)
+
+
+def assert_derivation(fn, **config) -> CheckResult:
+    """pytest-friendly: raise AssertionError with the full verdict (parameter, step,
+    errors, shrunk case, diagnosis) unless ``fn`` agrees. ``config`` is passed to
+    :func:`check_derivation` (hidden=..., cases=..., dtype=...)."""
+    result = check_derivation(fn, **config)
+    if not result.ok:
+        raise AssertionError(result.summary())
+    return result

@@ -60,8 +60,9 @@ def norms(data: list, path) -> str:
     handles, labels = np.atleast_1d(axes)[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False,
                bbox_to_anchor=(0.5, -0.08))
-    fig.suptitle("Gradient norms across time: every backend overlaid (they coincide), "
-                 "with the Jacobian product bound", fontsize=11)
+    fig.suptitle("Gradient norms across time: every backend overlaid (they coincide), with the "
+                 "Jacobian product bound (loose where W_hh is non-normal: ||W_hh||_2 > rho)",
+                 fontsize=11, y=1.06)
     return _save(fig, path)
 
 
@@ -76,7 +77,7 @@ def contributions(data: list, path) -> str:
         ax.grid(True, alpha=0.3)
     np.atleast_1d(axes)[0].set_ylabel("||e_t h_{t-1}^T||  (term t of dL/dW_hh)")
     np.atleast_1d(axes)[0].legend(fontsize=8)
-    fig.suptitle("Per-step contributions to dL/dW_hh = sum_t e_t h_{t-1}^T", fontsize=11)
+    fig.suptitle("Per-step contributions to dL/dW_hh = sum_t e_t h_{t-1}^T", fontsize=11, y=1.04)
     return _save(fig, path)
 
 
@@ -91,8 +92,9 @@ def seed000(views: list, path) -> str:
     for ax, v in zip(np.atleast_1d(axes), views):
         dL_dh = v["dL_dh"]["seed 000 recursion"]
         T = len(v["x"])
-        ax.set_xlim(-0.7, T + 1.2)
-        ax.set_ylim(-1.6, 2.4)
+        ax.set_xlim(-1.3, T + 1.3)
+        ax.set_ylim(-1.6, 2.2)
+        ax.set_aspect("equal")
         ax.axis("off")
         for k in range(T + 1):
             ax.add_patch(plt.Circle((k, 0.5), 0.28, fc="#e3f2fd", ec="#1565c0", lw=1.2, zorder=3))
@@ -112,7 +114,7 @@ def seed000(views: list, path) -> str:
         ax.text(T + 0.8, 1.7, "y", ha="center", va="center", fontsize=10)
         ax.add_patch(FancyArrowPatch((T + 0.15, 0.75), (T + 0.6, 1.45), arrowstyle="-|>",
                                      mutation_scale=12, color=_magnitude_colour(dL_dh[T]), lw=2.5))
-        ax.text(-0.6, 0.05, "dL/dh[k]:", ha="left", va="top", fontsize=8, style="italic")
+        ax.text(-0.4, -0.05, "dL/dh[k] =", ha="right", va="top", fontsize=8, style="italic")
         regime = "|w_r| < 1: the signal shrinks going left" if abs(v["w_r"]) < 1 else \
             "|w_r| > 1: the signal grows going left"
         ax.set_title(f"w_r = {v['w_r']}  ({regime})\nmanual, torch and jax agree to "

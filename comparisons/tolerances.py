@@ -12,15 +12,15 @@ float64 reference r on the same input values. We accept
   errors grow linearly in n, not exponentially.
 - ``scale`` is that "sum of |terms|", not |r|: the largest of max |r| and the
   magnitude M of the same sums taken over absolute values with phi', theta' <= 1.
-  For W_hh, M = max over entries of sum_t |dL/dh_t|^T |h_{t-1}|; for W_xh the same with
-  |x_t|; for b_h sum_t |dL/dh_t|; for W_hy and b_y the same over bounds of |dL/dz_t|;
-  for dL/dh_t, |W_hy|^T |dL/dz_t| + |W_hh|^T |dL/dh_{t+1}|, and every later step's size
-  (a rounding error made at step s > t travels back to t with the signal).
+  M (``magnitudes``) is the sum of |terms| of each gradient entry, one level deep, so
+  cancellation cannot fake a tight scale. For dL/dh_t the scale is also at least every
+  later step's size (a rounding error made at step s > t travels back to t with the
+  signal).
   Why not |r| alone: a saturated unit has phi' = 1 - h^2 ~ 1e-9, computed from a
   rounded h with an *absolute* error ~ u; in float32 h rounds to 1 and phi' to 0. The
   gradient is then tiny but its error is u times the unsaturated magnitude, which is
   exactly M. States and outputs for M come from a float64 forward pass
-  (``reference.numeric.states``), dL/dh_t from the autodiff reference.
+  (``reference.numeric.states``).
 - ``C = 8`` absorbs the constants of that analysis (a multiply-add is two roundings;
   forward and backward each add one chain). It was checked, not tuned: ``nox -s soak``
   prints the largest observed error / (rtol * scale) over its cases.
@@ -133,13 +133,25 @@ def compare_dL_dh(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
 
 
 def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dict:
-    """The phi'-free magnitude M of every compared quantity (see the module docstring).
+    """The magnitude M of every compared quantity: the sum of |terms| that rounding acts on.
 
+    With e_t = dL/dh_t phi'(a_t) and the reference's dL/dh_t (float64)::
+
+        g_t = max(|dL/dh_t|,  |W_hy|^T |dL/dz_t| + |W_hh|^T |e_{t+1}|)     (elementwise)
+        M(W_xh) = max sum_t g_t |x_t|^T,  M(W_hh) = max sum_t g_t |h_{t-1}|^T,  M(b_h) = max sum_t g_t
+
+    The second term of g_t is the size of the two sums that make dL/dh_t, so their
+    cancellation cannot fake a tight scale; g_t, not |e_t|, multiplies the inputs because
+    phi' is computed from a rounded h with an absolute error ~ u (saturation). The
+    recursion is not taken over absolute values all the way back: that bound is rigorous
+    but grows like |W_hh|^T and would make the check vacuous; errors made at step s
+    travel back through the true Jacobians, as the signal does (see compare_dL_dh).
     ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff
-    reference, or None (then output-side magnitudes only). Returns {target: float},
-    with "dL_dh" -> (T+1,) array.
+    reference, or None (then the output side only). Returns {target: float}, with
+    "dL_dh" -> (T+1,) array.
     """
-    from reference.numeric import states  # NumPy only, the references' own forward pass
+    from manual.activations import ACTIVATIONS
+    from reference.numeric import states  # NumPy only: a float64 forward pass
 
     h, _, o = states(params, xs, hidden=case.hidden, output=case.output)
     T, B = xs.shape[:2]
@@ -152,15 +164,17 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
          "b_y": float(np.max(dz.sum((0, 1))))}
     if dL_dh is None:
         return M
-    g = np.abs(dL_dh)
+    a = xs @ params["W_xh"].T + h[:-1] @ params["W_hh"].T + params["b_h"]
+    e = np.abs(dL_dh[1:]) * np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
+    terms = np.zeros_like(dL_dh)
+    terms[:-1] = e @ np.abs(params["W_hh"])            # |W_hh|^T |e_{t+1}|
+    terms[1:] += dz @ np.abs(params["W_hy"])           # |W_hy|^T |dL/dz_t|
+    g = np.maximum(np.abs(dL_dh), terms)
     M["W_xh"] = float(np.max(np.einsum("tbh,tbd->hd", g[1:], np.abs(xs))))
     M["W_hh"] = float(np.max(np.einsum("tbh,tbk->hk", g[1:], np.abs(h[:-1]))))
     M["b_h"] = float(np.max(g[1:].sum((0, 1))))
-    carried = np.zeros_like(g)
-    carried[:-1] = g[1:] @ np.abs(params["W_hh"])     # |W_hh|^T |dL/dh_{t+1}|
-    per_step = carried
-    per_step[1:] += dz @ np.abs(params["W_hy"])       # |W_hy|^T |dL/dz_t|
-    M["dL_dh"] = per_step.reshape(T + 1, -1).max(1)
+    M["dL_dh"] = g.reshape(T + 1, -1).max(1)
     if "h0" in params:
-        M["h0"] = float(np.max(carried[0] if params["h0"].ndim == 2 else carried[0].sum(0)))
+        # dL/dh_0, like every dL/dh_t, is held to the size of all later steps
+        M["h0"] = float(np.max(g if params["h0"].ndim == 2 else g.sum(1)))
     return M

@@ -18,10 +18,84 @@ every weight-gradient reduction is one matrix product over the stacked (T*B) row
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from bptt_xval.model import Gradients, is_cut, step_weights, validate
 from manual.activations import ACTIVATIONS
+
+
+class Forward(NamedTuple):
+    """The forward pass, indexed as the equations are: a[t], h[t] for t = 1..T with h[0] = h0
+    (a[0] unused); z and o for t = 1..T stored at 0..T-1."""
+
+    a: np.ndarray   # (T+1, B, H)
+    h: np.ndarray   # (T+1, B, H)
+    z: np.ndarray   # (T, B, O)
+    o: np.ndarray   # (T, B, O)
+
+
+def forward(params, xs, hidden, output) -> Forward:
+    """a_t = W_xh x_t + W_hh h_{t-1} + b_h, h_t = phi(a_t), z_t = W_hy h_t + b_y, o_t = theta(z_t)."""
+    T, B, _ = xs.shape
+    W_hh = params["W_hh"]
+    H = W_hh.shape[0]
+    phi, theta = ACTIVATIONS[hidden][0], ACTIVATIONS[output][0]
+    h = np.empty((T + 1, B, H), xs.dtype)
+    h[0] = params["h0"] if "h0" in params else 0
+    a = np.empty((T + 1, B, H), xs.dtype)
+    a[0] = 0
+    a[1:] = xs @ params["W_xh"].T + params["b_h"]   # every input projection at once
+    for t in range(1, T + 1):
+        a[t] += h[t - 1] @ W_hh.T
+        h[t] = phi(a[t])
+    z = h[1:] @ params["W_hy"].T + params["b_y"]     # every output projection at once
+    return Forward(a, h, z, theta(z))
+
+
+def output_error(f: Forward, ys, loss, reduction, output):
+    """L = sum_t w_t l_t and dL/dz_t (T, B, O): w_t / B (batch mean) times the loss derivative."""
+    T, B, O = f.z.shape
+    w = step_weights(reduction, T, f.z.dtype)
+    if loss == "squared_error":
+        l = 0.5 * ((f.o - ys) ** 2).sum(-1).mean(-1)
+        dL_dz = (f.o - ys) * ACTIVATIONS[output][1](f.z, f.o)
+    else:
+        z_shift = f.z - f.z.max(-1, keepdims=True)
+        log_softmax = z_shift - np.log(np.exp(z_shift).sum(-1, keepdims=True))
+        one_hot = np.eye(O, dtype=f.z.dtype)[ys]
+        l = -(log_softmax * one_hot).sum(-1).mean(-1)
+        dL_dz = np.exp(log_softmax) - one_hot       # softmax + cross-entropy: o - y
+    dL_dz *= (w / B)[:, None, None]
+    return float((w * l).sum()), dL_dz
+
+
+def backward(params, xs, f: Forward, dL_dz, hidden, truncate):
+    """BPTT from dL/dh_{T+1} = 0. Returns (grads without h0, dL_dh (T+1, B, H))."""
+    T, B, H = f.h.shape[0] - 1, f.h.shape[1], f.h.shape[2]
+    W_hh = params["W_hh"]
+    dphi = ACTIVATIONS[hidden][1]
+    dL_dh = np.empty_like(f.h)
+    dL_dh[0] = 0                                  # h0 feeds no output directly
+    dL_dh[1:] = dL_dz @ params["W_hy"]            # direct part W_hy^T dL/dz_t, all steps at once
+    e = np.zeros_like(f.h)
+    for t in range(T, 0, -1):
+        e[t] = dL_dh[t] * dphi(f.a[t], f.h[t])    # e_t = dL/dh_t * phi'(a_t)
+        if not is_cut(t - 1, truncate):           # a detached h_{t-1} receives nothing
+            dL_dh[t - 1] += e[t] @ W_hh           # seed 000's dL/dh[k] = e[k+1] w_r
+
+    # Shared weights: sum the per-step contributions over t (and the batch) in one product.
+    E = e[1:].reshape(T * B, H)
+    G = dL_dz.reshape(T * B, -1)
+    grads = {
+        "W_xh": E.T @ xs.reshape(T * B, -1),
+        "W_hh": E.T @ f.h[:-1].reshape(T * B, H),
+        "b_h": E.sum(0),
+        "W_hy": G.T @ f.h[1:].reshape(T * B, H),
+        "b_y": G.sum(0),
+    }
+    return grads, dL_dh
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
@@ -37,57 +111,9 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
-    T, B, H, O, dtype = p.T, p.B, p.H, p.O, p.dtype
-    W_xh, W_hh, b_h, W_hy, b_y = (p.params[k] for k in ("W_xh", "W_hh", "b_h", "W_hy", "b_y"))
-    phi, dphi = ACTIVATIONS[hidden]
-    theta, dtheta = ACTIVATIONS[output]
-
-    # Forward. Arrays indexed by time carry a slot 0 so that h[t], a[t], e[t] read as
-    # the equations do; a[0] and e[0] are unused.
-    h = np.empty((T + 1, B, H), dtype)
-    h[0] = params["h0"] if "h0" in params else 0
-    a = np.empty((T + 1, B, H), dtype)
-    a[1:] = xs @ W_xh.T + b_h                     # every input projection at once
-    for t in range(1, T + 1):
-        a[t] += h[t - 1] @ W_hh.T
-        h[t] = phi(a[t])
-    z = h[1:] @ W_hy.T + b_y                      # (T, B, O), every output projection at once
-    o = theta(z)
-
-    # Loss and dL/dz_t: w_t / B per step (mean over the batch), times the loss derivative.
-    w = step_weights(reduction, T, dtype)
-    if loss == "squared_error":
-        l = 0.5 * ((o - p.ys) ** 2).sum(-1).mean(-1)
-        dL_dz = (o - p.ys) * dtheta(z, o)
-    else:
-        z_shift = z - z.max(-1, keepdims=True)
-        log_softmax = z_shift - np.log(np.exp(z_shift).sum(-1, keepdims=True))
-        one_hot = np.eye(O, dtype=dtype)[p.ys]
-        l = -(log_softmax * one_hot).sum(-1).mean(-1)
-        dL_dz = np.exp(log_softmax) - one_hot     # softmax + cross-entropy: o - y
-    dL_dz *= (w / B)[:, None, None]
-    L = float((w * l).sum())
-
-    # Backward through time (seed 001's dynamic programme: start from dL/dh_{T+1} = 0).
-    dL_dh = np.empty((T + 1, B, H), dtype)
-    dL_dh[0] = 0                                  # h0 feeds no output directly
-    dL_dh[1:] = dL_dz @ W_hy                      # direct part W_hy^T dL/dz_t, all steps at once
-    e = np.zeros((T + 1, B, H), dtype)
-    for t in range(T, 0, -1):
-        e[t] = dL_dh[t] * dphi(a[t], h[t])        # e_t = dL/dh_t * phi'(a_t)
-        if not is_cut(t - 1, truncate):            # a detached h_{t-1} receives nothing
-            dL_dh[t - 1] += e[t] @ W_hh            # seed 000's dL/dh[k] = e[k+1] w_r
-
-    # Shared weights: sum the per-step contributions over t (and the batch) in one product.
-    E = e[1:].reshape(T * B, H)
-    G = dL_dz.reshape(T * B, O)
-    grads = {
-        "W_xh": E.T @ xs.reshape(T * B, -1),
-        "W_hh": E.T @ h[:-1].reshape(T * B, H),
-        "b_h": E.sum(0),
-        "W_hy": G.T @ h[1:].reshape(T * B, H),
-        "b_y": G.sum(0),
-    }
+    f = forward(p.params, p.xs, hidden, output)
+    L, dL_dz = output_error(f, p.ys, loss, reduction, output)
+    grads, dL_dh = backward(p.params, p.xs, f, dL_dz, hidden, truncate)
     if "h0" in params:
         grads["h0"] = dL_dh[0].copy() if params["h0"].ndim == 2 else dL_dh[0].sum(0)
     return Gradients(L, grads, dL_dh)

@@ -1,0 +1,65 @@
+"""Soak: run the correct derivation (manual.rnn) through the checker on many cases.
+
+Every configuration of the contract, both dtypes, the default case mixture. Prints the
+number of cases, the false alarms (must be 0), inconclusive (overflowing) cases, and the
+largest observed error / tolerance: how much head-room the tolerances have.
+
+    python benchmarks/soak.py [--cases 10000] [--seed 0]
+"""
+
+import argparse
+import itertools
+import sys
+import time
+
+from bptt_xval.model import HIDDEN, OUTPUT, REDUCTION
+from comparisons import backends
+from comparisons.cases import draw_cases
+from comparisons.checker import check_case
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    configs = [dict(hidden=h, output=o, loss=l, reduction=r, truncate=k)
+               for h, o, l, r, k in itertools.product(HIDDEN, OUTPUT, ("squared_error", "cross_entropy"),
+                                                      REDUCTION, (None, 4))
+               if not (l == "cross_entropy" and o != "identity")]
+    refs, skipped = backends.available(backends.REFERENCES)
+    manual = backends.load("manual")
+    per_block = 16
+    n = alarms = inconclusive = 0
+    worst = {"float64": 0.0, "float32": 0.0}
+    started = time.perf_counter()
+    for block in itertools.count():
+        if n >= args.cases:
+            break
+        config = configs[block % len(configs)]
+        dtype = ("float64", "float32")[(block // len(configs)) % 2]
+        use = {k: v for k, v in refs.items() if not (k == "numeric" and config["truncate"])}
+        for case in draw_cases(per_block, args.seed * 1_000_003 + block, dtype=dtype, **config):
+            outcome = check_case(manual, case, use)
+            n += 1
+            if outcome.status == "reference_non_finite":
+                inconclusive += 1
+                continue
+            if outcome.failed:
+                alarms += 1
+                print(f"FALSE ALARM {case}: {outcome.status} {outcome.reason} {outcome.worst()}", flush=True)
+            for c in outcome.comparisons:
+                for e in c.errors.values():
+                    worst[dtype] = max(worst[dtype], e.max_abs / e.tol)
+        if block % 50 == 0:
+            print(f"{n} cases, {alarms} false alarms, {time.perf_counter() - started:.0f} s", flush=True)
+    elapsed = time.perf_counter() - started
+    print(f"cases: {n}  false alarms: {alarms}  inconclusive (overflow): {inconclusive}  "
+          f"references: {sorted(refs)}  skipped: {sorted(skipped)}")
+    print(f"largest error / tolerance: float64 {worst['float64']:.3g}, float32 {worst['float32']:.3g}")
+    print(f"{n / elapsed:.1f} cases/s over {elapsed:.0f} s")
+    return 1 if alarms else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""Sessions: ``tests`` (what CI runs), ``report`` (the main product), ``soak``, ``bench``.
+
+Every session installs under constraints.txt, which pins torch==2.13.0 (the CPU wheel on
+local disk; anything else pulls a multi-GB CUDA build).
+"""
+
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+CONSTRAINTS = ("-c", "constraints.txt")
+
+
+def install(session, extras: str) -> None:
+    session.install(*CONSTRAINTS, f".[{extras}]")
+
+
+@nox.session
+def tests(session):
+    """The whole test suite (pytest + Hypothesis), every backend installed."""
+    install(session, "all")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
+                env={"HYPOTHESIS_PROFILE": "ci"})
+
+
+@nox.session
+def report(session):
+    """Write the report to report/ and say where to open it."""
+    install(session, "torch,jax,report")
+    session.run("bptt-xval", "report", "--out", "report", *session.posargs)
+
+
+@nox.session
+def soak(session):
+    """At least 10,000 correct cases through the checker: the false-alarm count must be 0."""
+    install(session, "torch,jax")
+    session.run("python", "benchmarks/soak.py", *session.posargs)
+
+
+@nox.session
+def bench(session):
+    """Speed of manual BPTT against torch and jax, and the checker's cases per second."""
+    install(session, "torch,jax,report")
+    session.run("bptt-xval", "bench", *session.posargs)

@@ -1,0 +1,34 @@
+"""Shared test set-up: Hypothesis profiles and small helpers."""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+# "ci": derandomized, so a CI run is reproducible; "dev": random, more examples.
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=100,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+def small_problem(T=5, B=2, D=3, H=4, O=2, dtype=np.float64, seed=0, h0=None, cross_entropy=False):
+    """A plain random problem for the contract's model."""
+    rng = np.random.default_rng(seed)
+    params = {"W_xh": rng.normal(size=(H, D)), "W_hh": 0.5 * rng.normal(size=(H, H)),
+              "b_h": 0.1 * rng.normal(size=H), "W_hy": rng.normal(size=(O, H)), "b_y": 0.1 * rng.normal(size=O)}
+    if h0 == "vector":
+        params["h0"] = rng.normal(size=H)
+    elif h0 == "batch":
+        params["h0"] = rng.normal(size=(B, H))
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    xs = rng.normal(size=(T, B, D)).astype(dtype)
+    ys = rng.integers(0, O, size=(T, B)) if cross_entropy else rng.normal(size=(T, B, O)).astype(dtype)
+    return params, xs, ys
+
+
+@pytest.fixture
+def problem():
+    return small_problem()

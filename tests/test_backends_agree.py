@@ -1,0 +1,85 @@
+"""Every backend against every other, over every configuration of the contract."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from bptt_xval.model import HIDDEN, OUTPUT, REDUCTION
+from comparisons import backends
+from comparisons.cases import Case, make_problem
+from comparisons.checker import check_case, reference_results
+from comparisons.compare import compare
+
+CONFIGS = [dict(hidden=h, output=o, loss=l, reduction=r)
+           for h, o, l, r in itertools.product(HIDDEN, OUTPUT, ("squared_error", "cross_entropy"), REDUCTION)
+           if not (l == "cross_entropy" and o != "identity")]
+H0 = ("none", "vector", "batch")
+
+
+def _case(i, config, truncate, dtype="float64"):
+    return Case(seed=1000 + i, T=7, B=2, D=3, H=4, O=3, regime=("contractive", "edge", "expansive",
+                "saturated", "generic")[i % 5], h0=H0[i % 3], dtype=dtype, truncate=truncate, **config)
+
+
+@pytest.mark.parametrize("truncate", [None, 3])
+@pytest.mark.parametrize("i,config", list(enumerate(CONFIGS)), ids=lambda c: "-".join(map(str, c.values()))
+                         if isinstance(c, dict) else str(c))
+def test_float64_every_configuration(i, config, truncate):
+    """manual, torch, jax (and numeric without truncation) agree to float64 rounding."""
+    case = _case(i, config, truncate)
+    params, xs, ys = make_problem(case)
+    loaded, _ = backends.available()
+    results = {n: fn(params, xs, ys, **case.config()) for n, fn in loaded.items()
+               if not (n == "numeric" and truncate is not None)}
+    m = results["manual"]
+    for name, r in results.items():
+        # an independent, plain check beside the suite's own tolerance machinery
+        central = name == "numeric" and case.hidden == "relu"
+        rtol, atol = (1e-6, 1e-9) if central else (1e-10, 1e-13)
+        assert np.isclose(r.loss, m.loss, rtol=1e-12), name
+        for k in m.grads:
+            assert r.grads[k].dtype == np.float64 and r.grads[k].shape == params[k].shape
+            np.testing.assert_allclose(r.grads[k], m.grads[k], rtol=rtol, atol=atol, err_msg=f"{name} {k}")
+        if r.dL_dh is not None:
+            np.testing.assert_allclose(r.dL_dh, m.dL_dh, rtol=1e-10, atol=1e-13, err_msg=f"{name} dL_dh")
+    outcome = check_case(loaded["manual"], case, {n: loaded[n] for n in ("torch", "jax", "numeric")})
+    assert outcome.status == "agree", outcome
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("loss,reduction,truncate", [("squared_error", "mean", None),
+                                                     ("cross_entropy", "sum", 2)])
+def test_float32_against_float64(hidden, loss, reduction, truncate):
+    """float32 in, float32 out, within the float32 tolerance of the float64 reference."""
+    case = Case(seed=7, T=20, B=3, D=4, H=8, O=3, regime="near_edge", h0="vector", dtype="float32",
+                hidden=hidden, loss=loss, reduction=reduction, truncate=truncate)
+    params, xs, ys = make_problem(case)
+    loaded, _ = backends.available(("manual", "torch", "jax"))
+    refs, magnitude = reference_results(case, {"jax": loaded["jax"]}, params, xs, ys)
+    for name, fn in loaded.items():
+        r = fn(params, xs, ys, **case.config())
+        assert all(g.dtype == np.float32 for g in r.grads.values()) and r.dL_dh.dtype == np.float32
+        c = compare(r, refs["jax"], "jax", case, magnitude)
+        assert c.ok, (name, c.failing(), {k: e for k, e in c.errors.items() if not e.ok})
+
+
+def test_float32_tolerance_is_not_vacuous():
+    """The float32 tolerance still rejects an error of one part in 1e3."""
+    case = Case(seed=7, T=20, B=3, D=4, H=8, O=3, dtype="float32")
+    params, xs, ys = make_problem(case)
+    refs, magnitude = reference_results(case, {"jax": backends.load("jax")}, params, xs, ys)
+    r = backends.load("manual")(params, xs, ys, **case.config())
+    r.grads["W_hh"][0, 0] *= 1.001
+    assert not compare(r, refs["jax"], "jax", case, magnitude).errors["W_hh"].ok
+
+
+def test_inputs_never_modified(problem):
+    params, xs, ys = problem
+    frozen = {k: v.copy() for k, v in params.items()}
+    for arr in list(params.values()) + [xs, ys]:
+        arr.flags.writeable = False
+    for name, fn in backends.available()[0].items():
+        fn(params, xs, ys, hidden="sigmoid", truncate=2 if name != "numeric" else None)
+        for k in params:
+            np.testing.assert_array_equal(params[k], frozen[k])
