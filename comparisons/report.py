@@ -90,8 +90,10 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "precision": fig.precision(data["precision"], out / FIGURES["precision"]),
         "agreement": fig.agreement(report["cases"], out / FIGURES["agreement"]),
     }
-    command = "bptt-xval report --out " + shlex.quote(str(out)) + f" --seed {seed}" + (" --quick" if quick else "")
-    report["reproduce"] = command
+    options = f"--seed {seed}" + (" --quick" if quick else "")
+    # report.json must not depend on where it is written: its command leaves --out to the reader
+    report["reproduce"] = f"bptt-xval report {options} --out DIR"
+    command = f"bptt-xval report --out {shlex.quote(str(out))} {options}"
     atomic.write_text(out / "report.json", to_json(report))
     render(report, drawn, out, command)
     finished = time.perf_counter()

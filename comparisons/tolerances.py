@@ -157,7 +157,8 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     T, B = xs.shape[:2]
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
-        dz = w * np.abs(o - ys)                       # |theta'| <= 1
+        # the terms that make o_t - y_t: |W_hy| |h_t| + |b_y| (through theta, |theta'| <= 1) and |y_t|
+        dz = w * (np.abs(h[1:]) @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
     else:
         dz = w * (o.shape[-1] > 1) * np.ones_like(o)  # |softmax - onehot| <= 1 per entry
     M = {"W_hy": float(np.max(np.einsum("tbo,tbh->oh", dz, np.abs(h[1:])))),
