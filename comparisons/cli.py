@@ -104,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="rerun a reproducer written by check --reproducers")
     p.add_argument("reproducer", metavar="FILE", help="the reproducer's .json (or .npz)")
     p.add_argument("--fn", required=True, metavar="FILE:FUNC")
+
+    p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
+    p.add_argument("--repeats", type=_positive_int, default=5)
+    p.add_argument("--quick", action="store_true", help="smaller sweeps")
+    p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and the figure")
     return parser
 
 
@@ -157,7 +162,16 @@ def _replay(args) -> int:
     return EXIT_DISAGREE
 
 
-COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay}
+def _bench(args) -> int:
+    from comparisons.bench import run, table
+
+    results = run(args.repeats, args.quick, args.out, progress=lambda m: print(m, file=sys.stderr))
+    print(table(results))
+    print(f"results: {Path(args.out).resolve() / 'latest.json'} and scaling.png")
+    return EXIT_OK
+
+
+COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench}
 
 
 def main(argv=None) -> int:

@@ -88,12 +88,12 @@ def _magnitude_colour(value: float) -> str:
 
 
 def seed000(views: list, path) -> str:
-    fig, axes = plt.subplots(1, len(views), figsize=(7.2 * len(views), 4.2))
+    fig, axes = plt.subplots(1, len(views), figsize=(7.2 * len(views), 3.6))
     for ax, v in zip(np.atleast_1d(axes), views):
         dL_dh = v["dL_dh"]["seed 000 recursion"]
         T = len(v["x"])
         ax.set_xlim(-1.3, T + 1.3)
-        ax.set_ylim(-1.6, 2.2)
+        ax.set_ylim(-1.6, 2.1)
         ax.set_aspect("equal")
         ax.axis("off")
         for k in range(T + 1):
@@ -119,7 +119,7 @@ def seed000(views: list, path) -> str:
             "|w_r| > 1: the signal grows going left"
         ax.set_title(f"w_r = {v['w_r']}  ({regime})\nmanual, torch and jax agree to "
                      f"{v['max_spread']:.1e}", fontsize=10)
-    fig.text(0.5, 0.02, "arrow colour = |dL/dh[k]|:  gray < 0.3,  orange about 1,  red > 3",
+    fig.text(0.5, 0.06, "arrow colour = |dL/dh[k]|:  gray < 0.3,  orange about 1,  red > 3",
              ha="center", fontsize=9)
     return _save(fig, path)
 
@@ -128,7 +128,7 @@ def precision(data: dict, path) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for name, values in data["rel"].items():
         ax.loglog(data["T"], _positive(values), label=f"{name} float32", **STYLE.get(name, {}))
-    ax.loglog(data["T"], data["tolerance"], color="black", ls="--", label="tolerance C u n / scale")
+    ax.loglog(data["T"], data["tolerance"], color="black", ls="--", label="tolerance C (u + u64) n")
     ax.set_xlabel("T (sequence length)")
     ax.set_ylabel("relative error of dL/dW_hh vs float64")
     ax.set_title("float32 error growth with T, against the tolerance", fontsize=10)
@@ -147,7 +147,9 @@ def agreement(cases: list, path) -> str:
                 ratio[i, j] = max(e["max_abs"] / e["tol"] for e in c["errors"][b].values())
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(names), 0.26 * len(cases) + 1.4))
     shown = np.log10(np.maximum(ratio, 1e-6))
-    im = ax.imshow(shown, aspect="auto", cmap="RdYlGn_r", vmin=-6, vmax=2)
+    # white at the tolerance itself, green below (passes), magenta above (fails)
+    norm = matplotlib.colors.TwoSlopeNorm(vmin=-6, vcenter=0, vmax=2)
+    im = ax.imshow(shown, aspect="auto", cmap="PiYG_r", norm=norm)
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(cases)), [c["id"][:60] for c in cases], fontsize=6)
     fig.colorbar(im, ax=ax, label="log10(max error / tolerance); < 0 passes")

@@ -167,7 +167,9 @@ def precision_sweep(loaded: dict, seed: int, quick: bool) -> dict:
     Ts = [1, 4, 16, 64] if quick else [1, 4, 16, 64, 256]
     out = {"T": Ts, "tolerance": [], "rel": {}}
     for T in Ts:
-        case = Case(seed=seed * 1000 + 900, T=T, B=2, D=3, H=8, O=2, regime="near_edge", dtype="float32")
+        # h0 given, so that dL/dW_hh = e_1 h_0^T is not exactly 0 at T = 1
+        case = Case(seed=seed * 1000 + 900, T=T, B=2, D=3, H=8, O=2, regime="near_edge", h0="vector",
+                    dtype="float32")
         results, baselines, arrays64 = run_case(case, {k: v for k, v in loaded.items() if k != "numeric"})
         rec = case_record(case, results, baselines, arrays64)
         out["tolerance"].append(tolerance("float32", case.T, case.H, case.D, case.O).rtol)

@@ -1,0 +1,202 @@
+"""``bptt-xval bench``: manual BPTT against torch and jax, the sgemm FLOP limit, and the
+checker's cases per second. All ratios are taken within one run, on one machine.
+
+Each timing is the median of ``repeats`` calls after one warm-up call (which also
+compiles jax). Times are for forward + backward (loss and every gradient).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from comparisons import atomic, backends
+from comparisons.cases import Case, make_problem
+
+RESULTS = Path("benchmarks") / "results"
+# (label, T, B, D, H, O) in float32; the goals of issue 7 are stated for these sizes
+HEADLINE = [("large", 100, 64, 128, 512, 16), ("long", 2000, 8, 8, 32, 4), ("scalar", 1000, 1, 1, 1, 1)]
+SWEEP_T = [50, 100, 200, 400, 800, 1600]
+SWEEP_H = [16, 64, 256, 512]
+
+
+def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: caches, jit compilation
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def bptt_flops(T, B, D, H, O) -> float:
+    """Multiply-adds x 2 of BPTT: forward x W_xh, h W_hh, h W_hy; backward W_hy^T dz, W_hh^T e,
+    and the three weight-gradient products."""
+    return 2.0 * T * B * (2 * H * D + 3 * H * H + 3 * H * O)
+
+
+def sgemm_rate(n: int = 2048) -> float:
+    """FLOP/s of the best float32 matrix product available here (NumPy's or torch's)."""
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    rates = [2 * n ** 3 / median_time(lambda: a @ a, 5)]
+    try:
+        import torch
+
+        t = torch.from_numpy(a)
+        rates.append(2 * n ** 3 / median_time(lambda: t @ t, 5))
+    except ImportError:
+        pass
+    return max(rates)
+
+
+def contestants(T, B, D, H, O, dtype="float32") -> dict:
+    """name -> zero-argument callable computing the loss and every gradient once."""
+    case = Case(seed=0, T=T, B=B, D=D, H=H, O=O, regime="near_edge", dtype=dtype)
+    params, xs, ys = make_problem(case)
+    out = {"manual": lambda: backends.load("manual")(params, xs, ys)}
+    try:
+        torch_loop = backends.load("torch")
+        out["torch loop"] = lambda: torch_loop(params, xs, ys)
+        out["torch.nn.RNN"] = _torch_nn_rnn(params, xs, ys)
+    except backends.BackendUnavailable:
+        pass
+    try:
+        backends.load("jax")
+        out["jax.jit"] = _jax_jit(params, xs, ys)
+    except backends.BackendUnavailable:
+        pass
+    return out
+
+
+def _torch_nn_rnn(params, xs, ys):
+    import torch
+
+    T, B, D = xs.shape
+    H, O = params["W_hh"].shape[0], params["W_hy"].shape[0]
+    rnn = torch.nn.RNN(D, H, nonlinearity="tanh")
+    head = torch.nn.Linear(H, O)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(torch.from_numpy(params["W_xh"]))
+        rnn.weight_hh_l0.copy_(torch.from_numpy(params["W_hh"]))
+        rnn.bias_ih_l0.copy_(torch.from_numpy(params["b_h"]))
+        rnn.bias_hh_l0.zero_()
+        head.weight.copy_(torch.from_numpy(params["W_hy"]))
+        head.bias.copy_(torch.from_numpy(params["b_y"]))
+    x, y = torch.from_numpy(xs), torch.from_numpy(ys)
+    weights = list(rnn.parameters()) + list(head.parameters())
+
+    def run():
+        hs, _ = rnn(x)
+        loss = (0.5 * ((head(hs) - y) ** 2).sum(-1).mean(-1)).mean()
+        return torch.autograd.grad(loss, weights)
+
+    return run
+
+
+def _jax_jit(params, xs, ys):
+    import jax
+
+    from reference import jax_grad
+
+    T, B, _ = xs.shape
+    H = params["W_hh"].shape[0]
+    f = jax_grad.compiled("tanh", "identity", "squared_error", "mean", None)
+    p = {**params, "h0": np.zeros((B, H), xs.dtype)}
+    args = [jax.device_put(a) for a in (np.zeros((T + 1, B, H), xs.dtype), xs, ys,
+                                        np.full(T, 1 / T, xs.dtype), np.full(B, 1 / B, xs.dtype))]
+    p = jax.device_put(p)
+    return lambda: jax.block_until_ready(f(p, *args))
+
+
+def checker_rate(cases: int = 200) -> dict:
+    """check_derivation's cases per second on its default mixture: cold, then warm."""
+    from comparisons import check_derivation
+
+    manual = backends.load("manual")
+    started = time.perf_counter()
+    check_derivation(manual, cases=cases, seed=1)
+    cold = time.perf_counter() - started
+    started = time.perf_counter()
+    result = check_derivation(manual, cases=cases, seed=1)
+    warm = time.perf_counter() - started
+    return {"cases": cases, "ok": result.ok, "cold_cases_per_s": cases / cold, "warm_cases_per_s": cases / warm}
+
+
+def run(repeats: int = 5, quick: bool = False, out_dir=RESULTS, progress=print) -> dict:
+    rate = sgemm_rate()
+    results = {"environment": {"python": platform.python_version(), "numpy": np.__version__,
+                               "torch": backends.library_version("torch"), "jax": backends.library_version("jax"),
+                               "cpu_count": os.cpu_count(), "machine": platform.machine()},
+               "sgemm_gflops": rate / 1e9, "headline": [], "sweep_T": [], "sweep_H": []}
+    for label, T, B, D, H, O in HEADLINE:
+        progress(f"{label}: T={T} B={B} D={D} H={H} O={O}")
+        times = {name: median_time(fn, repeats) for name, fn in contestants(T, B, D, H, O).items()}
+        times["FLOP limit"] = bptt_flops(T, B, D, H, O) / rate
+        results["headline"].append({"label": label, "T": T, "B": B, "D": D, "H": H, "O": O, "seconds": times})
+    for T in (SWEEP_T[:3] if quick else SWEEP_T):
+        progress(f"sweep T={T}")
+        times = {n: median_time(fn, repeats) for n, fn in contestants(T, 8, 8, 64, 4).items()}
+        results["sweep_T"].append({"T": T, "seconds": times})
+    for H in (SWEEP_H[:2] if quick else SWEEP_H):
+        progress(f"sweep H={H}")
+        times = {n: median_time(fn, repeats) for n, fn in contestants(100, 16, 16, H, 4).items()}
+        results["sweep_H"].append({"H": H, "seconds": times})
+    progress("checker")
+    results["checker"] = checker_rate(50 if quick else 200)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+    atomic.write_text(out_dir / f"bench-{stamp}.json", text)
+    atomic.write_text(out_dir / "latest.json", text)
+    _figure(results, out_dir / "scaling.png")
+    return results
+
+
+def _figure(results: dict, path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, x in ((axes[0], "sweep_T", "T"), (axes[1], "sweep_H", "H")):
+        rows = results[key]
+        for name in rows[0]["seconds"]:
+            ax.loglog([r[x] for r in rows], [r["seconds"][name] for r in rows], marker="o", label=name)
+        ax.set_xlabel(x)
+        ax.set_ylabel("seconds (forward + backward)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_title("cost against T (B=8, D=8, H=64): linear")
+    axes[1].set_title("cost against H (T=100, B=16, D=16)")
+    axes[0].legend()
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic.write_bytes(path, buffer.getvalue())
+
+
+def table(results: dict) -> str:
+    """The headline table: seconds per call and ratios to the faster of torch.nn.RNN and jax.jit."""
+    lines = [f"sgemm: {results['sgemm_gflops']:.1f} GFLOP/s",
+             f"{'size':<8}{'backend':<15}{'ms':>10}{'x best framework':>18}{'x FLOP limit':>14}"]
+    for row in results["headline"]:
+        s = row["seconds"]
+        frameworks = [s[k] for k in ("torch.nn.RNN", "jax.jit") if k in s]
+        best = min(frameworks) if frameworks else float("nan")
+        for name, sec in s.items():
+            lines.append(f"{row['label']:<8}{name:<15}{sec * 1e3:>10.2f}{sec / best:>18.2f}"
+                         f"{sec / s['FLOP limit']:>14.2f}")
+    c = results["checker"]
+    lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
+                 f"({c['cases']} cases, verdict ok={c['ok']})")
+    return "\n".join(lines)
