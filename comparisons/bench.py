@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bptt_xval.model import step_weights
 from comparisons import atomic, backends
 from comparisons.cases import Case, make_problem
 
@@ -57,25 +58,37 @@ def sgemm_rate(n: int = 2048) -> float:
 
 
 def contestants(T, B, D, H, O, dtype="float32") -> dict:
-    """name -> zero-argument callable computing the loss and every gradient once."""
-    case = Case(seed=0, T=T, B=B, D=D, H=H, O=O, regime="near_edge", dtype=dtype)
+    """name -> zero-argument callable computing the loss and every gradient once.
+
+    The scalar size (D = H = O = B = 1) is timed on seed 000's model (loss at the last
+    step, no biases), where ``manual.scalar_rnn`` is the manual contestant.
+    """
+    scalar = (B, D, H, O) == (1, 1, 1, 1)
+    reduction = "last" if scalar else "mean"
+    case = Case(seed=0, T=T, B=B, D=D, H=H, O=O, regime="near_edge", dtype=dtype, reduction=reduction)
     params, xs, ys = make_problem(case)
-    out = {"manual": lambda: backends.load("manual")(params, xs, ys)}
+    if scalar:
+        from manual import scalar_rnn
+
+        params = {**params, "b_h": np.zeros_like(params["b_h"]), "b_y": np.zeros_like(params["b_y"])}
+        out = {"manual": lambda: scalar_rnn.loss_and_grads(params, xs, ys)}
+    else:
+        out = {"manual": lambda: backends.load("manual")(params, xs, ys)}
     try:
         torch_loop = backends.load("torch")
-        out["torch loop"] = lambda: torch_loop(params, xs, ys)
-        out["torch.nn.RNN"] = _torch_nn_rnn(params, xs, ys)
+        out["torch loop"] = lambda: torch_loop(params, xs, ys, reduction=reduction)
+        out["torch.nn.RNN"] = _torch_nn_rnn(params, xs, ys, reduction)
     except backends.BackendUnavailable:
         pass
     try:
         backends.load("jax")
-        out["jax.jit"] = _jax_jit(params, xs, ys)
+        out["jax.jit"] = _jax_jit(params, xs, ys, reduction)
     except backends.BackendUnavailable:
         pass
     return out
 
 
-def _torch_nn_rnn(params, xs, ys):
+def _torch_nn_rnn(params, xs, ys, reduction):
     import torch
 
     T, B, D = xs.shape
@@ -94,23 +107,25 @@ def _torch_nn_rnn(params, xs, ys):
 
     def run():
         hs, _ = rnn(x)
-        loss = (0.5 * ((head(hs) - y) ** 2).sum(-1).mean(-1)).mean()
+        l = 0.5 * ((head(hs) - y) ** 2).sum(-1).mean(-1)
+        loss = l[-1] if reduction == "last" else l.mean()
         return torch.autograd.grad(loss, weights)
 
     return run
 
 
-def _jax_jit(params, xs, ys):
+def _jax_jit(params, xs, ys, reduction):
     import jax
 
     from reference import jax_grad
 
     T, B, _ = xs.shape
     H = params["W_hh"].shape[0]
-    f = jax_grad.compiled("tanh", "identity", "squared_error", "mean", None)
+    # the compiled value_and_grad itself, unpadded: the fair, fastest use of jax
+    f = jax_grad.compiled("tanh", "identity", "squared_error", reduction, None)
     p = {**params, "h0": np.zeros((B, H), xs.dtype)}
     args = [jax.device_put(a) for a in (np.zeros((T + 1, B, H), xs.dtype), xs, ys,
-                                        np.full(T, 1 / T, xs.dtype), np.full(B, 1 / B, xs.dtype))]
+                                        step_weights(reduction, T, xs.dtype), np.full(B, 1 / B, xs.dtype))]
     p = jax.device_put(p)
     return lambda: jax.block_until_ready(f(p, *args))
 

@@ -9,15 +9,23 @@ JAX convention, and the contract's).
 import numpy as np
 
 
-def _sigmoid(a):
+def _sigmoid(a, out=None):
     # exp of a non-positive number only, so no overflow warning for large |a|
     e = np.exp(-np.abs(a))
-    return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+    return np.divide(np.where(a >= 0, 1, e), 1 + e, out=out, dtype=a.dtype)
 
 
+def _identity(a, out=None):
+    if out is None:
+        return a.copy()
+    np.copyto(out, a)
+    return out
+
+
+# name -> (f(a, out=None), f'(a, h)); ``out`` lets the time loop write into preallocated rows
 ACTIVATIONS = {
-    "tanh": (np.tanh, lambda a, h: 1 - h * h),
+    "tanh": (lambda a, out=None: np.tanh(a, out=out), lambda a, h: 1 - h * h),
     "sigmoid": (_sigmoid, lambda a, h: h * (1 - h)),
-    "relu": (lambda a: np.maximum(a, 0), lambda a, h: (a > 0).astype(a.dtype)),
-    "identity": (lambda a: a.copy(), lambda a, h: np.ones_like(a)),
+    "relu": (lambda a, out=None: np.maximum(a, 0, out=out), lambda a, h: (a > 0).astype(a.dtype)),
+    "identity": (_identity, lambda a, h: np.ones_like(a)),
 }

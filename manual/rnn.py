@@ -38,19 +38,23 @@ class Forward(NamedTuple):
 
 def forward(params, xs, hidden, output) -> Forward:
     """a_t = W_xh x_t + W_hh h_{t-1} + b_h, h_t = phi(a_t), z_t = W_hy h_t + b_y, o_t = theta(z_t)."""
-    T, B, _ = xs.shape
-    W_hh = params["W_hh"]
-    H = W_hh.shape[0]
+    T, B, D = xs.shape
+    # contiguous W_hh^T: BLAS is ~15% faster on it than on a transposed view
+    W_hh_T = np.ascontiguousarray(params["W_hh"].T)
+    H = W_hh_T.shape[0]
     phi, theta = ACTIVATIONS[hidden][0], ACTIVATIONS[output][0]
     h = np.empty((T + 1, B, H), xs.dtype)
     h[0] = params["h0"] if "h0" in params else 0
     a = np.empty((T + 1, B, H), xs.dtype)
     a[0] = 0
-    a[1:] = xs @ params["W_xh"].T + params["b_h"]   # every input projection at once
+    # every input projection at once: one (T*B, D) x (D, H) product
+    np.matmul(xs.reshape(T * B, D), params["W_xh"].T, out=a[1:].reshape(T * B, H))
+    a[1:] += params["b_h"]
+    recurrent = np.empty((B, H), xs.dtype)        # preallocated: the loop allocates nothing
     for t in range(1, T + 1):
-        a[t] += h[t - 1] @ W_hh.T
-        h[t] = phi(a[t])
-    z = h[1:] @ params["W_hy"].T + params["b_y"]     # every output projection at once
+        a[t] += np.matmul(h[t - 1], W_hh_T, out=recurrent)
+        phi(a[t], out=h[t])
+    z = (h[1:].reshape(T * B, H) @ params["W_hy"].T).reshape(T, B, -1) + params["b_y"]
     return Forward(a, h, z, theta(z))
 
 
@@ -74,20 +78,24 @@ def output_error(f: Forward, ys, loss, reduction, output):
 def backward(params, xs, f: Forward, dL_dz, hidden, truncate):
     """BPTT from dL/dh_{T+1} = 0. Returns (grads without h0, dL_dh (T+1, B, H))."""
     T, B, H = f.h.shape[0] - 1, f.h.shape[1], f.h.shape[2]
+    O = dL_dz.shape[-1]
     W_hh = params["W_hh"]
-    dphi = ACTIVATIONS[hidden][1]
     dL_dh = np.empty_like(f.h)
     dL_dh[0] = 0                                  # h0 feeds no output directly
-    dL_dh[1:] = dL_dz @ params["W_hy"]            # direct part W_hy^T dL/dz_t, all steps at once
+    # direct part W_hy^T dL/dz_t for every step at once
+    np.matmul(dL_dz.reshape(T * B, O), params["W_hy"], out=dL_dh[1:].reshape(T * B, H))
+    # phi'(a_t) depends on the forward pass only: every step at once, outside the loop
     e = np.zeros_like(f.h)
+    e[1:] = ACTIVATIONS[hidden][1](f.a[1:], f.h[1:])
+    carried = np.empty((B, H), f.h.dtype)
     for t in range(T, 0, -1):
-        e[t] = dL_dh[t] * dphi(f.a[t], f.h[t])    # e_t = dL/dh_t * phi'(a_t)
+        e[t] *= dL_dh[t]                          # e_t = dL/dh_t * phi'(a_t)
         if not is_cut(t - 1, truncate):           # a detached h_{t-1} receives nothing
-            dL_dh[t - 1] += e[t] @ W_hh           # seed 000's dL/dh[k] = e[k+1] w_r
+            dL_dh[t - 1] += np.matmul(e[t], W_hh, out=carried)   # seed 000's dL/dh[k] = e[k+1] w_r
 
     # Shared weights: sum the per-step contributions over t (and the batch) in one product.
     E = e[1:].reshape(T * B, H)
-    G = dL_dz.reshape(T * B, -1)
+    G = dL_dz.reshape(T * B, O)
     grads = {
         "W_xh": E.T @ xs.reshape(T * B, -1),
         "W_hh": E.T @ f.h[:-1].reshape(T * B, H),
