@@ -138,3 +138,18 @@ def draw_cases(n: int, seed: int = 0, *, hidden="tanh", output="identity", loss=
             regime=regimes[i % len(regimes)], h0=H0_KINDS[int(rng.integers(0, 3))], dtype=dtype,
             hidden=hidden, output=output, loss=loss, reduction=reduction, truncate=truncate))
     return cases
+
+
+def make_mlp_problem(widths, B, *, seed=0, dtype="float64", loss="squared_error"):
+    """Random (params, X, Y) for seed 002's MLP with layer widths [n_0, n_1, ..., n_L]."""
+    if len(widths) < 2 or not all(isinstance(n, (int, np.integer)) and n >= 1 for n in widths):
+        raise ValueError(f"widths: expected at least two positive ints; got {widths!r}")
+    rng = np.random.default_rng(seed)
+    params = {}
+    for l in range(1, len(widths)):
+        params[f"W{l}"] = (rng.standard_normal((widths[l], widths[l - 1])) / np.sqrt(widths[l - 1])).astype(dtype)
+        params[f"b{l}"] = (0.1 * rng.standard_normal(widths[l])).astype(dtype)
+    X = rng.standard_normal((B, widths[0])).astype(dtype)
+    Y = (rng.integers(0, widths[-1], B) if loss == "cross_entropy"
+         else rng.standard_normal((B, widths[-1])).astype(dtype))
+    return params, X, Y

@@ -129,3 +129,45 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     if "h0" in p.params:
         grads["h0"] = dL_dh[0].copy() if p.params["h0"].ndim == 2 else dL_dh[0].sum(0)
     return Gradients(float(value), grads, dL_dh)
+
+
+@functools.lru_cache(maxsize=None)
+def _mlp_compiled(activations: tuple, loss: str):
+    def L(params, eps, X, Y):
+        a = X
+        for l, name in enumerate(activations, start=1):
+            # eps^(l) = 0 added to z^(l): dL/deps^(l) = dL/dz^(l) = delta^(l)
+            a = _activation(name)(a @ params[f"W{l}"].T + params[f"b{l}"] + eps[l - 1])
+        if loss == "squared_error":
+            return 0.5 * jnp.sum((a - Y) ** 2, -1).mean()
+        return -jnp.take_along_axis(jax.nn.log_softmax(a, -1), Y[:, None], -1).mean()
+
+    return jax.jit(jax.value_and_grad(L, argnums=(0, 1)))
+
+
+def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
+    """Seed 002's MLP by ``jax.value_and_grad``: (loss, grads, deltas)."""
+    _require_jax()
+    L = len(activations)
+    eps = [np.zeros((X.shape[0], params[f"b{l}"].shape[0]), X.dtype) for l in range(1, L + 1)]
+    value, (g, deltas) = _mlp_compiled(tuple(activations), loss)(params, eps, X, Y)
+    return float(value), {k: np.asarray(v).copy() for k, v in g.items()}, [np.asarray(d).copy() for d in deltas]
+
+
+def hidden_state_jacobian(params, xs, *, hidden="tanh"):
+    """Forward mode: ``jax.jacfwd`` of h_T (B, H) with respect to W_xh, W_hh and b_h.
+
+    Returns a dict of arrays (B, H) + the parameter's shape: dh_T/dW (no h0 given: h0 = 0).
+    """
+    _require_jax()
+    phi = _activation(hidden)
+    B = xs.shape[1]
+    H = params["W_hh"].shape[0]
+
+    def h_T(w):
+        def step(h, x_t):
+            return phi(x_t @ w["W_xh"].T + h @ w["W_hh"].T + w["b_h"]), None
+        return lax.scan(step, jnp.zeros((B, H), xs.dtype), xs)[0]
+
+    w = {k: params[k] for k in ("W_xh", "W_hh", "b_h")}
+    return {k: np.asarray(v) for k, v in jax.jit(jax.jacfwd(h_T))(w).items()}

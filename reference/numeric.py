@@ -96,34 +96,68 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     xs64 = p.xs.astype(np.float64)
     ys64 = p.ys if loss == "cross_entropy" else p.ys.astype(np.float64)
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction)
-    complex_step = hidden != "relu"
+    L0, grads = differentiate(theta, lambda batch: losses(batch, xs64, ys64, **config),
+                              analytic=hidden != "relu", row_cost=p.T * p.B * p.H * 4)
+    return Gradients(L0, {k: g.astype(p.dtype) for k, g in grads.items()}, None)
+
+
+def differentiate(theta: dict, evaluate, *, analytic: bool, row_cost: int):
+    """(L, {name: dL/dtheta}) by complex-step (``analytic``) or central differences.
+
+    ``evaluate(batch)`` maps a dict of parameter arrays with a leading axis N (N perturbed
+    copies of ``theta``) to their N losses; it is called on chunks of perturbations.
+    """
     keys = list(theta)
     flat = np.concatenate([theta[k].ravel() for k in keys])
     sizes = [theta[k].size for k in keys]
     P = flat.size
 
-    def evaluate(rows):  # rows: (N, P) parameter vectors -> (N,) losses
+    def rows_to_losses(rows):
         split = np.split(rows, np.cumsum(sizes)[:-1], axis=1)
-        batch = {k: s.reshape((len(rows),) + theta[k].shape) for k, s in zip(keys, split)}
-        return losses(batch, xs64, ys64, **config)
+        return evaluate({k: s.reshape((len(rows),) + theta[k].shape) for k, s in zip(keys, split)})
 
-    per_row = p.T * p.B * p.H * 4 + P
-    chunk = max(1, CHUNK_ELEMENTS // per_row)
+    chunk = max(1, CHUNK_ELEMENTS // (row_cost + P))
     grad = np.empty(P)
     for start in range(0, P, chunk):
         idx = np.arange(start, min(P, start + chunk))
-        if complex_step:
+        if analytic:
             rows = np.tile(flat.astype(np.complex128), (len(idx), 1))
             rows[np.arange(len(idx)), idx] += 1j * COMPLEX_STEP
-            grad[idx] = evaluate(rows).imag / COMPLEX_STEP
+            grad[idx] = rows_to_losses(rows).imag / COMPLEX_STEP
         else:
             d = np.finfo(np.float64).eps ** (1 / 3) * np.maximum(1.0, np.abs(flat[idx]))
             rows = np.tile(flat, (2 * len(idx), 1))
             rows[np.arange(len(idx)), idx] += d
             rows[len(idx) + np.arange(len(idx)), idx] -= d
-            L = evaluate(rows)
+            L = rows_to_losses(rows)
             grad[idx] = (L[:len(idx)] - L[len(idx):]) / (2 * d)
-    L0 = float(evaluate(flat[None]).real[0])
+    L0 = float(rows_to_losses(flat[None]).real[0])
     parts = np.split(grad, np.cumsum(sizes)[:-1])
-    grads = {k: g.reshape(theta[k].shape).astype(p.dtype) for k, g in zip(keys, parts)}
-    return Gradients(L0, grads, None)
+    return L0, {k: g.reshape(theta[k].shape) for k, g in zip(keys, parts)}
+
+
+def mlp_losses(params, X, Y, *, activations, loss):
+    """Seed 002's MLP loss (batch mean) for N parameter sets (leading axis N). Returns (N,)."""
+    a = X[None]
+    for l, name in enumerate(activations, start=1):
+        a = _phi(name, np.einsum("nbi,noi->nbo", a, params[f"W{l}"]) + params[f"b{l}"][:, None, :])
+    if loss == "squared_error":
+        return 0.5 * ((a - Y[None]) ** 2).sum(-1).mean(-1)
+    z = a - a.real.max(-1, keepdims=True)
+    log_p = z - np.log(np.exp(z).sum(-1, keepdims=True))
+    return -np.take_along_axis(log_p, np.broadcast_to(Y[None, :, None], log_p.shape[:2] + (1,)), -1)[..., 0].mean(-1)
+
+
+def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
+    """Finite-difference gradients of seed 002's MLP; (loss, grads, None), float64 inside."""
+    from bptt_xval.model import HIDDEN, check_option
+
+    check_option("loss", loss, ("squared_error", "cross_entropy"))
+    for i, name in enumerate(activations):
+        check_option(f"activations[{i}]", name, HIDDEN)
+    theta = {k: v.astype(np.float64) for k, v in params.items()}
+    X64 = X.astype(np.float64)
+    Y64 = Y if loss == "cross_entropy" else Y.astype(np.float64)
+    L0, grads = differentiate(theta, lambda batch: mlp_losses(batch, X64, Y64, activations=activations, loss=loss),
+                              analytic="relu" not in activations, row_cost=X.size * 4)
+    return L0, {k: g.astype(X.dtype) for k, g in grads.items()}, None

@@ -72,3 +72,22 @@ def _numpy(grad, like) -> np.ndarray:
     if grad is None:
         return np.zeros(tuple(like.shape), dtype=np.dtype(str(like.dtype).removeprefix("torch.")))
     return grad.detach().numpy().copy()
+
+
+def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
+    """Seed 002's MLP by autograd: (loss, grads, deltas) with delta^(l) = dL/dz^(l), (B, n_l)."""
+    _require_torch()
+    P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    a, zs = torch.tensor(X), []
+    for l, name in enumerate(activations, start=1):
+        z = a @ P[f"W{l}"].T + P[f"b{l}"]
+        zs.append(z)
+        a = _activation(name)(z)
+    if loss == "squared_error":
+        L = 0.5 * ((a - torch.tensor(Y)) ** 2).sum(-1).mean()
+    else:
+        L = torch.nn.functional.cross_entropy(a, torch.tensor(Y.astype(np.int64)))
+    keys = list(P)
+    out = torch.autograd.grad(L, [P[k] for k in keys] + zs)
+    return (float(L.detach()), {k: g.numpy().copy() for k, g in zip(keys, out)},
+            [g.numpy().copy() for g in out[len(keys):]])
