@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: the report is written headless
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
@@ -154,4 +155,67 @@ def agreement(cases: list, path) -> str:
     ax.set_yticks(range(len(cases)), [c["id"][:60] for c in cases], fontsize=6)
     fig.colorbar(im, ax=ax, label="log10(max error / tolerance); < 0 passes")
     ax.set_title("Agreement: error relative to tolerance", fontsize=10)
+    return _save(fig, path)
+
+
+def _integer_ticks(ax, values) -> None:
+    """Label a log x axis at exactly the values measured."""
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+
+
+def mlp_deltas(rows: list, path) -> str:
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.4), sharey=True)
+    for ax, row in zip(np.atleast_1d(axes), rows):
+        for name, norms in row["delta_norms"].items():
+            ax.semilogy(np.arange(1, len(norms) + 1), norms, label=name, **STYLE.get(name, {}))
+        ax.set_title(f"{row['activation']} MLP, widths {row['widths'][0]}-{row['widths'][1]}x"
+                     f"{len(row['widths']) - 2}-{row['widths'][-1]}", fontsize=10)
+        ax.set_xlabel("layer l")
+        ax.grid(True, alpha=0.3)
+    np.atleast_1d(axes)[0].set_ylabel("||delta^(l)||")
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.suptitle("Seed 002: per-layer error signals delta^(l) = (W^(l+1)T delta^(l+1)) * phi'(z^(l))",
+                 fontsize=11, y=1.04)
+    return _save(fig, path)
+
+
+def truncation(data: dict, path) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for regime, distances in data["rel_distance"].items():
+        ax.loglog(data["k"], distances, marker="o", label=REGIME_TITLE.get(regime, regime))
+    _integer_ticks(ax, data["k"])
+    ax.set_xlabel("truncation length k (h_k, h_2k, ... detached)")
+    ax.set_ylabel("||g_k - g_full|| / ||g_full||  (dL/dW_hh)")
+    ax.set_title(f"Truncated BPTT against full BPTT (T = {data['T']})", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def lockstep(data: dict, path) -> str:
+    fig, axes = plt.subplots(1, len(data), figsize=(6.0 * len(data), 3.8))
+    for ax, (model, run) in zip(np.atleast_1d(axes), data.items()):
+        for name, losses in run["losses"].items():
+            ax.semilogy(np.arange(len(losses)), losses, label=name,
+                        **STYLE.get(name, dict(color="black", lw=5, alpha=0.25)))
+        ax.set_title(f"{model} RNN: SGD with each backend's gradients\nweights agree to "
+                     f"{run['max_weight_deviation']:.1e} over the whole run", fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def costs(data: dict, path) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, seconds in data["seconds"].items():
+        ax.loglog(data["T"], seconds, marker="o", label=label)
+    _integer_ticks(ax, data["T"])
+    ax.set_xlabel("T")
+    ax.set_ylabel("seconds (one gradient, H = 8)")
+    ax.set_title("Cost as T grows: BPTT and RTRL linear, sum over products quadratic", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     return _save(fig, path)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from comparisons import atomic
 from comparisons.report_data import collect
+from comparisons.studies import costs
 
 TEMPLATES = Path(__file__).parent / "templates"
 FIGURES = {
@@ -24,6 +25,10 @@ FIGURES = {
     "seed000": "seed000.png",
     "precision": "precision.png",
     "agreement": "agreement.png",
+    "mlp": "mlp_deltas.png",
+    "truncation": "truncation.png",
+    "lockstep": "lockstep.png",
+    "costs": "costs.png",
 }
 
 
@@ -57,7 +62,7 @@ def worst_rows(rows: list) -> list:
     return out
 
 
-def render(report: dict, figures: dict, out: Path, command: str) -> None:
+def render(report: dict, figures: dict, out: Path, command: str, cost_data: dict) -> None:
     import jinja2
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=jinja2.select_autoescape(["html"]),
@@ -65,7 +70,7 @@ def render(report: dict, figures: dict, out: Path, command: str) -> None:
     env.filters["g"] = lambda v, digits=3: "-" if v is None else f"{v:.{digits}g}"
     rows = agreement_rows(report)
     context = {"r": report, "rows": rows, "worst": worst_rows(rows), "figures": figures,
-               "command": command,
+               "command": command, "costs": cost_data,
                "embedded": {k: base64.b64encode((out / v).read_bytes()).decode() for k, v in figures.items()}}
     atomic.write_text(out / "report.html", env.get_template("report.html.j2").render(**context))
     atomic.write_text(out / "report.md", env.get_template("report.md.j2").render(**context))
@@ -79,6 +84,8 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     report = collect(seed, quick, progress)
+    # timings vary from run to run: they go to timings.json and a figure, never report.json
+    cost_data = costs(Ts=(4, 8, 16, 32) if quick else (4, 8, 16, 32, 64))
     computed = time.perf_counter()
     data = report["figures_data"]
     if progress:
@@ -89,15 +96,20 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "seed000": fig.seed000(data["seed000"], out / FIGURES["seed000"]),
         "precision": fig.precision(data["precision"], out / FIGURES["precision"]),
         "agreement": fig.agreement(report["cases"], out / FIGURES["agreement"]),
+        "mlp": fig.mlp_deltas(data["mlp"], out / FIGURES["mlp"]),
+        "truncation": fig.truncation(data["truncation"], out / FIGURES["truncation"]),
+        "lockstep": fig.lockstep(data["lockstep"], out / FIGURES["lockstep"]),
+        "costs": fig.costs(cost_data, out / FIGURES["costs"]),
     }
     options = f"--seed {seed}" + (" --quick" if quick else "")
     # report.json must not depend on where it is written: its command leaves --out to the reader
     report["reproduce"] = f"bptt-xval report {options} --out DIR"
     command = f"bptt-xval report --out {shlex.quote(str(out))} {options}"
     atomic.write_text(out / "report.json", to_json(report))
-    render(report, drawn, out, command)
+    render(report, drawn, out, command, cost_data)
     finished = time.perf_counter()
     atomic.write_text(out / "timings.json", json.dumps({
         "compute_s": round(computed - started, 3), "figures_and_render_s": round(finished - computed, 3),
-        "total_s": round(finished - started, 3), "argv": sys.argv}, indent=1) + "\n")
+        "total_s": round(finished - started, 3), "argv": sys.argv,
+        "forward_mode_costs_s": cost_data}, indent=1) + "\n")
     return report

@@ -14,7 +14,7 @@ import platform
 import numpy as np
 
 import bptt_xval
-from comparisons import backends
+from comparisons import backends, studies
 from comparisons.cases import Case, make_problem
 from comparisons.checker import numeric_is_cheap
 from comparisons.compare import compare
@@ -216,6 +216,14 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["seed000"] = [seed000_view(w_r, loaded) for w_r in (0.5, 1.5)]
     progress("precision sweep")
     figures["precision"] = precision_sweep(loaded, seed, quick)
+    progress("studies: MLP, forward mode, truncation, lockstep training")
+    figures["mlp"] = studies.mlp_study(seed)
+    figures["forward_mode"] = studies.forward_mode_study(seed)
+    figures["truncation"] = studies.truncation_study(seed, loaded)
+    figures["lockstep"] = studies.lockstep(seed, loaded)
+    studies_agree = (all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
+                     and figures["truncation"]["references_agree"]
+                     and all(run["agree"] for run in figures["lockstep"].values()))
     agree = sum(r["agree"] for r in records)
     report = {
         "suite_version": bptt_xval.__version__,
@@ -226,7 +234,7 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
         "skipped_reasons": skipped,
         "cases": records,
         "summary": {"cases": len(records), "agree": agree, "disagree": len(records) - agree,
-                    "skipped_backends": sorted(skipped)},
+                    "skipped_backends": sorted(skipped), "studies_agree": studies_agree},
         "figures_data": figures,
     }
     return report

@@ -45,7 +45,7 @@ from bptt_xval.model import step_weights
 C = 8.0
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 CENTRAL_DIFFERENCE_RTOL = 1e-6
-CENTRAL_DIFFERENCE_ROUNDING = C * np.finfo(np.float64).eps ** (2 / 3)
+CENTRAL_DIFFERENCE_ROUNDING = C * float(np.finfo(np.float64).eps) ** (2 / 3)
 # An exactly-zero reference (dL/dh_t cut off by truncation, say) still allows a
 # difference at float64's smallest normal number, so 0 vs 1e-310 is not a failure.
 TINY = float(np.finfo(np.float64).tiny)
@@ -89,7 +89,7 @@ class Error:
 
     @property
     def ok(self) -> bool:
-        return self.max_abs <= self.tol
+        return bool(self.max_abs <= self.tol)
 
     def to_dict(self) -> dict:
         return {"max_abs": self.max_abs, "rel": self.rel, "tol": self.tol, "ok": self.ok}
