@@ -184,3 +184,42 @@ def step_weights(reduction: str, T: int, dtype) -> np.ndarray:
 def is_cut(t: int, truncate: int | None) -> bool:
     """Truncated BPTT: is h_t detached before it feeds step t+1? (after steps k, 2k, ...)"""
     return truncate is not None and t > 0 and t % truncate == 0
+
+
+GATED_KEYS = {"lstm": ("W_ih", "W_hh", "b", "W_hy", "b_y"),
+              "gru": ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y")}
+GATES = {"lstm": 4, "gru": 3}
+
+
+class GatedProblem(NamedTuple):
+    ys: np.ndarray
+    w: np.ndarray      # step weights w_t
+    T: int
+    B: int
+    H: int
+
+
+def validate_gated(cell, params, xs, ys, reduction) -> GatedProblem:
+    """Check the arguments of an LSTM/GRU ``loss_and_grads`` (squared error, identity output)."""
+    check_option("cell", cell, tuple(GATED_KEYS))
+    check_option("reduction", reduction, REDUCTION)
+    if not isinstance(params, dict):
+        raise TypeError(f"params: expected a dict of arrays; got {type(params).__name__}")
+    keys = GATED_KEYS[cell]
+    if set(params) != set(keys):
+        raise KeyError(f"params: expected keys {list(keys)} for {cell}; got {sorted(params, key=str)}")
+    xs = _float_array("xs", xs, 3, None)
+    T, B, D = xs.shape
+    if T == 0 or B == 0 or D == 0:
+        raise ValueError(f"xs: expected shape (T >= 1, B >= 1, D >= 1); got {xs.shape}")
+    W_hh = _float_array("params['W_hh']", params["W_hh"], 2, xs.dtype)
+    H = W_hh.shape[1]
+    G = GATES[cell]
+    O = _float_array("params['W_hy']", params["W_hy"], 2, xs.dtype).shape[0]
+    shapes = {"W_ih": (G * H, D), "W_hh": (G * H, H), "b": (G * H,), "b_ih": (G * H,), "b_hh": (G * H,),
+              "W_hy": (O, H), "b_y": (O,)}
+    for k in keys:
+        _shape(f"params['{k}']", _float_array(f"params['{k}']", params[k], len(shapes[k]), xs.dtype), shapes[k])
+    ys = _float_array("ys", ys, 3, xs.dtype)
+    _shape("ys", ys, (T, B, O))
+    return GatedProblem(ys, step_weights(reduction, T, xs.dtype), T, B, H)

@@ -153,3 +153,16 @@ def make_mlp_problem(widths, B, *, seed=0, dtype="float64", loss="squared_error"
     Y = (rng.integers(0, widths[-1], B) if loss == "cross_entropy"
          else rng.standard_normal((B, widths[-1])).astype(dtype))
     return params, X, Y
+
+
+def make_gated_problem(cell: str, T: int, B: int, D: int, H: int, O: int, *, seed=0, dtype="float64"):
+    """Random (params, xs, ys) for ``manual.gated``'s LSTM ("lstm") or GRU ("gru")."""
+    gates = {"lstm": 4, "gru": 3}[cell]
+    rng = np.random.default_rng(seed)
+    params = {"W_ih": rng.normal(size=(gates * H, D)) / np.sqrt(D),
+              "W_hh": rng.normal(size=(gates * H, H)) / np.sqrt(H),
+              "W_hy": rng.normal(size=(O, H)) / np.sqrt(H), "b_y": 0.1 * rng.normal(size=O)}
+    biases = ("b",) if cell == "lstm" else ("b_ih", "b_hh")
+    params.update({b: 0.1 * rng.normal(size=gates * H) for b in biases})
+    xs, ys = rng.normal(size=(T, B, D)), rng.uniform(-1, 1, size=(T, B, O))
+    return {k: v.astype(dtype) for k, v in params.items()}, xs.astype(dtype), ys.astype(dtype)

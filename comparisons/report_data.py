@@ -221,7 +221,9 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["forward_mode"] = studies.forward_mode_study(seed)
     figures["truncation"] = studies.truncation_study(seed, loaded)
     figures["lockstep"] = studies.lockstep(seed, loaded)
+    figures["gated"] = studies.gated_study(seed)
     studies_agree = (all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
+                     and all(g["agree"] for g in figures["gated"])
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
     agree = sum(r["agree"] for r in records)

@@ -14,9 +14,9 @@ import time
 import numpy as np
 
 from comparisons import backends
-from comparisons.cases import Case, make_mlp_problem, make_problem
+from comparisons.cases import Case, make_gated_problem, make_mlp_problem, make_problem
 from comparisons.tolerances import compare_array, tolerance
-from manual import mlp, rtrl, scalar_rnn
+from manual import gated, mlp, rtrl, scalar_rnn
 
 # Lockstep runs in float64: each step's gradients differ by rounding (~1e-16 relative),
 # and 40 steps of SGD at this learning rate amplify differences by far less than 1e6.
@@ -75,6 +75,41 @@ def forward_mode_study(seed: int) -> dict:
             rows.append({"hidden": hidden, "method": method, "agree": all(e.ok for e in errs.values()),
                          "max_rel": max(e.rel for e in errs.values())})
     return {"rows": rows, "agree": all(r["agree"] for r in rows)}
+
+
+def gated_study(seed: int) -> list:
+    """LSTM and GRU: manual BPTT against torch.nn.LSTM / nn.GRU and JAX, both dtypes.
+
+    The error scale is the cell's largest gradient entry (coarser than the RNN's
+    sum-of-|terms| magnitude, and so more lenient on small entries), n counts 4H for the
+    stacked gates."""
+    import importlib
+
+    rows = []
+    for cell in gated.CELLS:
+        for dtype in ("float64", "float32"):
+            T, B, D, H, O = 20, 3, 4, 6, 2
+            params, xs, ys = make_gated_problem(cell, T, B, D, H, O, seed=seed, dtype=dtype)
+            m = gated.CELLS[cell](params, xs, ys)
+            # float32 is compared with float64 references on the same values
+            p64 = {k: v.astype(np.float64) for k, v in params.items()}
+            tol = tolerance(dtype, T, 4 * H, D, O)
+            row = {"cell": cell, "dtype": dtype, "errors": {}}
+            for name, module in (("torch.nn", "reference.torch_autograd"), ("jax", "reference.jax_grad")):
+                try:
+                    backends.load(name.split(".")[0])
+                except backends.BackendUnavailable:
+                    continue
+                ref = importlib.import_module(module).gated_loss_and_grads(
+                    cell, p64, xs.astype(np.float64), ys.astype(np.float64))
+                scale = max(float(np.abs(g).max()) for g in ref.grads.values())
+                errs = {k: compare_array(m.grads[k], ref.grads[k], tol, scale) for k in ref.grads}
+                if ref.dL_dh is not None:
+                    errs["dL_dh"] = compare_array(m.dL_dh, ref.dL_dh, tol, float(np.abs(ref.dL_dh).max()))
+                row["errors"][name] = {k: e.to_dict() for k, e in errs.items()}
+            row["agree"] = all(e["ok"] for errs in row["errors"].values() for e in errs.values())
+            rows.append(row)
+    return rows
 
 
 def costs(Ts=(4, 8, 16, 32, 64), repeats: int = 3) -> dict:

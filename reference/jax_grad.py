@@ -171,3 +171,53 @@ def hidden_state_jacobian(params, xs, *, hidden="tanh"):
 
     w = {k: params[k] for k in ("W_xh", "W_hh", "b_h")}
     return {k: np.asarray(v) for k, v in jax.jit(jax.jacfwd(h_T))(w).items()}
+
+
+def _lstm_step(params, h, c, x):
+    a = x @ params["W_ih"].T + h @ params["W_hh"].T + params["b"]
+    i, f, g, o = jnp.split(a, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def _gru_step(params, h, x):
+    gi = x @ params["W_ih"].T + params["b_ih"]
+    gh = h @ params["W_hh"].T + params["b_hh"]
+    (ir, iz, i_n), (hr, hz, hn) = jnp.split(gi, 3, axis=-1), jnp.split(gh, 3, axis=-1)
+    r, z = jax.nn.sigmoid(ir + hr), jax.nn.sigmoid(iz + hz)
+    n = jnp.tanh(i_n + r * hn)
+    return (1 - z) * n + z * h
+
+
+@functools.lru_cache(maxsize=None)
+def _gated_compiled(cell):
+    def L(params, eps, xs, ys, w):
+        B, H = eps.shape[1:]
+        zeros = jnp.zeros((B, H), xs.dtype)
+
+        def step(carry, inputs):
+            x_t, eps_t = inputs
+            if cell == "lstm":
+                h, c = _lstm_step(params, carry[0], carry[1], x_t)
+                h = h + eps_t
+                return (h, c), h
+            h = _gru_step(params, carry, x_t) + eps_t
+            return h, h
+
+        init = (zeros + eps[0], zeros) if cell == "lstm" else zeros + eps[0]
+        _, hs = lax.scan(step, init, (xs, eps[1:]))
+        z = hs @ params["W_hy"].T + params["b_y"]
+        return jnp.sum(w * 0.5 * jnp.sum((z - ys) ** 2, -1).mean(-1))
+
+    return jax.jit(jax.value_and_grad(L, argnums=(0, 1)))
+
+
+def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
+    """LSTM / GRU over ``lax.scan``, differentiated by JAX; dL_dh (T+1, B, H) by the eps trick."""
+    from bptt_xval.model import validate_gated
+
+    p = validate_gated(cell, params, xs, ys, reduction)
+    _require_jax()
+    eps = np.zeros((p.T + 1, p.B, p.H), xs.dtype)
+    value, (g, g_eps) = _gated_compiled(cell)(params, eps, xs, ys, p.w)
+    return Gradients(float(value), {k: np.asarray(v).copy() for k, v in g.items()}, np.asarray(g_eps).copy())

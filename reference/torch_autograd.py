@@ -91,3 +91,33 @@ def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     out = torch.autograd.grad(L, [P[k] for k in keys] + zs)
     return (float(L.detach()), {k: g.numpy().copy() for k, g in zip(keys, out)},
             [g.numpy().copy() for g in out[len(keys):]])
+
+
+def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
+    """``torch.nn.LSTM`` / ``torch.nn.GRU`` with manual.gated's weights mapped onto PyTorch's
+    layout (same gate order; the LSTM's single bias b is bias_ih, with bias_hh = 0).
+    Returns Gradients with dL_dh None: nn.LSTM hides its per-step states from autograd."""
+    from bptt_xval.model import validate_gated
+
+    p = validate_gated(cell, params, xs, ys, reduction)
+    _require_torch()
+    D = xs.shape[2]
+    module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, p.H).to(torch.float64 if xs.dtype == np.float64
+                                                                           else torch.float32)
+    mapping = {"W_ih": module.weight_ih_l0, "W_hh": module.weight_hh_l0}
+    if cell == "lstm":
+        mapping["b"] = module.bias_ih_l0
+    else:
+        mapping.update(b_ih=module.bias_ih_l0, b_hh=module.bias_hh_l0)
+    with torch.no_grad():
+        for k, weight in mapping.items():
+            weight.copy_(torch.from_numpy(params[k]))
+        if cell == "lstm":
+            module.bias_hh_l0.zero_()
+    head = {k: torch.tensor(params[k], requires_grad=True) for k in ("W_hy", "b_y")}
+    hs, _ = module(torch.from_numpy(xs))
+    z = hs @ head["W_hy"].T + head["b_y"]
+    L = (torch.from_numpy(p.w) * (0.5 * ((z - torch.from_numpy(ys)) ** 2).sum(-1).mean(-1))).sum()
+    names = list(mapping) + list(head)
+    out = torch.autograd.grad(L, list(mapping.values()) + list(head.values()))
+    return Gradients(float(L.detach()), {k: g.numpy().copy() for k, g in zip(names, out)}, None)

@@ -1,0 +1,124 @@
+"""Hand-derived BPTT for LSTM and GRU cells, in PyTorch's conventions and weight layout.
+
+Output and loss are the contract's: z_t = W_hy h_t + b_y, squared error, batch mean,
+reduction over time by ``step_weights``; h0 = c0 = 0. Gate blocks are stacked in
+PyTorch's order so the weights map one to one onto ``torch.nn.LSTM`` / ``torch.nn.GRU``.
+
+LSTM (params W_ih (4H, D), W_hh (4H, H), b (4H,) = bias_ih + bias_hh; gates i, f, g, o)::
+
+    i, f, o = sigmoid(.), g = tanh(.)      of  a_t = W_ih x_t + W_hh h_{t-1} + b
+    c_t = f * c_{t-1} + i * g              h_t = o * tanh(c_t)
+    backward: dc_t = dh_t * o * (1 - tanh(c_t)^2) + dc_{t+1} * f_{t+1}
+              da_t = [dc_t g i(1-i), dc_t c_{t-1} f(1-f), dc_t i (1-g^2), dh_t tanh(c_t) o(1-o)]
+              dL/dh_{t-1} += W_hh^T da_t
+
+GRU (params W_ih (3H, D), W_hh (3H, H), b_ih (3H,), b_hh (3H,); gates r, z, n)::
+
+    r = sigmoid(gi_r + gh_r), z = sigmoid(gi_z + gh_z), n = tanh(gi_n + r * gh_n)
+    with gi = W_ih x_t + b_ih, gh = W_hh h_{t-1} + b_hh;     h_t = (1 - z) n + z h_{t-1}
+    backward: dn = dh (1 - z), dz = dh (h_{t-1} - n), dgi_n = dn (1 - n^2), dgh_n = dgi_n r,
+              dr = dgi_n gh_n; dgi = [dr r(1-r), dz z(1-z), dgi_n], dgh = [.., .., dgh_n]
+              dL/dh_{t-1} = dh z + W_hh^T dgh
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bptt_xval.model import Gradients, validate_gated
+from manual.activations import ACTIVATIONS
+
+sigmoid, tanh = ACTIVATIONS["sigmoid"][0], np.tanh
+
+
+def _output(params, hs, ys, w):
+    """z_t, L and dL/dh_t through z_t only (the direct part), for t = 1..T."""
+    T, B, _ = ys.shape
+    z = hs[1:] @ params["W_hy"].T + params["b_y"]
+    L = float((w * (0.5 * ((z - ys) ** 2).sum(-1).mean(-1))).sum())
+    dL_dz = (z - ys) * (w / B)[:, None, None]
+    return L, dL_dz, dL_dz @ params["W_hy"]
+
+
+def _output_grads(params, hs, dL_dz):
+    T, B, O = dL_dz.shape
+    G = dL_dz.reshape(T * B, O)
+    return {"W_hy": G.T @ hs[1:].reshape(T * B, -1), "b_y": G.sum(0)}
+
+
+def lstm_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
+    """LSTM BPTT. params: W_ih (4H, D), W_hh (4H, H), b (4H,), W_hy (O, H), b_y (O,)."""
+    p = validate_gated("lstm", params, xs, ys, reduction)
+    T, B, H = p.T, p.B, p.H
+    W_hh = params["W_hh"]
+    pre = (xs @ params["W_ih"].T + params["b"]).astype(xs.dtype)   # input side of every gate, all steps
+    h = np.zeros((T + 1, B, H), xs.dtype)
+    c = np.zeros((T + 1, B, H), xs.dtype)
+    gates = np.empty((T + 1, B, 4 * H), xs.dtype)
+    for t in range(1, T + 1):
+        a = pre[t - 1] + h[t - 1] @ W_hh.T
+        gates[t, :, :2 * H] = sigmoid(a[:, :2 * H])                  # i, f
+        gates[t, :, 2 * H:3 * H] = tanh(a[:, 2 * H:3 * H])           # g
+        gates[t, :, 3 * H:] = sigmoid(a[:, 3 * H:])                  # o
+        i, f, g, o = np.split(gates[t], 4, axis=1)
+        c[t] = f * c[t - 1] + i * g
+        h[t] = o * tanh(c[t])
+
+    L, dL_dz, direct = _output(params, h, p.ys, p.w)
+    dL_dh = np.zeros_like(h)
+    dL_dh[1:] = direct
+    da = np.zeros((T + 1, B, 4 * H), xs.dtype)
+    dc_next = np.zeros((B, H), xs.dtype)
+    f_next = np.zeros((B, H), xs.dtype)
+    for t in range(T, 0, -1):
+        i, f, g, o = np.split(gates[t], 4, axis=1)
+        tanh_c = tanh(c[t])
+        dc = dL_dh[t] * o * (1 - tanh_c ** 2) + dc_next * f_next
+        da[t] = np.concatenate([dc * g * i * (1 - i), dc * c[t - 1] * f * (1 - f),
+                                dc * i * (1 - g ** 2), dL_dh[t] * tanh_c * o * (1 - o)], axis=1)
+        dL_dh[t - 1] += da[t] @ W_hh
+        dc_next, f_next = dc, f
+
+    A = da[1:].reshape(T * B, 4 * H)
+    grads = {"W_ih": A.T @ xs.reshape(T * B, -1), "W_hh": A.T @ h[:-1].reshape(T * B, H),
+             "b": A.sum(0), **_output_grads(params, h, dL_dz)}
+    return Gradients(L, grads, dL_dh)
+
+
+def gru_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
+    """GRU BPTT. params: W_ih (3H, D), W_hh (3H, H), b_ih (3H,), b_hh (3H,), W_hy, b_y."""
+    p = validate_gated("gru", params, xs, ys, reduction)
+    T, B, H = p.T, p.B, p.H
+    W_hh = params["W_hh"]
+    gi = (xs @ params["W_ih"].T + params["b_ih"]).astype(xs.dtype)  # input side, all steps
+    h = np.zeros((T + 1, B, H), xs.dtype)
+    gh = np.empty((T + 1, B, 3 * H), xs.dtype)
+    r, z, n = (np.empty((T + 1, B, H), xs.dtype) for _ in range(3))
+    for t in range(1, T + 1):
+        gh[t] = h[t - 1] @ W_hh.T + params["b_hh"]
+        r[t] = sigmoid(gi[t - 1, :, :H] + gh[t, :, :H])
+        z[t] = sigmoid(gi[t - 1, :, H:2 * H] + gh[t, :, H:2 * H])
+        n[t] = tanh(gi[t - 1, :, 2 * H:] + r[t] * gh[t, :, 2 * H:])
+        h[t] = (1 - z[t]) * n[t] + z[t] * h[t - 1]
+
+    L, dL_dz, direct = _output(params, h, p.ys, p.w)
+    dL_dh = np.zeros_like(h)
+    dL_dh[1:] = direct
+    dgi = np.zeros((T + 1, B, 3 * H), xs.dtype)
+    dgh = np.zeros((T + 1, B, 3 * H), xs.dtype)
+    for t in range(T, 0, -1):
+        dh = dL_dh[t]
+        dgi_n = dh * (1 - z[t]) * (1 - n[t] ** 2)
+        dr = dgi_n * gh[t, :, 2 * H:]
+        dz = dh * (h[t - 1] - n[t])
+        dgi[t] = np.concatenate([dr * r[t] * (1 - r[t]), dz * z[t] * (1 - z[t]), dgi_n], axis=1)
+        dgh[t] = np.concatenate([dgi[t, :, :2 * H], dgi_n * r[t]], axis=1)
+        dL_dh[t - 1] += dh * z[t] + dgh[t] @ W_hh
+
+    Gi, Gh = dgi[1:].reshape(T * B, 3 * H), dgh[1:].reshape(T * B, 3 * H)
+    grads = {"W_ih": Gi.T @ xs.reshape(T * B, -1), "W_hh": Gh.T @ h[:-1].reshape(T * B, H),
+             "b_ih": Gi.sum(0), "b_hh": Gh.sum(0), **_output_grads(params, h, dL_dz)}
+    return Gradients(L, grads, dL_dh)
+
+
+CELLS = {"lstm": lstm_loss_and_grads, "gru": gru_loss_and_grads}
