@@ -24,7 +24,7 @@ from comparisons.diagnosis import MISTAKES, diagnose
 from comparisons.tolerances import magnitudes
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
-NUMERIC_MAX_WORK = 2_000_000
+NUMERIC_MAX_WORK = 300_000
 SHRINK_MAX_TRIES = 60
 RELU_NUMERIC_MAX_UNITS = 64
 

@@ -17,65 +17,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from bptt_xval.model import FLOAT_DTYPES, HIDDEN, check_option
+from bptt_xval.model import validate_mlp
 from manual.activations import ACTIVATIONS
-
-MLP_LOSS = ("squared_error", "cross_entropy")
 
 
 class MLPGradients(NamedTuple):
     loss: float
     grads: dict        # same keys and shapes as params
     deltas: list       # delta^(l) for l = 1..L, each (B, n_l): the per-layer error signals
-
-
-def n_layers(params) -> int:
-    return len(params) // 2
-
-
-def validate_mlp(params, X, Y, activations, loss):
-    """Check the arguments of :func:`loss_and_grads`; returns L (the number of layers)."""
-    check_option("loss", loss, MLP_LOSS)
-    if not isinstance(params, dict):
-        raise TypeError(f"params: expected a dict W1, b1, ..., WL, bL; got {type(params).__name__}")
-    L = n_layers(params)
-    expected = {f"{p}{l}" for l in range(1, L + 1) for p in "Wb"}
-    if L == 0 or set(params) != expected:
-        raise KeyError(f"params: expected keys W1, b1, ..., W{L}, b{L}; got {sorted(params, key=str)}")
-    if not isinstance(X, np.ndarray) or X.ndim != 2 or X.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"X: expected a float32/float64 array of shape (B, n_0); got {getattr(X, 'shape', X)!r}")
-    if X.shape[0] == 0:
-        raise ValueError("X: empty batch; expected B >= 1 rows")
-    if not isinstance(activations, (list, tuple)) or len(activations) != L:
-        raise ValueError(f"activations: expected a list of {L} names, one per layer; got {activations!r}")
-    for i, name in enumerate(activations):
-        check_option(f"activations[{i}]", name, HIDDEN)
-    if loss == "cross_entropy" and activations[-1] != "identity":
-        raise ValueError("activations: softmax + cross-entropy needs the last activation 'identity'")
-    width = X.shape[1]
-    for l in range(1, L + 1):
-        W, b = params[f"W{l}"], params[f"b{l}"]
-        for name, arr in ((f"W{l}", W), (f"b{l}", b)):
-            if not isinstance(arr, np.ndarray) or arr.dtype != X.dtype:
-                raise TypeError(f"params['{name}']: expected a {X.dtype} numpy.ndarray")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"params['{name}']: contains NaN or Inf")
-        if W.ndim != 2 or W.shape[1] != width or b.shape != (W.shape[0],):
-            raise ValueError(f"params['W{l}'], ['b{l}']: expected shapes (n_{l}, {width}) and (n_{l},); "
-                             f"got {W.shape} and {b.shape}")
-        width = W.shape[0]
-    if not np.all(np.isfinite(X)):
-        raise ValueError("X: contains NaN or Inf")
-    if loss == "cross_entropy":
-        if not (isinstance(Y, np.ndarray) and np.issubdtype(Y.dtype, np.integer) and Y.shape == X.shape[:1]):
-            raise TypeError(f"Y: expected integer class indices of shape ({X.shape[0]},)")
-        if Y.min() < 0 or Y.max() >= width:
-            raise ValueError(f"Y: class indices must lie in [0, {width})")
-    elif not (isinstance(Y, np.ndarray) and Y.dtype == X.dtype and Y.shape == (X.shape[0], width)):
-        raise TypeError(f"Y: expected a {X.dtype} array of shape ({X.shape[0]}, {width})")
-    elif not np.all(np.isfinite(Y)):
-        raise ValueError("Y: contains NaN or Inf")
-    return L
 
 
 def loss_and_grads(params, X, Y, *, activations, loss="squared_error") -> MLPGradients:

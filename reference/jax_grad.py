@@ -16,7 +16,7 @@ import functools
 
 import numpy as np
 
-from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate
+from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validate_gated, validate_mlp
 
 try:
     import jax
@@ -147,6 +147,7 @@ def _mlp_compiled(activations: tuple, loss: str):
 
 def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     """Seed 002's MLP by ``jax.value_and_grad``: (loss, grads, deltas)."""
+    validate_mlp(params, X, Y, activations, loss)
     _require_jax()
     L = len(activations)
     eps = [np.zeros((X.shape[0], params[f"b{l}"].shape[0]), X.dtype) for l in range(1, L + 1)]
@@ -214,8 +215,6 @@ def _gated_compiled(cell):
 
 def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
     """LSTM / GRU over ``lax.scan``, differentiated by JAX; dL_dh (T+1, B, H) by the eps trick."""
-    from bptt_xval.model import validate_gated
-
     p = validate_gated(cell, params, xs, ys, reduction)
     _require_jax()
     eps = np.zeros((p.T + 1, p.B, p.H), xs.dtype)

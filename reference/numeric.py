@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt_xval.model import Gradients, step_weights, validate
+from bptt_xval.model import Gradients, step_weights, validate, validate_mlp
 
 COMPLEX_STEP = 1e-30
 # Perturbed parameter sets evaluated per batched forward pass (bounds memory).
@@ -50,10 +50,12 @@ def forward(params, xs, *, hidden, output):
     if "h0" in params:  # (N, H) or (N, B, H)
         h = h + (params["h0"][:, None, :] if params["h0"].ndim == 2 else params["h0"])
     hs = [h]
+    # every step's input projection at once: (N, T*B, H)
+    inputs = (xs.reshape(T * B, -1) @ W_xh.transpose(0, 2, 1) + b_h[:, None, :]).reshape(N, T, B, H)
+    W_hh_T = W_hh.transpose(0, 2, 1)
     with np.errstate(over="ignore"):  # exp overflow in sigmoid is a correct 0, not an error
         for t in range(T):
-            h = _phi(hidden, np.einsum("bd,nhd->nbh", xs[t], W_xh)
-                     + np.einsum("nbk,nhk->nbh", h, W_hh) + b_h[:, None, :])
+            h = _phi(hidden, inputs[:, t] + h @ W_hh_T)     # batched (N, B, H) x (N, H, H)
             hs.append(h)
         hs = np.stack(hs)
         z = np.einsum("tnbh,noh->tnbo", hs[1:], params["W_hy"]) + params["b_y"][None, :, None, :]
@@ -150,11 +152,7 @@ def mlp_losses(params, X, Y, *, activations, loss):
 
 def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     """Finite-difference gradients of seed 002's MLP; (loss, grads, None), float64 inside."""
-    from bptt_xval.model import HIDDEN, check_option
-
-    check_option("loss", loss, ("squared_error", "cross_entropy"))
-    for i, name in enumerate(activations):
-        check_option(f"activations[{i}]", name, HIDDEN)
+    validate_mlp(params, X, Y, activations, loss)
     theta = {k: v.astype(np.float64) for k, v in params.items()}
     X64 = X.astype(np.float64)
     Y64 = Y if loss == "cross_entropy" else Y.astype(np.float64)

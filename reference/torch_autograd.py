@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from bptt_xval.model import BackendUnavailable, Gradients, is_cut, step_weights, validate
+from bptt_xval.model import (BackendUnavailable, Gradients, is_cut, step_weights, validate,
+                             validate_gated, validate_mlp)
 
 try:
     import torch
@@ -76,6 +77,7 @@ def _numpy(grad, like) -> np.ndarray:
 
 def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     """Seed 002's MLP by autograd: (loss, grads, deltas) with delta^(l) = dL/dz^(l), (B, n_l)."""
+    validate_mlp(params, X, Y, activations, loss)
     _require_torch()
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     a, zs = torch.tensor(X), []
@@ -97,8 +99,6 @@ def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
     """``torch.nn.LSTM`` / ``torch.nn.GRU`` with manual.gated's weights mapped onto PyTorch's
     layout (same gate order; the LSTM's single bias b is bias_ih, with bias_hh = 0).
     Returns Gradients with dL_dh None: nn.LSTM hides its per-step states from autograd."""
-    from bptt_xval.model import validate_gated
-
     p = validate_gated(cell, params, xs, ys, reduction)
     _require_torch()
     D = xs.shape[2]

@@ -61,8 +61,9 @@ def test_sigmoid_deltas_shrink_layer_by_layer():
     (lambda p, X, Y, a: (p, X, Y, ["tanh", "gelu"]), ValueError, "activations"),
     (lambda p, X, Y, a: (p, X[:0], Y[:0], a), ValueError, "X"),
 ])
-def test_mlp_rejects_bad_input(mutate, error, match):
+@pytest.mark.parametrize("fn", [mlp.loss_and_grads, *REFERENCES.values()], ids=["manual", *REFERENCES])
+def test_mlp_rejects_bad_input(fn, mutate, error, match):
     p, X, Y = make_mlp_problem([3, 4, 2], 5)
     p, X, Y, acts = mutate(p, X, Y, ["tanh", "identity"])
     with pytest.raises(error, match=match):
-        mlp.loss_and_grads(p, X, Y, activations=acts)
+        fn(p, X, Y, activations=acts)
