@@ -125,17 +125,31 @@ def seed000(views: list, path) -> str:
     return _save(fig, path)
 
 
-def precision(data: dict, path) -> str:
+def _loglog(path, x, series: dict, *, xlabel, ylabel, title, styles=None, extra=None) -> str:
+    """One log-log panel of named curves over the measured x values."""
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for name, values in data["rel"].items():
-        ax.loglog(data["T"], _positive(values), label=f"{name} float32", **STYLE.get(name, {}))
-    ax.loglog(data["T"], data["tolerance"], color="black", ls="--", label="tolerance C (u + u64) n")
-    ax.set_xlabel("T (sequence length)")
-    ax.set_ylabel("relative error of dL/dW_hh vs float64")
-    ax.set_title("float32 error growth with T, against the tolerance", fontsize=10)
+    for label, values in series.items():
+        style = (styles or {}).get(label, dict(marker="o"))
+        ax.loglog(x, _positive(values), label=label, **style)
+    if extra:
+        extra(ax)
+    _integer_ticks(ax, x)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def precision(data: dict, path) -> str:
+    return _loglog(
+        path, data["T"], {f"{name} float32": v for name, v in data["rel"].items()},
+        styles={f"{name} float32": STYLE.get(name, {}) for name in data["rel"]},
+        extra=lambda ax: ax.loglog(data["T"], data["tolerance"], color="black", ls="--",
+                                   label="tolerance C (u + u64) n"),
+        xlabel="T (sequence length)", ylabel="relative error of dL/dW_hh vs float64",
+        title="float32 error growth with T, against the tolerance")
 
 
 def agreement(cases: list, path) -> str:
@@ -181,16 +195,10 @@ def mlp_deltas(rows: list, path) -> str:
 
 
 def truncation(data: dict, path) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for regime, distances in data["rel_distance"].items():
-        ax.loglog(data["k"], distances, marker="o", label=REGIME_TITLE.get(regime, regime))
-    _integer_ticks(ax, data["k"])
-    ax.set_xlabel("truncation length k (h_k, h_2k, ... detached)")
-    ax.set_ylabel("||g_k - g_full|| / ||g_full||  (dL/dW_hh)")
-    ax.set_title(f"Truncated BPTT against full BPTT (T = {data['T']})", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _loglog(path, data["k"], {REGIME_TITLE.get(r, r): d for r, d in data["rel_distance"].items()},
+                   xlabel="truncation length k (h_k, h_2k, ... detached)",
+                   ylabel="||g_k - g_full|| / ||g_full||  (dL/dW_hh)",
+                   title=f"Truncated BPTT against full BPTT (T = {data['T']})")
 
 
 def lockstep(data: dict, path) -> str:
@@ -209,13 +217,5 @@ def lockstep(data: dict, path) -> str:
 
 
 def costs(data: dict, path) -> str:
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for label, seconds in data["seconds"].items():
-        ax.loglog(data["T"], seconds, marker="o", label=label)
-    _integer_ticks(ax, data["T"])
-    ax.set_xlabel("T")
-    ax.set_ylabel("seconds (one gradient, H = 8)")
-    ax.set_title("Cost as T grows: BPTT and RTRL linear, sum over products quadratic", fontsize=10)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _loglog(path, data["T"], data["seconds"], xlabel="T", ylabel="seconds (one gradient, H = 8)",
+                   title="Cost as T grows: BPTT and RTRL linear, sum over products quadratic")
