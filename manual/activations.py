@@ -22,10 +22,32 @@ def _identity(a, out=None):
     return out
 
 
-# name -> (f(a, out=None), f'(a, h)); ``out`` lets the time loop write into preallocated rows
+def _dtanh(a, h, out=None):
+    out = np.multiply(h, h, out=out)
+    return np.subtract(1, out, out=out)                  # 1 - h^2, seed 000's (1 - h[k+1]^2)
+
+
+def _dsigmoid(a, h, out=None):
+    out = np.subtract(1, h, out=out)
+    return np.multiply(h, out, out=out)                  # h (1 - h)
+
+
+def _drelu(a, h, out=None):
+    return np.greater(a, 0, out=out if out is not None else np.empty_like(a), casting="unsafe")
+
+
+def _didentity(a, h, out=None):
+    if out is None:
+        return np.ones_like(a)
+    out[...] = 1
+    return out
+
+
+# name -> (f(a, out=None), f'(a, h, out=None)); ``out`` lets the loops write into preallocated
+# arrays instead of allocating temporaries the size of the whole sequence
 ACTIVATIONS = {
-    "tanh": (lambda a, out=None: np.tanh(a, out=out), lambda a, h: 1 - h * h),
-    "sigmoid": (_sigmoid, lambda a, h: h * (1 - h)),
-    "relu": (lambda a, out=None: np.maximum(a, 0, out=out), lambda a, h: (a > 0).astype(a.dtype)),
-    "identity": (_identity, lambda a, h: np.ones_like(a)),
+    "tanh": (lambda a, out=None: np.tanh(a, out=out), _dtanh),
+    "sigmoid": (_sigmoid, _dsigmoid),
+    "relu": (lambda a, out=None: np.maximum(a, 0, out=out), _drelu),
+    "identity": (_identity, _didentity),
 }

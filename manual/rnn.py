@@ -85,8 +85,9 @@ def backward(params, xs, f: Forward, dL_dz, hidden, truncate):
     # direct part W_hy^T dL/dz_t for every step at once
     np.matmul(dL_dz.reshape(T * B, O), params["W_hy"], out=dL_dh[1:].reshape(T * B, H))
     # phi'(a_t) depends on the forward pass only: every step at once, outside the loop
-    e = np.zeros_like(f.h)
-    e[1:] = ACTIVATIONS[hidden][1](f.a[1:], f.h[1:])
+    e = np.empty_like(f.h)
+    e[0] = 0
+    ACTIVATIONS[hidden][1](f.a[1:], f.h[1:], out=e[1:])
     carried = np.empty((B, H), f.h.dtype)
     for t in range(T, 0, -1):
         e[t] *= dL_dh[t]                          # e_t = dL/dh_t * phi'(a_t)
