@@ -48,7 +48,7 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
               for name, r in ref.grads.items()}
     # the loss itself: a wrong forward pass shows here before any gradient
     errors["loss"] = compare_array(np.asarray([candidate.loss]), np.asarray([ref.loss]),
-                                   tolerance(case.dtype, case.T, case.H, case.D, case.O))
+                                   tolerance(case.dtype, case.T, case.H, case.D, case.O), M.get("loss", 0.0))
     steps, first_bad = [], None
     if candidate.dL_dh is not None and ref.dL_dh is not None:
         steps, errors["dL_dh"], first_bad = compare_dL_dh(np.asarray(candidate.dL_dh), ref.dL_dh,

@@ -153,16 +153,19 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     from manual.activations import ACTIVATIONS
     from reference.numeric import states  # NumPy only: a float64 forward pass
 
-    h, _, o = states(params, xs, hidden=case.hidden, output=case.output)
+    h, z, o = states(params, xs, hidden=case.hidden, output=case.output)
     T, B = xs.shape[:2]
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
         # the terms that make o_t - y_t: |W_hy| |h_t| + |b_y| (through theta, |theta'| <= 1) and |y_t|
         dz = w * (np.abs(h[1:]) @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
+        loss_terms = float((dz * np.abs(o - ys)).sum())           # 1/2 (o - y)^2 from rounded o - y
     else:
         dz = w * (o.shape[-1] > 1) * np.ones_like(o)  # |softmax - onehot| <= 1 per entry
+        # -log softmax(z)_y = logsumexp(z) - z_y, each term at most max |z| + log O in size
+        loss_terms = float((w[..., 0] * (2 * np.abs(z).max(-1) + np.log(z.shape[-1]))).sum())
     M = {"W_hy": float(np.max(np.einsum("tbo,tbh->oh", dz, np.abs(h[1:])))),
-         "b_y": float(np.max(dz.sum((0, 1))))}
+         "b_y": float(np.max(dz.sum((0, 1)))), "loss": loss_terms}
     if dL_dh is None:
         return M
     a = xs @ params["W_xh"].T + h[:-1] @ params["W_hh"].T + params["b_h"]
