@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from comparisons.cases import Case
-from comparisons.tolerances import Error, compare_array, compare_dL_dh, tolerance
+from comparisons.tolerances import Error, case_tolerance, compare_array, compare_dL_dh
 
 
 @dataclass
@@ -42,13 +42,12 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}
-    tol = tolerance(case.dtype, case.T, case.H, case.D, case.O,
-                    reference=reference_kind(reference, case), loss=ref.loss)
+    tol = case_tolerance(case, reference=reference_kind(reference, case), loss=ref.loss)
     errors = {name: compare_array(np.asarray(candidate.grads[name]), r, tol, M.get(name, 0.0))
               for name, r in ref.grads.items()}
     # the loss itself: a wrong forward pass shows here before any gradient
     errors["loss"] = compare_array(np.asarray([candidate.loss]), np.asarray([ref.loss]),
-                                   tolerance(case.dtype, case.T, case.H, case.D, case.O), M.get("loss", 0.0))
+                                   case_tolerance(case), M.get("loss", 0.0))
     steps, first_bad = [], None
     if candidate.dL_dh is not None and ref.dL_dh is not None:
         steps, errors["dL_dh"], first_bad = compare_dL_dh(np.asarray(candidate.dL_dh), ref.dL_dh,

@@ -18,7 +18,7 @@ from comparisons import backends, studies
 from comparisons.cases import Case, make_problem
 from comparisons.checker import numeric_is_cheap
 from comparisons.compare import compare
-from comparisons.tolerances import magnitudes, tolerance
+from comparisons.tolerances import case_tolerance, magnitudes
 from manual.activations import ACTIVATIONS
 from manual.scalar_rnn import seed000
 from reference.numeric import states
@@ -172,7 +172,7 @@ def precision_sweep(loaded: dict, seed: int, quick: bool) -> dict:
                     dtype="float32")
         results, baselines, arrays64 = run_case(case, {k: v for k, v in loaded.items() if k != "numeric"})
         rec = case_record(case, results, baselines, arrays64)
-        out["tolerance"].append(tolerance("float32", case.T, case.H, case.D, case.O).rtol)
+        out["tolerance"].append(case_tolerance(case).rtol)
         for name, errs in rec["errors"].items():
             out["rel"].setdefault(name, []).append(errs["W_hh"]["rel"])
     return out

@@ -15,7 +15,7 @@ import numpy as np
 
 from comparisons import backends
 from comparisons.cases import Case, make_gated_problem, make_mlp_problem, make_problem
-from comparisons.tolerances import compare_array, tolerance
+from comparisons.tolerances import case_tolerance, compare_array, tolerance
 from manual import gated, mlp, rtrl, scalar_rnn
 
 # Lockstep runs in float64: each step's gradients differ by rounding (~1e-16 relative),
@@ -40,7 +40,6 @@ def mlp_study(seed: int) -> list:
         params, X, Y = make_mlp_problem(widths, 8, seed=seed)
         acts = [activation] * (len(widths) - 2) + ["identity"]
         m = mlp.loss_and_grads(params, X, Y, activations=acts)
-        n = sum(widths) + X.shape[0]
         row = {"activation": activation, "widths": widths,
                "delta_norms": {"manual": [float(np.linalg.norm(d)) for d in m.deltas]}, "errors": {}}
         for name in ("torch", "jax", "numeric"):
@@ -50,7 +49,8 @@ def mlp_study(seed: int) -> list:
                 continue
             _, grads, deltas = fn(params, X, Y, activations=acts)
             kind = "central" if name == "numeric" and activation == "relu" else "autodiff"
-            tol = tolerance("float64", len(widths), 0, 0, n, reference=kind, loss=m.loss)
+            # depth plays the part of T, the widest layer that of H (see tolerances.py)
+            tol = tolerance("float64", len(widths), X.shape[0], 0, max(widths), 0, reference=kind, loss=m.loss)
             row["errors"][name] = {k: compare_array(m.grads[k], grads[k], tol).to_dict() for k in grads}
             if deltas:
                 row["delta_norms"][name] = [float(np.linalg.norm(d)) for d in deltas]
@@ -68,7 +68,7 @@ def forward_mode_study(seed: int) -> dict:
                     reduction="sum")
         params, xs, ys = make_problem(case)
         bptt = manual(params, xs, ys, **case.config())
-        tol = tolerance("float64", case.T, case.H, case.D, case.O)
+        tol = case_tolerance(case)
         for method in rtrl.METHODS:
             r = rtrl.loss_and_grads(params, xs, ys, method=method, **case.config())
             errs = {k: compare_array(r.grads[k], bptt.grads[k], tol) for k in bptt.grads}
@@ -93,7 +93,7 @@ def gated_study(seed: int) -> list:
             m = gated.CELLS[cell](params, xs, ys)
             # float32 is compared with float64 references on the same values
             p64 = {k: v.astype(np.float64) for k, v in params.items()}
-            tol = tolerance(dtype, T, 4 * H, D, O)
+            tol = tolerance(dtype, T, B, D, 4 * H, O)           # four stacked gates
             row = {"cell": cell, "dtype": dtype, "errors": {}}
             for name, module in (("torch.nn", "reference.torch_autograd"), ("jax", "reference.jax_grad")):
                 try:
@@ -148,7 +148,7 @@ def truncation_study(seed: int, loaded: dict) -> dict:
         for k in ks:
             g = loaded["manual"](params, xs, ys, truncate=k).grads["W_hh"]
             distances.append(float(np.linalg.norm(g - full) / np.linalg.norm(full)))
-            tol = tolerance("float64", case.T, case.H, case.D, case.O)
+            tol = case_tolerance(case)
             if reference is not None:
                 ref = loaded[reference](params, xs, ys, truncate=k).grads["W_hh"]
                 out["references_agree"] &= compare_array(g, ref, tol).ok

@@ -5,11 +5,13 @@ float64 reference r on the same input values. We accept
 
     max_i |g_i - r_i|  <=  tol = rtol * scale + atol,     rtol = C (u + u64) n
 
-- ``n = T + H + D + O`` counts the longest chains of rounded operations an entry goes
-  through: the T-step recurrence and the T-term sums over time, plus the dot products
-  of length H, D and O at every step. Error analysis of a sum or a product chain of
-  length n gives |error| <= n u (sum of |terms|) to first order (Higham, ch. 3), so
-  errors grow linearly in n, not exponentially.
+- ``n = T (B + D + H + O)`` counts the rounded operations an entry depends on: at each
+  of the T steps, dot products of length D + H (forward pre-activation) and H + O
+  (backward carry and output error), and the sums over T B rows that make the weight
+  gradients. Error analysis of sums and products gives |error| <= n u (sum of |terms|)
+  to first order (Higham, ch. 3): errors grow linearly in n, not exponentially. (A
+  first version used T + H + D + O, which assumed the per-step errors do not add up
+  across steps; a long expansive soak case showed they do.)
 - ``scale`` is that "sum of |terms|", not |r|: the largest of max |r| and the
   magnitude M of the same sums taken over absolute values with phi', theta' <= 1.
   M (``magnitudes``) is the sum of |terms| of each gradient entry, one level deep, so
@@ -58,7 +60,7 @@ class Tolerance:
     why: str
 
 
-def tolerance(dtype: str, T: int, H: int, D: int, O: int, *, reference: str = "autodiff",
+def tolerance(dtype: str, T: int, B: int, D: int, H: int, O: int, *, reference: str = "autodiff",
               loss: float = 0.0) -> Tolerance:
     """Tolerance for a ``dtype`` candidate against a float64 ``reference``.
 
@@ -66,15 +68,20 @@ def tolerance(dtype: str, T: int, H: int, D: int, O: int, *, reference: str = "a
     (central finite differences, whose rounding error grows with ``loss`` = |L|).
     """
     u = UNIT_ROUNDOFF[str(dtype)]
-    n = T + H + D + O
+    n = T * (B + D + H + O)
     rtol = C * (u + UNIT_ROUNDOFF["float64"]) * n
     atol = 0.0
-    why = f"C (u + u64) n scale: C=8, u={u:.2g} ({dtype}), n=T+H+D+O={n}"
+    why = f"C (u + u64) n scale: C=8, u={u:.2g} ({dtype}), n=T(B+D+H+O)={n}"
     if reference == "central":
         rtol += CENTRAL_DIFFERENCE_RTOL
         atol = CENTRAL_DIFFERENCE_ROUNDING * abs(loss)
         why += "; central differences add 1e-6 scale + 8 eps^(2/3) |L|"
     return Tolerance(rtol, atol, why)
+
+
+def case_tolerance(case, **kwargs) -> Tolerance:
+    """``tolerance`` for a ``comparisons.cases.Case``."""
+    return tolerance(case.dtype, case.T, case.B, case.D, case.H, case.O, **kwargs)
 
 
 @dataclass(frozen=True)
