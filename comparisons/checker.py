@@ -33,6 +33,10 @@ class BadOutput(Exception):
     """The candidate returned something that is not a valid ``Gradients``."""
 
 
+class NonFiniteOutput(BadOutput):
+    """The candidate returned NaN or Inf (where the reference is finite)."""
+
+
 @dataclass
 class Outcome:
     """One case checked: ``status`` is "agree", "disagree", "raised", "bad_output",
@@ -166,7 +170,7 @@ def _validate_output(result, params: dict, T: int, B: int, H: int, dtype) -> Non
     if isinstance(loss, (bool, np.bool_)) or not isinstance(loss, (float, int, np.floating, np.integer)):
         raise BadOutput(f"loss: expected a float; got {type(loss).__name__}")
     if not np.isfinite(loss):
-        raise BadOutput(f"loss: not finite ({loss})")
+        raise NonFiniteOutput(f"loss: not finite ({loss})")
     if not isinstance(grads, dict):
         raise BadOutput(f"grads: expected a dict; got {type(grads).__name__}")
     if set(grads) != set(params):
@@ -180,25 +184,27 @@ def _validate_output(result, params: dict, T: int, B: int, H: int, dtype) -> Non
         if g.dtype != dtype:
             raise BadOutput(f"grads[{k!r}]: expected dtype {dtype} (the input dtype); got {g.dtype}")
         if not np.all(np.isfinite(g)):
-            raise BadOutput(f"grads[{k!r}]: contains NaN or Inf")
+            raise NonFiniteOutput(f"grads[{k!r}]: contains NaN or Inf")
     if dL_dh is not None:
         if not isinstance(dL_dh, np.ndarray) or dL_dh.shape != (T + 1, B, H):
             shape = getattr(dL_dh, "shape", type(dL_dh).__name__)
             raise BadOutput(f"dL_dh: expected None or an array of shape {(T + 1, B, H)}; got {shape}")
         if not np.all(np.isfinite(dL_dh)):
-            raise BadOutput("dL_dh: contains NaN or Inf")
+            raise NonFiniteOutput("dL_dh: contains NaN or Inf")
+
+
+def _arrays(result) -> list:
+    return list(result.grads.values()) + ([result.dL_dh] if result.dL_dh is not None else [])
 
 
 def _finite(result) -> bool:
-    arrays = list(result.grads.values()) + ([result.dL_dh] if result.dL_dh is not None else [])
-    return np.isfinite(result.loss) and all(np.all(np.isfinite(a)) for a in arrays)
+    return np.isfinite(result.loss) and all(np.all(np.isfinite(a)) for a in _arrays(result))
 
 
 def _representable(result, dtype: str) -> bool:
     """Do the exact loss and gradients fit in ``dtype`` (with room for the forward pass)?"""
     limit = float(np.finfo(dtype).max) * 1e-3
-    arrays = list(result.grads.values()) + ([result.dL_dh] if result.dL_dh is not None else [])
-    return abs(result.loss) < limit and all(np.max(np.abs(a), initial=0) < limit for a in arrays)
+    return abs(result.loss) < limit and all(np.max(np.abs(a), initial=0) < limit for a in _arrays(result))
 
 
 def numeric_is_cheap(case: Case) -> bool:
@@ -249,9 +255,9 @@ def check_case(fn, case: Case, refs: dict, arrays=None) -> Outcome:
         return Outcome(case, "raised", reason=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
     try:
         _validate_output(result, params, case.T, case.B, case.H, np.dtype(case.dtype))
+    except NonFiniteOutput as exc:
+        return Outcome(case, "non_finite", reason=str(exc))
     except BadOutput as exc:
-        if "NaN or Inf" in str(exc) or "not finite" in str(exc):
-            return Outcome(case, "non_finite", reason=str(exc))
         return Outcome(case, "bad_output", reason=str(exc))
     comparisons = [compare(result, r, name, case, magnitude) for name, r in references.items()]
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
@@ -259,14 +265,16 @@ def check_case(fn, case: Case, refs: dict, arrays=None) -> Outcome:
                    magnitude=magnitude, arrays=(params, xs, ys))
 
 
-def shrink(fn, case: Case, refs: dict, fails=None) -> Case:
+def shrink(fn, case: Case, refs: dict) -> Case:
     """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails.
 
     Greedy, deterministic: for each size in turn try 1, half, and one less, keep the
     first that still fails, and repeat until nothing shrinks; h0 and the regime are
     simplified last. The seed stays, so every shrunk case replays exactly.
     """
-    fails = fails or (lambda c: check_case(fn, c, refs).failed)
+    def fails(candidate):
+        return check_case(fn, candidate, refs).failed
+
     tries = 0
     changed = True
     while changed and tries < SHRINK_MAX_TRIES:
@@ -296,7 +304,7 @@ def failure_from(outcome: Outcome) -> Failure:
     if worst is None:
         return Failure(outcome.case, outcome.status, None, [], None, None, None, None, None,
                        outcome.reason, outcome.traceback)
-    reference, target, err, first_bad = worst
+    reference, target, err, _ = worst
     failing = sorted({t for c in outcome.comparisons for t in c.failing()},
                      key=lambda t: (t != target, t))
     step = next((c.first_bad_step for c in outcome.comparisons if c.first_bad_step is not None), None)
