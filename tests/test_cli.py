@@ -86,3 +86,16 @@ def test_cli_as_a_process(user_file):
     assert proc.returncode == 1, proc.stderr
     proc = subprocess.run(command + ["check", "x"], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("error:")
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
+    import comparisons.report as report
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write_report", interrupted)
+    assert main(["report", "--out", str(tmp_path), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
