@@ -102,3 +102,23 @@ def test_atomic_write_keeps_old_file_on_interrupt(tmp_path, monkeypatch):
         atomic.write_text(target, "new")
     assert target.read_text() == "old"
     assert list(tmp_path.iterdir()) == [target]
+
+
+def test_report_without_torch_and_jax(tmp_path, monkeypatch):
+    """Missing libraries are skipped with their reason; numeric still checks manual."""
+    from reference import jax_grad, torch_autograd
+    monkeypatch.setattr(torch_autograd, "torch", None)
+    monkeypatch.setattr(torch_autograd, "_IMPORT_ERROR", ImportError("No module named 'torch'"), raising=False)
+    monkeypatch.setattr(jax_grad, "jax", None)
+    monkeypatch.setattr(jax_grad, "_IMPORT_ERROR", ImportError("No module named 'jax'"), raising=False)
+    report = write_report(tmp_path, seed=1, quick=True)
+    assert report["summary"]["skipped_backends"] == ["jax", "torch"]
+    assert report["environment"]["python"]
+    checked = [c for c in report["cases"] if c["errors"]]
+    assert checked and all(set(c["errors"]) == {"manual"} and c["errors_against"]["manual"] == "numeric"
+                           for c in checked)
+    assert all(c["agree"] for c in checked)
+    assert not any(c["agree"] for c in report["cases"] if not c["errors"])
+    assert "No module named 'torch'" in (tmp_path / "report.html").read_text()
+    assert report["figures_data"]["truncation"]["references_agree"] is None
+    assert report["summary"]["studies_agree"] is False
