@@ -224,7 +224,7 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["truncation"] = studies.truncation_study(seed, loaded)
     figures["lockstep"] = studies.lockstep(seed, loaded)
     figures["gated"] = studies.gated_study(seed)
-    studies_agree = (all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
+    studies_agree = bool(all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
                      and all(g["agree"] for g in figures["gated"])
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
