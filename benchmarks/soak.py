@@ -41,6 +41,10 @@ def main(argv=None) -> int:
         config = configs[block % len(configs)]
         dtype = ("float64", "float32")[block % 2]
         use = {k: v for k, v in refs.items() if not (k == "numeric" and config["truncate"])}
+        if "jax" in refs:
+            # one configuration per block: free the last block's executables (code memory)
+            from reference.jax_grad import clear_compiled
+            clear_compiled()
         for case in draw_cases(per_block, args.seed * 1_000_003 + block, dtype=dtype, **config):
             outcome = check_case(manual, case, use)
             n += 1

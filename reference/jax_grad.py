@@ -40,7 +40,9 @@ def _activation(name):
             "identity": lambda a: a}[name]
 
 
-@functools.lru_cache(maxsize=None)
+# Bounded: every compiled executable holds mapped code memory, and a process that walks
+# through hundreds of configurations (the soak does) otherwise runs out of mappings.
+@functools.lru_cache(maxsize=32)
 def compiled(hidden, output, loss, reduction, truncate):
     """jit(value_and_grad(L)) with respect to (params, eps) for one configuration.
 
@@ -131,7 +133,7 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     return Gradients(float(value), grads, dL_dh)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=32)
 def _mlp_compiled(activations: tuple, loss: str):
     def L(params, eps, X, Y):
         a = X
@@ -190,7 +192,7 @@ def _gru_step(params, h, x):
     return (1 - z) * n + z * h
 
 
-@functools.lru_cache(maxsize=None)
+@functools.lru_cache(maxsize=8)
 def _gated_compiled(cell):
     def L(params, eps, xs, ys, w):
         B, H = eps.shape[1:]
@@ -220,3 +222,11 @@ def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
     eps = np.zeros((p.T + 1, p.B, p.H), xs.dtype)
     value, (g, g_eps) = _gated_compiled(cell)(params, eps, xs, ys, p.w)
     return Gradients(float(value), {k: np.asarray(v).copy() for k, v in g.items()}, np.asarray(g_eps).copy())
+
+
+def clear_compiled() -> None:
+    """Drop every compiled function of this backend (and JAX's own caches)."""
+    for cached in (compiled, _mlp_compiled, _gated_compiled):
+        cached.cache_clear()
+    if jax is not None:
+        jax.clear_caches()
