@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from comparisons.cases import Case
-from comparisons.tolerances import Error, case_tolerance, compare_array, compare_dL_dh
+from comparisons.tolerances import case_tolerance, compare_array, compare_dL_dh
 
 
 @dataclass
@@ -53,11 +53,3 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
         steps, errors["dL_dh"], first_bad = compare_dL_dh(np.asarray(candidate.dL_dh), ref.dL_dh,
                                                           tol, M.get("dL_dh"))
     return Comparison(reference, errors, steps, first_bad, tol.why)
-
-
-def summarize_errors(errors: dict) -> dict:
-    """JSON form of a target -> Error mapping."""
-    return {k: e.to_dict() for k, e in errors.items()}
-
-
-__all__ = ["Comparison", "Error", "compare", "reference_kind", "summarize_errors"]

@@ -121,6 +121,9 @@ def case_record(case: Case, results: dict, baselines: dict, arrays64) -> dict:
             continue
         c = compare(result, baselines[b], b if name != "numeric" else "numeric", case, M)
         errors[name] = {k: e.to_dict() for k, e in c.errors.items()}
+        if c.dL_dh_steps:  # agreement per time step, t = 0..T
+            errors[name]["dL_dh"]["per_step_max_abs"] = [e.max_abs for e in c.dL_dh_steps]
+            errors[name]["dL_dh"]["per_step_tol"] = [e.tol for e in c.dL_dh_steps]
         if c.first_bad_step is not None:
             errors[name]["dL_dh"]["first_bad_step"] = c.first_bad_step
         against[name], why[name] = b, c.why

@@ -39,6 +39,8 @@ def test_json_follows_the_contract(quick_report):
                 assert isinstance(e["max_abs"], float) and isinstance(e["rel"], float)
         for norms in case["dL_dh_norms"].values():
             assert len(norms) == case["shapes"]["T"] + 1
+        per_step = case["errors"]["manual"]["dL_dh"]
+        assert len(per_step["per_step_max_abs"]) == len(per_step["per_step_tol"]) == case["shapes"]["T"] + 1
 
 
 def test_every_case_agrees(quick_report):
