@@ -2,9 +2,12 @@
 
 Every parameter entry theta_i is perturbed and the loss re-evaluated:
 
-- complex step, dL/dtheta_i = Im L(theta + i h e_i) / h with h = 1e-30, whenever the
+- complex step, dL/dtheta_i = Im L(theta + i h e_i) / h with h = 1e-150, whenever the
   forward pass is analytic (every configuration but hidden="relu"). No subtraction
-  happens, so the result is accurate to float64 rounding, as tight as autodiff;
+  happens, so the result is accurate to float64 rounding, as tight as autodiff. h is
+  that small because the imaginary parts along the way are h times the derivatives:
+  they must stay far below 1 (else exp and log wrap around their branch cuts) even
+  where exploding regimes make derivatives ~1e31, and far above underflow;
 - central differences, (L(theta + d e_i) - L(theta - d e_i)) / 2d with
   d = eps^(1/3) max(1, |theta_i|) for ReLU (not analytic at 0). Truncation error
   O(d^2 L''') and rounding error O(eps |L| / d) balance at about eps^(2/3) ~ 4e-11
@@ -23,7 +26,7 @@ import numpy as np
 
 from bptt_xval.model import Gradients, step_weights, validate, validate_mlp
 
-COMPLEX_STEP = 1e-30
+COMPLEX_STEP = 1e-150
 # Perturbed parameter sets evaluated per batched forward pass (bounds memory).
 CHUNK_ELEMENTS = 2_000_000
 

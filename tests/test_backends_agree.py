@@ -85,3 +85,12 @@ def test_inputs_never_modified(problem):
         fn(params, xs, ys, hidden="sigmoid", truncate=2 if name != "numeric" else None)
         for k in params:
             np.testing.assert_array_equal(params[k], frozen[k])
+
+
+def test_complex_step_survives_exploding_regime():
+    """Soak regression: derivatives ~1e31 once pushed the complex step across log's branch cut."""
+    case = Case(seed=1767478570, T=177, B=2, D=4, H=2, O=3, regime="expansive", hidden="identity",
+                loss="cross_entropy")
+    outcome = check_case(backends.load("manual"), case, backends.available(("torch", "numeric"))[0])
+    assert outcome.status == "agree", outcome.worst()
+    assert {c.reference for c in outcome.comparisons} == {"torch", "numeric"}
