@@ -28,13 +28,22 @@ SWEEP_H = [16, 64, 256, 512]
 
 
 def median_time(fn, repeats: int) -> float:
-    fn()  # warm-up: caches, jit compilation
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+    return median_times({"fn": fn}, repeats)["fn"]
+
+
+def median_times(fns: dict, repeats: int) -> dict:
+    """Median seconds per call of each function. The calls are interleaved (one of each,
+    ``repeats`` rounds) so that a slow spell of a shared machine hits every contestant
+    alike and the ratios stay fair; one warm-up call each first (caches, jit)."""
+    for fn in fns.values():
         fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - started)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bptt_flops(T, B, D, H, O) -> float:
@@ -152,16 +161,16 @@ def run(repeats: int = 5, quick: bool = False, out_dir=RESULTS, progress=print) 
                "sgemm_gflops": rate / 1e9, "headline": [], "sweep_T": [], "sweep_H": []}
     for label, T, B, D, H, O in HEADLINE:
         progress(f"{label}: T={T} B={B} D={D} H={H} O={O}")
-        times = {name: median_time(fn, repeats) for name, fn in contestants(T, B, D, H, O).items()}
+        times = median_times(contestants(T, B, D, H, O), repeats)
         times["FLOP limit"] = bptt_flops(T, B, D, H, O) / rate
         results["headline"].append({"label": label, "T": T, "B": B, "D": D, "H": H, "O": O, "seconds": times})
     for T in (SWEEP_T[:3] if quick else SWEEP_T):
         progress(f"sweep T={T}")
-        times = {n: median_time(fn, repeats) for n, fn in contestants(T, 8, 8, 64, 4).items()}
+        times = median_times(contestants(T, 8, 8, 64, 4), repeats)
         results["sweep_T"].append({"T": T, "seconds": times})
     for H in (SWEEP_H[:2] if quick else SWEEP_H):
         progress(f"sweep H={H}")
-        times = {n: median_time(fn, repeats) for n, fn in contestants(100, 16, 16, H, 4).items()}
+        times = median_times(contestants(100, 16, 16, H, 4), repeats)
         results["sweep_H"].append({"H": H, "seconds": times})
     progress("checker")
     results["checker"] = checker_rate(50 if quick else 200)
