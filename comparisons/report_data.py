@@ -79,10 +79,8 @@ def dL_dh_norms(dL_dh: np.ndarray) -> list:
 
 def pre_activations(case: Case, params64: dict, xs64: np.ndarray):
     """h_t (T+1, B, H) and a_t (T+1, B, H; a_0 unused = 0) from a float64 forward pass."""
-    h, _, _ = states(params64, xs64, hidden=case.hidden, output=case.output)
-    a = np.zeros_like(h)
-    a[1:] = xs64 @ params64["W_xh"].T + h[:-1] @ params64["W_hh"].T + params64["b_h"]
-    return h, a
+    h, a, _, _ = states(params64, xs64, hidden=case.hidden, output=case.output)
+    return h, np.concatenate([np.zeros_like(a[:1]), a])
 
 
 def product_bound(case: Case, params64: dict, xs64: np.ndarray, dL_dh_T: float) -> list:

@@ -160,7 +160,7 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     from manual.activations import ACTIVATIONS
     from reference.numeric import states  # NumPy only: a float64 forward pass
 
-    h, z, o = states(params, xs, hidden=case.hidden, output=case.output)
+    h, a, z, o = states(params, xs, hidden=case.hidden, output=case.output)
     T, B = xs.shape[:2]
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
@@ -175,7 +175,6 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
          "b_y": float(np.max(dz.sum((0, 1)))), "loss": loss_terms}
     if dL_dh is None:
         return M
-    a = xs @ params["W_xh"].T + h[:-1] @ params["W_hh"].T + params["b_h"]
     e = np.abs(dL_dh[1:]) * np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
     terms = np.zeros_like(dL_dh)
     terms[:-1] = e @ np.abs(params["W_hh"])            # |W_hh|^T |e_{t+1}|

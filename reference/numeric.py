@@ -66,9 +66,11 @@ def forward(params, xs, *, hidden, output):
 
 
 def states(params, xs, *, hidden, output):
-    """``forward`` for one parameter set: h (T+1, B, H), z and o (T, B, O)."""
+    """``forward`` for one parameter set: h (T+1, B, H), a (T, B, H) for t = 1..T, z and o (T, B, O)."""
     hs, z, o = forward({k: v[None] for k, v in params.items()}, xs, hidden=hidden, output=output)
-    return hs[:, 0], z[:, 0], o[:, 0]
+    h = hs[:, 0]
+    a = xs @ params["W_xh"].T + h[:-1] @ params["W_hh"].T + params["b_h"]
+    return h, a, z[:, 0], o[:, 0]
 
 
 def losses(params, xs, ys, *, hidden, output, loss, reduction):
