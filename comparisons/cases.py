@@ -117,6 +117,12 @@ def make_problem(case: Case):
     return params, xs.astype(dtype), ys if case.loss == "cross_entropy" else ys.astype(dtype)
 
 
+def as_float64(case: Case, params: dict, xs, ys):
+    """The same values in float64 (integer cross-entropy targets unchanged): the references' inputs."""
+    ys64 = ys if case.loss == "cross_entropy" else ys.astype(np.float64)
+    return {k: v.astype(np.float64) for k, v in params.items()}, xs.astype(np.float64), ys64
+
+
 def draw_cases(n: int, seed: int = 0, *, hidden="tanh", output="identity", loss="squared_error",
                reduction="mean", truncate=None, dtype="float64") -> list[Case]:
     """The default mixture: ``n`` cases over shapes, regimes and h0 kinds for one configuration.

@@ -18,7 +18,7 @@ import numpy as np
 
 from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
 from comparisons import backends, reproducer
-from comparisons.cases import DTYPES, Case, draw_cases, make_problem
+from comparisons.cases import DTYPES, Case, as_float64, draw_cases, make_problem
 from comparisons.compare import compare
 from comparisons.diagnosis import MISTAKES, diagnose
 from comparisons.tolerances import magnitudes
@@ -222,9 +222,7 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None):
     the magnitudes the errors are measured against (None if a reference overflowed)."""
     if params is None:
         params, xs, ys = make_problem(case)
-    params64 = {k: v.astype(np.float64) for k, v in params.items()}
-    xs64 = xs.astype(np.float64)
-    ys64 = ys if case.loss == "cross_entropy" else ys.astype(np.float64)
+    params64, xs64, ys64 = as_float64(case, params, xs, ys)
     out = {}
     with np.errstate(all="ignore"):
         for name, ref in refs.items():

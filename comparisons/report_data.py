@@ -15,7 +15,7 @@ import numpy as np
 
 import bptt_xval
 from comparisons import backends, studies
-from comparisons.cases import Case, make_problem
+from comparisons.cases import Case, as_float64, make_problem
 from comparisons.checker import numeric_is_cheap
 from comparisons.compare import compare
 from comparisons.tolerances import case_tolerance, magnitudes
@@ -60,9 +60,7 @@ def run_case(case: Case, loaded: dict):
         if name == "numeric" and not numeric_is_cheap(case):
             continue
         results[name] = fn(params, xs, ys, **case.config())
-    params64 = {k: v.astype(np.float64) for k, v in params.items()}
-    xs64 = xs.astype(np.float64)
-    ys64 = ys if case.loss == "cross_entropy" else ys.astype(np.float64)
+    params64, xs64, ys64 = as_float64(case, params, xs, ys)
     baselines = {name: (results[name] if case.dtype == "float64" else
                         loaded[name](params64, xs64, ys64, **case.config()))
                  for name in BASELINE_ORDER if name in results}

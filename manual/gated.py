@@ -27,16 +27,16 @@ import numpy as np
 
 from bptt_xval.model import Gradients, validate_gated
 from manual.activations import ACTIVATIONS
+from manual.rnn import Forward, output_error
 
 sigmoid, tanh = ACTIVATIONS["sigmoid"][0], np.tanh
 
 
-def _output(params, hs, ys, w):
-    """z_t, L and dL/dh_t through z_t only (the direct part), for t = 1..T."""
-    T, B, _ = ys.shape
+def _output(params, hs, ys, reduction):
+    """L, dL/dz_t and dL/dh_t through z_t only (the direct part), for t = 1..T: the
+    matrix RNN's output layer and loss (``manual.rnn.output_error``) on the cell's h_t."""
     z = hs[1:] @ params["W_hy"].T + params["b_y"]
-    L = float((w * (0.5 * ((z - ys) ** 2).sum(-1).mean(-1))).sum())
-    dL_dz = (z - ys) * (w / B)[:, None, None]
+    L, dL_dz = output_error(Forward(None, hs, z, z), ys, "squared_error", reduction, "identity")
     return L, dL_dz, dL_dz @ params["W_hy"]
 
 
@@ -64,7 +64,7 @@ def lstm_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
         c[t] = f * c[t - 1] + i * g
         h[t] = o * tanh(c[t])
 
-    L, dL_dz, direct = _output(params, h, p.ys, p.w)
+    L, dL_dz, direct = _output(params, h, p.ys, reduction)
     dL_dh = np.zeros_like(h)
     dL_dh[1:] = direct
     da = np.zeros((T + 1, B, 4 * H), xs.dtype)
@@ -101,7 +101,7 @@ def gru_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
         n[t] = tanh(gi[t - 1, :, 2 * H:] + r[t] * gh[t, :, 2 * H:])
         h[t] = (1 - z[t]) * n[t] + z[t] * h[t - 1]
 
-    L, dL_dz, direct = _output(params, h, p.ys, p.w)
+    L, dL_dz, direct = _output(params, h, p.ys, reduction)
     dL_dh = np.zeros_like(h)
     dL_dh[1:] = direct
     dgi = np.zeros((T + 1, B, 3 * H), xs.dtype)
