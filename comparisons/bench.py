@@ -80,7 +80,7 @@ def contestants(T, B, D, H, O, dtype="float32") -> dict:
         from manual import scalar_rnn
 
         params = {**params, "b_h": np.zeros_like(params["b_h"]), "b_y": np.zeros_like(params["b_y"])}
-        out = {"manual": lambda: scalar_rnn.loss_and_grads(params, xs, ys)}
+        out = {"manual": lambda: scalar_rnn.loss_and_grads(params, xs, ys, reduction="last")}
     else:
         out = {"manual": lambda: backends.load("manual")(params, xs, ys)}
     try:

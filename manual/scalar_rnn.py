@@ -155,13 +155,13 @@ def seed001(w, v, x, y, *, phi="tanh", theta="identity", h0=0.0, reduction="sum"
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
-                   loss="squared_error", reduction="last", truncate=None) -> Gradients:
+                   loss="squared_error", reduction="mean", truncate=None) -> Gradients:
     """The contract's signature over :func:`seed000`, for seed 000's model only.
 
     Accepts D = H = O = 1, B = 1, zero biases, hidden="tanh", output="identity",
-    loss="squared_error", reduction="last" (note the default differs from
-    ``manual.rnn``: "last" is the only reduction seed 000 has); anything else is a
-    ValueError that says so. Returns arrays of the input dtype.
+    loss="squared_error" and reduction="last", the only reduction seed 000 has (pass it:
+    the default is the contract's shared "mean", which this model refuses); anything
+    else is a ValueError that says so. Returns arrays of the input dtype.
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)

@@ -74,7 +74,7 @@ def test_scalar_loss_and_grads_contract(dtype):
     p = {k: v.astype(dtype) for k, v in _params(0.9, 0.4, -1.2, 0.2).items()}
     xs = rng.normal(size=(T, 1, 1)).astype(dtype)
     ys = rng.normal(size=(T, 1, 1)).astype(dtype)
-    s = scalar_rnn.loss_and_grads(p, xs, ys, truncate=4)
+    s = scalar_rnn.loss_and_grads(p, xs, ys, reduction="last", truncate=4)
     m = rnn.loss_and_grads(p, xs, ys, reduction="last", truncate=4)
     assert set(s.grads) == set(p) and all(s.grads[k].dtype == dtype for k in p)
     assert s.dL_dh.shape == (T + 1, 1, 1) and s.dL_dh.dtype == dtype
@@ -87,13 +87,13 @@ def test_scalar_loss_and_grads_refuses_other_models():
     p = _params(0.5, 0.5, 0.5)
     xs, ys = np.zeros((3, 1, 1)), np.zeros((3, 1, 1))
     with pytest.raises(ValueError, match="hidden"):
-        scalar_rnn.loss_and_grads(p, xs, ys, hidden="relu")
+        scalar_rnn.loss_and_grads(p, xs, ys, hidden="relu", reduction="last")
     with pytest.raises(ValueError, match="reduction"):
-        scalar_rnn.loss_and_grads(p, xs, ys, reduction="mean")
+        scalar_rnn.loss_and_grads(p, xs, ys)  # the contract's default "mean"
     with pytest.raises(ValueError, match="b_h"):
-        scalar_rnn.loss_and_grads({**p, "b_h": np.ones(1)}, xs, ys)
+        scalar_rnn.loss_and_grads({**p, "b_h": np.ones(1)}, xs, ys, reduction="last")
     with pytest.raises(ValueError, match="D = H = O = B = 1"):
-        scalar_rnn.loss_and_grads(p, np.zeros((3, 2, 1)), np.zeros((3, 2, 1)))
+        scalar_rnn.loss_and_grads(p, np.zeros((3, 2, 1)), np.zeros((3, 2, 1)), reduction="last")
 
 
 @pytest.mark.parametrize("bad,error", [
