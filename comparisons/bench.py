@@ -31,10 +31,10 @@ def median_time(fn, repeats: int) -> float:
     return median_times({"fn": fn}, repeats)["fn"]
 
 
-def median_times(fns: dict, repeats: int) -> dict:
-    """Median seconds per call of each function. The calls are interleaved (one of each,
-    ``repeats`` rounds) so that a slow spell of a shared machine hits every contestant
-    alike and the ratios stay fair; one warm-up call each first (caches, jit)."""
+def round_times(fns: dict, repeats: int) -> dict:
+    """Seconds of every call, name -> list over ``repeats`` rounds. The calls are
+    interleaved (one of each per round) so that a slow spell of a shared machine hits
+    every contestant of a round alike; one warm-up call each first (caches, jit)."""
     for fn in fns.values():
         fn()
     times = {name: [] for name in fns}
@@ -43,7 +43,24 @@ def median_times(fns: dict, repeats: int) -> dict:
             started = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return times
+
+
+def median_times(fns: dict, repeats: int) -> dict:
+    """Median seconds per call of each function, from interleaved rounds."""
+    return {name: statistics.median(t) for name, t in round_times(fns, repeats).items()}
+
+
+def paired_ratio(times: dict, numerator: str, denominators) -> float | None:
+    """Median over rounds of numerator / (fastest of ``denominators`` in the same round).
+
+    Pairing within a round cancels the machine's drift between rounds, which on a shared
+    2-core machine moves single timings by 20-30%; None if no denominator was timed."""
+    names = [d for d in denominators if d in times]
+    if numerator not in times or not names:
+        return None
+    rounds = zip(times[numerator], *(times[d] for d in names))
+    return statistics.median(n / min(rest) for n, *rest in rounds)
 
 
 def bptt_flops(T, B, D, H, O) -> float:
@@ -52,18 +69,33 @@ def bptt_flops(T, B, D, H, O) -> float:
     return 2.0 * T * B * (2 * H * D + 3 * H * H + 3 * H * O)
 
 
-def sgemm_rate(n: int = 2048) -> float:
-    """FLOP/s of the best float32 matrix product available here (NumPy's or torch's)."""
+SGEMM_N = 2048
+
+
+def sgemm_contestants(n: int = SGEMM_N) -> dict:
+    """name -> callable of one n x n float32 matrix product, NumPy's and torch's BLAS: the
+    best of them, timed in the same rounds as the BPTT contestants, is the FLOP limit."""
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    rates = [2 * n ** 3 / median_time(lambda: a @ a, 5)]
+    out = {"sgemm numpy": lambda: a @ a}
     try:
         import torch
 
         t = torch.from_numpy(a)
-        rates.append(2 * n ** 3 / median_time(lambda: t @ t, 5))
+        out["sgemm torch"] = lambda: t @ t
     except ImportError:
         pass
-    return max(rates)
+    return out
+
+
+def sgemm_rate(n: int = SGEMM_N) -> float:
+    """FLOP/s of the best float32 matrix product available here (NumPy's or torch's)."""
+    return 2 * n ** 3 / min(median_times(sgemm_contestants(n), 5).values())
+
+
+def flop_limit_times(times: dict, flops: float, n: int = SGEMM_N) -> list:
+    """Per round: seconds ``flops`` would take at that round's best sgemm rate."""
+    sgemm = [times[k] for k in times if k.startswith("sgemm ")]
+    return [flops / (2 * n ** 3 / min(r)) for r in zip(*sgemm)]
 
 
 def contestants(T, B, D, H, O, dtype="float32") -> dict:
@@ -153,27 +185,44 @@ def checker_rate(cases: int = 200) -> dict:
     return {"cases": cases, "ok": result.ok, "cold_cases_per_s": cases / cold, "warm_cases_per_s": cases / warm}
 
 
-def run(repeats: int = 5, quick: bool = False, out_dir=RESULTS, progress=print) -> dict:
+FRAMEWORKS = ("torch.nn.RNN", "jax.jit")
+
+
+def headline_row(label, T, B, D, H, O, repeats: int) -> dict:
+    """One headline size: median seconds of every contestant and of the FLOP limit, and
+    the paired ratios of manual to the faster framework and to the FLOP limit."""
+    fns = {**contestants(T, B, D, H, O), **sgemm_contestants()}
+    times = round_times(fns, repeats)
+    times["FLOP limit"] = flop_limit_times(times, bptt_flops(T, B, D, H, O))
+    seconds = {k: statistics.median(v) for k, v in times.items() if not k.startswith("sgemm ")}
+    ratios = {"manual / best framework": paired_ratio(times, "manual", FRAMEWORKS),
+              "manual / FLOP limit": paired_ratio(times, "manual", ["FLOP limit"])}
+    for name in FRAMEWORKS:
+        ratios[f"manual / {name}"] = paired_ratio(times, "manual", [name])
+    return {"label": label, "T": T, "B": B, "D": D, "H": H, "O": O, "seconds": seconds,
+            "ratios": ratios, "rounds": repeats}
+
+
+def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
+        headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200) -> dict:
     rate = sgemm_rate()
     results = {"environment": {"python": platform.python_version(), "numpy": np.__version__,
                                "torch": backends.library_version("torch"), "jax": backends.library_version("jax"),
                                "cpu_count": os.cpu_count(), "machine": platform.machine()},
                "sgemm_gflops": rate / 1e9, "headline": [], "sweep_T": [], "sweep_H": []}
-    for label, T, B, D, H, O in HEADLINE:
+    for label, T, B, D, H, O in headline:
         progress(f"{label}: T={T} B={B} D={D} H={H} O={O}")
-        times = median_times(contestants(T, B, D, H, O), repeats)
-        times["FLOP limit"] = bptt_flops(T, B, D, H, O) / rate
-        results["headline"].append({"label": label, "T": T, "B": B, "D": D, "H": H, "O": O, "seconds": times})
-    for T in (SWEEP_T[:3] if quick else SWEEP_T):
+        results["headline"].append(headline_row(label, T, B, D, H, O, repeats))
+    for T in (sweep_T[:3] if quick else sweep_T):
         progress(f"sweep T={T}")
         times = median_times(contestants(T, 8, 8, 64, 4), repeats)
         results["sweep_T"].append({"T": T, "seconds": times})
-    for H in (SWEEP_H[:2] if quick else SWEEP_H):
+    for H in (sweep_H[:2] if quick else sweep_H):
         progress(f"sweep H={H}")
         times = median_times(contestants(100, 16, 16, H, 4), repeats)
         results["sweep_H"].append({"H": H, "seconds": times})
     progress("checker")
-    results["checker"] = checker_rate(50 if quick else 200)
+    results["checker"] = checker_rate(50 if quick else checker_cases)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -210,16 +259,21 @@ def _figure(results: dict, path) -> None:
 
 
 def table(results: dict) -> str:
-    """The headline table: seconds per call and ratios to the faster of torch.nn.RNN and jax.jit."""
-    lines = [f"sgemm: {results['sgemm_gflops']:.1f} GFLOP/s",
+    """The headline table: median seconds per call, and ratios to the faster of
+    torch.nn.RNN and jax.jit and to the FLOP limit (for manual: paired by round)."""
+    lines = [f"sgemm: {results['sgemm_gflops']:.1f} GFLOP/s (best of NumPy and torch, {SGEMM_N}^3)",
              f"{'size':<8}{'backend':<15}{'ms':>10}{'x best framework':>18}{'x FLOP limit':>14}"]
     for row in results["headline"]:
         s = row["seconds"]
-        frameworks = [s[k] for k in ("torch.nn.RNN", "jax.jit") if k in s]
+        frameworks = [s[k] for k in FRAMEWORKS if k in s]
         best = min(frameworks) if frameworks else float("nan")
         for name, sec in s.items():
-            lines.append(f"{row['label']:<8}{name:<15}{sec * 1e3:>10.2f}{sec / best:>18.2f}"
-                         f"{sec / s['FLOP limit']:>14.2f}")
+            vs_best, vs_flops = sec / best, sec / s["FLOP limit"]
+            if name == "manual":
+                vs_best = row["ratios"]["manual / best framework"] or float("nan")
+                vs_flops = row["ratios"]["manual / FLOP limit"]
+            lines.append(f"{row['label']:<8}{name:<15}{sec * 1e3:>10.2f}{vs_best:>18.2f}{vs_flops:>14.2f}")
+    lines.append("(manual's ratios: the median over rounds of its time / the other's in the same round)")
     c = results["checker"]
     lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
                  f"({c['cases']} cases, verdict ok={c['ok']})")

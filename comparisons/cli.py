@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fn", required=True, metavar="FILE:FUNC")
 
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
-    p.add_argument("--repeats", type=_positive_int, default=5)
+    p.add_argument("--repeats", type=_positive_int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and the figure")
     return parser
