@@ -81,6 +81,31 @@ def test_rounding_bounds_are_tight_enough_to_fail():
     assert np.all(np.array(bound_w) < 1e-11 * np.abs([s.dL_dw_r, s.dL_dw_x, s.dL_dw_y]))
 
 
+@given(w_r=st.floats(-3, 3), w_x=finite, w_y=finite, y_star=finite, h0=finite,
+       x=st.lists(st.floats(-3, 3), min_size=1, max_size=40), truncate=st.sampled_from([None, 1, 2, 3, 7, 50]))
+def test_seed000_unrolled_is_the_loop_bit_for_bit(w_r, w_x, w_y, y_star, h0, x, truncate):
+    """The product form multiplies in the loop's order: every array equal, not close."""
+    loop = scalar_rnn.seed000(w_r, w_x, w_y, np.array(x), y_star, h0=h0, truncate=truncate)
+    unrolled = scalar_rnn.seed000_unrolled(w_r, w_x, w_y, np.array(x), y_star, h0=h0, truncate=truncate)
+    for name, a, b in zip(loop._fields, loop, unrolled):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+@pytest.mark.parametrize("truncate, T, zero_through", [(3, 10, 9), (5, 10, 5), (10, 10, 0), (1, 4, 3)])
+def test_seed000_unrolled_truncation_stops_the_chain_at_the_last_cut(truncate, T, zero_through):
+    s = scalar_rnn.seed000_unrolled(0.9, 0.5, 1.0, np.linspace(-1, 1, T), 0.3, h0=0.2, truncate=truncate)
+    assert np.all(s.dL_dh[1:zero_through + 1] == 0) and np.all(s.dL_dh[zero_through + 1:] != 0)
+    assert (s.dL_dh[0] != 0) == (zero_through == 0)
+
+
+@pytest.mark.parametrize("truncate, error", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                             (True, TypeError), ("3", TypeError)])
+@pytest.mark.parametrize("fn", [scalar_rnn.seed000, scalar_rnn.seed000_unrolled])
+def test_seed000_rejects_bad_truncate(fn, truncate, error):
+    with pytest.raises(error, match="truncate"):
+        fn(0.9, 0.5, 1.0, np.ones(4), 0.3, truncate=truncate)
+
+
 def test_seed000_vanishing_when_w_r_small():
     """|w_r| < 1: dL/dh[k] has been multiplied by w_r (1 - h^2) once per step."""
     s = scalar_rnn.seed000(0.5, 0.1, 1.0, np.zeros(20), 1.0, h0=0.0)
