@@ -11,6 +11,7 @@ itself overflows is "non-finite", reported apart from disagreement.
 
 from __future__ import annotations
 
+import functools
 import traceback as tb
 from dataclasses import dataclass, field
 
@@ -207,14 +208,40 @@ def _representable(result, dtype: str) -> bool:
     return abs(result.loss) < limit and all(np.max(np.abs(a), initial=0) < limit for a in _arrays(result))
 
 
-def numeric_is_cheap(case: Case) -> bool:
-    """Finite differences where they are cheap and trustworthy: (parameters x forward
-    work) bounded, no truncation (invisible to them), and for ReLU (central differences,
-    whose step may cross a kink) only short problems."""
-    n_params = case.H * (case.D + case.H + 1) + case.O * (case.H + 1)
+def numeric_applies(case: Case) -> bool:
+    """Finite differences where they are trustworthy: no truncation (invisible to them),
+    and for ReLU (central differences, whose step may cross a kink) only short problems."""
     if case.hidden == "relu" and case.T * case.B * case.H > RELU_NUMERIC_MAX_UNITS:
         return False
-    return case.truncate is None and n_params * case.T * case.B * case.H <= NUMERIC_MAX_WORK
+    return case.truncate is None
+
+
+def numeric_is_cheap(case: Case) -> bool:
+    """... and cheap: (parameters x forward work) bounded, the checker's fast path."""
+    n_params = case.H * (case.D + case.H + 1) + case.O * (case.H + 1)
+    return numeric_applies(case) and n_params * case.T * case.B * case.H <= NUMERIC_MAX_WORK
+
+
+def slow_references(refs: dict) -> dict:
+    """The references of the checker's slow path: JAX compiled for each exact shape (no
+    padding to buckets) and finite differences on every case they apply to, whatever
+    their cost. ``check_derivation(fast=False)``; its verdicts must equal the fast path's."""
+    out = dict(refs)
+    if "jax" in out:
+        out["jax"] = functools.partial(out["jax"], pad=False)
+    if "numeric" in out:
+        out["numeric"] = _Everywhere(out["numeric"])
+    return out
+
+
+class _Everywhere:
+    """Marks a numeric reference to be run on every case it applies to (slow path)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        return self.fn(*args, **kwargs)
 
 
 def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None):
@@ -226,7 +253,8 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None):
     out = {}
     with np.errstate(all="ignore"):
         for name, ref in refs.items():
-            if name == "numeric" and not numeric_is_cheap(case):
+            wanted = numeric_applies(case) if isinstance(ref, _Everywhere) else numeric_is_cheap(case)
+            if name == "numeric" and not wanted:
                 continue
             out[name] = ref(params64, xs64, ys64, **case.config())
         if not all(_finite(r) for r in out.values()):
@@ -315,7 +343,7 @@ def failure_from(outcome: Outcome) -> Failure:
 def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_error",
                      reduction="mean", cases=100, seed=0, dtype="float64",
                      truncate=None, references=backends.REFERENCES, shrink_failures=True,
-                     reproducer_dir=None):
+                     reproducer_dir=None, fast=True):
     """Check ``fn`` (the contract's ``loss_and_grads`` signature) on ``cases`` random problems.
 
     Returns ``CheckResult(ok, failures, cases_run, ...)``; ``ok`` is True when every
@@ -324,6 +352,8 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     the first departing step of dL/dh_t, the error sizes, and (``shrink_failures``) the
     smallest failing case. ``dtype`` is "float64", "float32" or "both".
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
+    ``fast=False``: the slow path (:func:`slow_references`), the yardstick the fast path's
+    verdicts are tested against: the same cases, the same verdicts, at a fraction of the rate.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
@@ -343,6 +373,10 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         refs.pop("numeric", None)   # finite differences cannot see truncation
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast: expected True or False; got {fast!r}")
+    if not fast:
+        refs = slow_references(refs)
 
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction, truncate=truncate)
     drawn = []

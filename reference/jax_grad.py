@@ -89,7 +89,7 @@ def _pad(array: np.ndarray, shape: tuple, fill=0) -> np.ndarray:
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
-                   loss="squared_error", reduction="mean", truncate=None) -> Gradients:
+                   loss="squared_error", reduction="mean", truncate=None, pad=True) -> Gradients:
     """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`.
 
     Shapes are padded to buckets (T, B, D, H, O; see :func:`bucket`) so that one
@@ -101,12 +101,20 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
       exact zeros to every real sum (a padded sigmoid unit is 0.5, times zero weights);
     - padded outputs have target theta(0) = o, so zero error (squared error), or a
       logit of -inf, so zero probability (cross-entropy).
+
+    ``pad=False`` (an extension of the contract's signature): compile for the exact
+    shapes instead, one compilation per shape; the checker's slow path uses it.
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
     _require_jax()
+    if not isinstance(pad, bool):
+        raise TypeError(f"pad: expected True or False; got {pad!r}")
     T, B, D, H, O = p.T, p.B, p.D, p.H, p.O
-    Tp, Bp, Dp, Hp, Op = bucket(T, 16), bucket(B, 4), bucket(D, 4), bucket(H, 4), bucket(O, 4)
+    if pad:
+        Tp, Bp, Dp, Hp, Op = bucket(T, 16), bucket(B, 4), bucket(D, 4), bucket(H, 4), bucket(O, 4)
+    else:
+        Tp, Bp, Dp, Hp, Op = T, B, D, H, O
     h0 = p.params.get("h0", np.zeros((B, H), p.dtype))
     cross_entropy = loss == "cross_entropy"
     padded = {

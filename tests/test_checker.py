@@ -6,8 +6,8 @@ import functools
 import numpy as np
 import pytest
 
-from comparisons import assert_derivation, check_derivation
-from comparisons.cases import Case
+from comparisons import assert_derivation, backends, check_derivation, checker
+from comparisons.cases import Case, make_problem
 from comparisons.checker import replay
 from comparisons.diagnosis import MISTAKES, mistaken_loss_and_grads
 from manual import rnn, scalar_rnn
@@ -144,3 +144,44 @@ def test_missing_backend_is_skipped(monkeypatch):
     result = check_derivation(rnn.loss_and_grads, cases=4)
     assert result.ok and "torch" in result.skipped_backends and "torch" not in result.references
     assert "No module named 'torch'" in result.summary()
+
+
+def _verdict(outcome):
+    """What a verdict is: the status, every failing target (by any reference: the slow path
+    asks finite differences too), the first departing step by torch."""
+    failing = sorted({t for c in outcome.comparisons for t in c.failing()})
+    steps = [c.first_bad_step for c in outcome.comparisons if c.reference == "torch"]
+    return outcome.status, failing, steps
+
+
+@pytest.mark.parametrize("mistake", [None, "forgotten_1_over_B", "missing_phi_prime_in_carry"])
+def test_fast_path_verdicts_equal_the_slow_paths(mistake):
+    """Padded JAX buckets and finite differences only where cheap change no verdict: per
+    case, the same status, the same failing targets, the same first departing step."""
+    from comparisons.cases import draw_cases
+
+    fn = backends.load("manual") if mistake is None else functools.partial(mistaken_loss_and_grads, mistake)
+    refs, _ = backends.available(backends.REFERENCES)
+    slow = checker.slow_references(refs)
+    cases = draw_cases(16, seed=5, output="sigmoid") + draw_cases(8, seed=6, dtype="float32")
+    assert any(not checker.numeric_is_cheap(c) and checker.numeric_applies(c) for c in cases)
+    for case in cases:
+        fast_outcome, slow_outcome = checker.check_case(fn, case, refs), checker.check_case(fn, case, slow)
+        assert _verdict(fast_outcome) == _verdict(slow_outcome), case.id
+        if not checker.numeric_is_cheap(case) and checker.numeric_applies(case):
+            assert "numeric" in slow_outcome.references and "numeric" not in fast_outcome.references
+    failures = {f.case_id: (f.parameter, f.step, f.shrunk.id) for f in
+                check_derivation(fn, cases=6, seed=7).failures}
+    assert failures == {f.case_id: (f.parameter, f.step, f.shrunk.id) for f in
+                        check_derivation(fn, cases=6, seed=7, fast=False).failures}
+    assert bool(failures) == (mistake is not None)
+
+
+def test_slow_path_compiles_jax_for_the_exact_shape():
+    params, xs, ys = make_problem(Case(seed=1, T=5, B=3, D=2, H=3, O=2))
+    padded, exact = jax_grad.loss_and_grads(params, xs, ys), jax_grad.loss_and_grads(params, xs, ys, pad=False)
+    np.testing.assert_allclose(exact.dL_dh, padded.dL_dh, rtol=1e-13, atol=1e-16)
+    with pytest.raises(TypeError, match="pad"):
+        jax_grad.loss_and_grads(params, xs, ys, pad="no")
+    with pytest.raises(TypeError, match="fast"):
+        check_derivation(backends.load("manual"), cases=1, fast=None)
