@@ -171,9 +171,19 @@ def _jax_jit(params, xs, ys, reduction):
     return lambda: jax.block_until_ready(f(p, *args))
 
 
-def checker_rate(cases: int = 200) -> dict:
-    """check_derivation's cases per second on its default mixture: cold, then warm."""
+def _verdicts(result) -> tuple:
+    return (result.ok, result.cases_run, result.non_finite,
+            [(f.case_id, f.status, f.parameters, f.step) for f in result.failures])
+
+
+def checker_rate(cases: int = 200, slow_cases: int = 50) -> dict:
+    """check_derivation's cases per second on its default mixture, cold then warm, and
+    the slow path's (``fast=False``) on ``slow_cases`` of the same cases, for a correct
+    derivation and for a mistaken one: the verdicts of both paths must be identical."""
+    import functools
+
     from comparisons import check_derivation
+    from comparisons.diagnosis import mistaken_loss_and_grads
 
     manual = backends.load("manual")
     started = time.perf_counter()
@@ -182,7 +192,17 @@ def checker_rate(cases: int = 200) -> dict:
     started = time.perf_counter()
     result = check_derivation(manual, cases=cases, seed=1)
     warm = time.perf_counter() - started
-    return {"cases": cases, "ok": result.ok, "cold_cases_per_s": cases / cold, "warm_cases_per_s": cases / warm}
+    identical = True
+    slow_seconds = 0.0
+    for fn in (manual, functools.partial(mistaken_loss_and_grads, "missing_phi_prime_in_carry")):
+        fast = check_derivation(fn, cases=slow_cases, seed=1, shrink_failures=False)
+        started = time.perf_counter()
+        slow = check_derivation(fn, cases=slow_cases, seed=1, shrink_failures=False, fast=False)
+        slow_seconds += time.perf_counter() - started
+        identical &= _verdicts(fast) == _verdicts(slow)
+    return {"cases": cases, "ok": result.ok, "cold_cases_per_s": cases / cold, "warm_cases_per_s": cases / warm,
+            "slow_cases": 2 * slow_cases, "slow_cases_per_s": 2 * slow_cases / slow_seconds,
+            "identical_verdicts": identical}
 
 
 FRAMEWORKS = ("torch.nn.RNN", "jax.jit")
@@ -222,7 +242,7 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
         times = median_times(contestants(100, 16, 16, H, 4), repeats)
         results["sweep_H"].append({"H": H, "seconds": times})
     progress("checker")
-    results["checker"] = checker_rate(50 if quick else checker_cases)
+    results["checker"] = checker_rate(50 if quick else checker_cases, 10 if quick else 50)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -276,5 +296,6 @@ def table(results: dict) -> str:
     lines.append("(manual's ratios: the median over rounds of its time / the other's in the same round)")
     c = results["checker"]
     lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
-                 f"({c['cases']} cases, verdict ok={c['ok']})")
+                 f"({c['cases']} cases, verdict ok={c['ok']}); slow path {c['slow_cases_per_s']:.1f} cases/s, "
+                 f"verdicts {'identical' if c['identical_verdicts'] else 'DIFFERENT'} on {c['slow_cases']} cases")
     return "\n".join(lines)

@@ -94,3 +94,26 @@ def test_complex_step_survives_exploding_regime():
     outcome = check_case(backends.load("manual"), case, backends.available(("torch", "numeric"))[0])
     assert outcome.status == "agree", outcome.worst()
     assert {c.reference for c in outcome.comparisons} == {"torch", "numeric"}
+
+
+@pytest.mark.parametrize("setting", ["folder", "off"])
+def test_jax_compilation_cache_follows_the_environment(tmp_path, setting):
+    """BPTT_XVAL_JAX_CACHE=<folder> keeps compiled functions there; "off" keeps none."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("jax")
+    folder = tmp_path / "cache"
+    env = {**os.environ, "BPTT_XVAL_JAX_CACHE": str(folder) if setting == "folder" else "off",
+           "JAX_COMPILATION_CACHE_DIR": ""}
+    code = ("from comparisons.cases import Case, make_problem; from reference import jax_grad; "
+            "jax_grad.loss_and_grads(*make_problem(Case(seed=0, T=3, B=2, D=2, H=3, O=2))); "
+            "print(jax_grad.CACHE_DIR)")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=os.path.dirname(os.path.dirname(__file__)), timeout=300)
+    assert out.returncode == 0, out.stderr
+    if setting == "folder":
+        assert out.stdout.strip() == str(folder) and any(folder.iterdir())
+    else:
+        assert out.stdout.strip() == "None" and not folder.exists()
