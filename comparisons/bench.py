@@ -208,6 +208,11 @@ def checker_rate(cases: int = 200, slow_cases: int = 50) -> dict:
 FRAMEWORKS = ("torch.nn.RNN", "jax.jit")
 
 
+def scaling_exponent(sizes, seconds) -> float:
+    """p in seconds ~ size^p, the least-squares slope on log-log axes (1.0: linear)."""
+    return float(np.polyfit(np.log(sizes), np.log(seconds), 1)[0])
+
+
 def headline_row(label, T, B, D, H, O, repeats: int) -> dict:
     """One headline size: median seconds of every contestant and of the FLOP limit, and
     the paired ratios of manual to the faster framework and to the FLOP limit."""
@@ -241,8 +246,12 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
         progress(f"sweep H={H}")
         times = median_times(contestants(100, 16, 16, H, 4), repeats)
         results["sweep_H"].append({"H": H, "seconds": times})
+    results["exponent_T"] = {name: scaling_exponent([r["T"] for r in results["sweep_T"]],
+                                                    [r["seconds"][name] for r in results["sweep_T"]])
+                             for name in results["sweep_T"][0]["seconds"]}
     progress("checker")
-    results["checker"] = checker_rate(50 if quick else checker_cases, 10 if quick else 50)
+    cases = 50 if quick else checker_cases
+    results["checker"] = checker_rate(cases, min(cases, 10 if quick else 50))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -294,6 +303,9 @@ def table(results: dict) -> str:
                 vs_flops = row["ratios"]["manual / FLOP limit"]
             lines.append(f"{row['label']:<8}{name:<15}{sec * 1e3:>10.2f}{vs_best:>18.2f}{vs_flops:>14.2f}")
     lines.append("(manual's ratios: the median over rounds of its time / the other's in the same round)")
+    if "exponent_T" in results:
+        lines.append("cost ~ T^p over the T sweep: " + ", ".join(
+            f"{name} p={p:.2f}" for name, p in results["exponent_T"].items()))
     c = results["checker"]
     lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
                  f"({c['cases']} cases, verdict ok={c['ok']}); slow path {c['slow_cases_per_s']:.1f} cases/s, "
