@@ -238,13 +238,14 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
     for label, T, B, D, H, O in headline:
         progress(f"{label}: T={T} B={B} D={D} H={H} O={O}")
         results["headline"].append(headline_row(label, T, B, D, H, O, repeats))
+    # millisecond calls are noisier: at least 15 rounds for the sweeps
     for T in (sweep_T[:3] if quick else sweep_T):
         progress(f"sweep T={T}")
-        times = median_times(contestants(T, 8, 8, 64, 4), repeats)
+        times = median_times(contestants(T, 8, 8, 64, 4), max(repeats, 15))
         results["sweep_T"].append({"T": T, "seconds": times})
     for H in (sweep_H[:2] if quick else sweep_H):
         progress(f"sweep H={H}")
-        times = median_times(contestants(100, 16, 16, H, 4), repeats)
+        times = median_times(contestants(100, 16, 16, H, 4), max(repeats, 15))
         results["sweep_H"].append({"H": H, "seconds": times})
     # the slope over the longer half of the sweep, where fixed per-call costs (validation,
     # allocation, jit dispatch) no longer hide the per-step cost
@@ -270,17 +271,30 @@ def _figure(results: dict, path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import NullFormatter
+
+    colors = {"manual": "C0", "torch loop": "C1", "torch.nn.RNN": "C2", "jax.jit": "C3"}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    # a line of slope 1 through manual's longest run: linear cost runs parallel to it
+    T = [r["T"] for r in results["sweep_T"]]
+    last = results["sweep_T"][-1]["seconds"]["manual"]
+    axes[0].loglog(T, [last * t / T[-1] for t in T], "k--", lw=1, label="slope 1 (linear in T)")
     for ax, key, x in ((axes[0], "sweep_T", "T"), (axes[1], "sweep_H", "H")):
         rows = results[key]
-        for name in rows[0]["seconds"]:
-            ax.loglog([r[x] for r in rows], [r["seconds"][name] for r in rows], marker="o", label=name)
+        sizes = [r[x] for r in rows]
+        for name in colors:
+            if name in rows[0]["seconds"]:
+                ax.loglog(sizes, [r["seconds"][name] for r in rows], marker="o", label=name,
+                          color=colors[name])
+        ax.set_xticks(sizes, [str(n) for n in sizes])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(x)
         ax.set_ylabel("seconds (forward + backward)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_title("cost against T (B=8, D=8, H=64): linear")
+    p = results.get("exponent_T", {}).get("manual")
+    axes[0].set_title("cost against T (B=8, D=8, H=64)" + (f": manual ~ T^{p:.2f}" if p is not None else ""))
     axes[1].set_title("cost against H (T=100, B=16, D=16)")
-    axes[0].legend()
+    axes[0].legend(loc="upper left", fontsize=8)
     import io
 
     buffer = io.BytesIO()
@@ -305,6 +319,16 @@ def table(results: dict) -> str:
                 vs_flops = row["ratios"]["manual / FLOP limit"]
             lines.append(f"{row['label']:<8}{name:<15}{sec * 1e3:>10.2f}{vs_best:>18.2f}{vs_flops:>14.2f}")
     lines.append("(manual's ratios: the median over rounds of its time / the other's in the same round)")
+    for key, x, sizes in (("sweep_T", "T", "B=8 D=8 H=64"), ("sweep_H", "H", "T=100 B=16 D=16")):
+        rows = results.get(key) or []
+        if rows:
+            names = list(rows[0]["seconds"])
+            lines.append(f"sweep over {x} ({sizes}), ms and manual / jax.jit:")
+            lines.append(f"{x:>8}" + "".join(f"{n:>15}" for n in names) + f"{'manual/jax':>12}")
+            for r in rows:
+                s = r["seconds"]
+                ratio = s["manual"] / s["jax.jit"] if "jax.jit" in s else float("nan")
+                lines.append(f"{r[x]:>8}" + "".join(f"{s[n] * 1e3:>15.2f}" for n in names) + f"{ratio:>12.2f}")
     if "exponent_T" in results:
         lines.append("cost ~ T^p over the longer half of the T sweep: " + ", ".join(
             f"{name} p={p:.2f}" for name, p in results["exponent_T"].items()))
