@@ -52,9 +52,16 @@ class _Workspace(threading.local):
 _workspace = _Workspace()
 
 
+# Larger forward passes get fresh arrays, so that no thread keeps gigabytes after a big call.
+WORKSPACE_MAX_BYTES = 512 * 2**20
+
+
 def workspace(T: int, B: int, H: int, dtype) -> tuple:
-    """(a, h) buffers of shape (T+1, B, H), reused when the last call had the same shape."""
+    """(a, h) buffers of shape (T+1, B, H), reused when the last call had the same shape
+    (fresh, and not kept, beyond ``WORKSPACE_MAX_BYTES`` for the two)."""
     key = (T, B, H, np.dtype(dtype))
+    if 2 * (T + 1) * B * H * key[-1].itemsize > WORKSPACE_MAX_BYTES:
+        return tuple(np.empty((T + 1, B, H), dtype) for _ in range(2))
     if _workspace.key != key:
         release_workspace()                       # free the old buffers before allocating
         _workspace.buffers = tuple(np.empty((T + 1, B, H), dtype) for _ in range(2))

@@ -73,3 +73,13 @@ def test_each_thread_has_its_own_workspace():
         assert len(got[i]) == 10
         for result in got[i]:
             _same(result, expected[i])
+
+
+def test_workspace_beyond_the_cap_is_fresh_and_not_kept(monkeypatch):
+    monkeypatch.setattr(rnn, "WORKSPACE_MAX_BYTES", 1000)
+    rnn.release_workspace()
+    first, second = rnn.workspace(10, 2, 8, np.float64), rnn.workspace(10, 2, 8, np.float64)
+    assert not np.shares_memory(first[0], second[0])       # 2 * 11 * 2 * 8 * 8 bytes > 1000
+    assert rnn.workspace(2, 2, 2, np.float64)[0] is rnn.workspace(2, 2, 2, np.float64)[0]
+    p, x, y = small_problem(T=10, B=2, H=8)
+    np.testing.assert_array_equal(rnn.loss_and_grads(p, x, y).dL_dh, rnn.loss_and_grads(p, x, y).dL_dh)
