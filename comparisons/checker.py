@@ -222,40 +222,23 @@ def numeric_is_cheap(case: Case) -> bool:
     return numeric_applies(case) and n_params * case.T * case.B * case.H <= NUMERIC_MAX_WORK
 
 
-def slow_references(refs: dict) -> dict:
-    """The references of the checker's slow path: JAX compiled for each exact shape (no
-    padding to buckets) and finite differences on every case they apply to, whatever
-    their cost. ``check_derivation(fast=False)``; its verdicts must equal the fast path's."""
-    out = dict(refs)
-    if "jax" in out:
-        out["jax"] = functools.partial(out["jax"], pad=False)
-    if "numeric" in out:
-        out["numeric"] = _Everywhere(out["numeric"])
-    return out
-
-
-class _Everywhere:
-    """Marks a numeric reference to be run on every case it applies to (slow path)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, *args, **kwargs):
-        return self.fn(*args, **kwargs)
-
-
-def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None):
+def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fast=True):
     """float64 reference ``Gradients`` for ``case`` (or for the given arrays), by name, and
-    the magnitudes the errors are measured against (None if a reference overflowed)."""
+    the magnitudes the errors are measured against (None if a reference overflowed).
+
+    ``fast=False`` is the checker's slow path, the yardstick of the fast one's verdicts:
+    JAX compiled for the exact shapes (no padding to buckets) and finite differences on
+    every case they apply to, whatever their cost."""
     if params is None:
         params, xs, ys = make_problem(case)
     params64, xs64, ys64 = as_float64(case, params, xs, ys)
     out = {}
     with np.errstate(all="ignore"):
         for name, ref in refs.items():
-            wanted = numeric_applies(case) if isinstance(ref, _Everywhere) else numeric_is_cheap(case)
-            if name == "numeric" and not wanted:
+            if name == "numeric" and not (numeric_is_cheap(case) if fast else numeric_applies(case)):
                 continue
+            if name == "jax" and not fast:
+                ref = functools.partial(ref, pad=False)
             out[name] = ref(params64, xs64, ys64, **case.config())
         if not all(_finite(r) for r in out.values()):
             return out, None
@@ -263,10 +246,11 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None):
         return out, magnitudes(case, params64, xs64, ys64, dL_dh)
 
 
-def check_case(fn, case: Case, refs: dict, arrays=None) -> Outcome:
-    """Run ``fn`` and the references on one case and compare them."""
+def check_case(fn, case: Case, refs: dict, arrays=None, fast=True) -> Outcome:
+    """Run ``fn`` and the references on one case and compare them (``fast``: see
+    :func:`reference_results`)."""
     params, xs, ys = arrays if arrays is not None else make_problem(case)
-    references, magnitude = reference_results(case, refs, params, xs, ys)
+    references, magnitude = reference_results(case, refs, params, xs, ys, fast)
     if magnitude is None:
         return Outcome(case, "reference_non_finite", reason="the float64 reference overflowed")
     if not all(_representable(r, case.dtype) for r in references.values()):
@@ -291,7 +275,7 @@ def check_case(fn, case: Case, refs: dict, arrays=None) -> Outcome:
                    magnitude=magnitude, arrays=(params, xs, ys))
 
 
-def shrink(fn, case: Case, refs: dict) -> Case:
+def shrink(fn, case: Case, refs: dict, fast=True) -> Case:
     """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails.
 
     Greedy, deterministic: for each size in turn try 1, half, and one less, keep the
@@ -299,7 +283,7 @@ def shrink(fn, case: Case, refs: dict) -> Case:
     simplified last. The seed stays, so every shrunk case replays exactly.
     """
     def fails(candidate):
-        return check_case(fn, candidate, refs).failed
+        return check_case(fn, candidate, refs, fast=fast).failed
 
     tries = 0
     changed = True
@@ -352,8 +336,8 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     the first departing step of dL/dh_t, the error sizes, and (``shrink_failures``) the
     smallest failing case. ``dtype`` is "float64", "float32" or "both".
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
-    ``fast=False``: the slow path (:func:`slow_references`), the yardstick the fast path's
-    verdicts are tested against: the same cases, the same verdicts, at a fraction of the rate.
+    ``fast=False``: the slow path (see :func:`reference_results`), the yardstick the fast
+    path's verdicts are tested against: the same cases, the same verdicts, at a fraction of the rate.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
@@ -375,8 +359,6 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         raise BackendUnavailable(f"references: none available ({skipped})")
     if not isinstance(fast, bool):
         raise TypeError(f"fast: expected True or False; got {fast!r}")
-    if not fast:
-        refs = slow_references(refs)
 
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction, truncate=truncate)
     drawn = []
@@ -384,13 +366,13 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, **config)
     failures, non_finite = [], []
     for case in drawn:
-        outcome = check_case(fn, case, refs)
+        outcome = check_case(fn, case, refs, fast=fast)
         if outcome.status == "reference_non_finite":
             non_finite.append(case.id)
         elif outcome.failed:
             failure = failure_from(outcome)
             if shrink_failures:
-                failure.shrunk = shrink(fn, case, refs)
+                failure.shrunk = shrink(fn, case, refs, fast)
             if reproducer_dir is not None:
                 failure.reproducer = str(reproducer.save(failure.shrunk or case, reproducer_dir,
                                                          failure.to_dict()))
