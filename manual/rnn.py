@@ -168,8 +168,7 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
-    T, B, _ = p.xs.shape
-    f = forward(p.params, p.xs, hidden, output, workspace(T, B, p.params["W_hh"].shape[0], p.dtype))
+    f = forward(p.params, p.xs, hidden, output, workspace(p.T, p.B, p.H, p.dtype))
     L, dL_dz = output_error(f, p.ys, loss, reduction, output)
     grads, dL_dh = backward(p.params, p.xs, f, dL_dz, hidden, truncate, overwrite_a=True)
     if "h0" in params:

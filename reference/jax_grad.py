@@ -58,8 +58,7 @@ def _enable_compilation_cache() -> str | None:
     return folder
 
 
-if jax is not None:
-    CACHE_DIR = _enable_compilation_cache()
+CACHE_DIR = _enable_compilation_cache() if jax is not None else None
 
 
 def _require_jax():
@@ -168,9 +167,9 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
         _pad(step_weights(reduction, T, p.dtype), (Tp,)), w_b)
     # one transfer of every array (np.asarray per leaf costs ~35 us each)
     value, g_params, g_eps = jax.device_get((value, g_params, g_eps))
-    grads = {k: np.asarray(g_params[k])[tuple(slice(0, n) for n in v.shape)].copy()
+    grads = {k: g_params[k][tuple(slice(0, n) for n in v.shape)].copy()
              for k, v in p.params.items() if k != "h0"}
-    dL_dh = np.asarray(g_eps)[:T + 1, :B, :H].copy()
+    dL_dh = g_eps[:T + 1, :B, :H].copy()
     if "h0" in p.params:
         grads["h0"] = dL_dh[0].copy() if p.params["h0"].ndim == 2 else dL_dh[0].sum(0)
     return Gradients(float(value), grads, dL_dh)
