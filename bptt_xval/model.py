@@ -34,11 +34,15 @@ class Gradients(NamedTuple):
     grads: dict, same keys and shapes as ``params``, NumPy arrays of the input dtype.
     dL_dh: (T+1, B, H) array, dL/dh_t for t = 0..T (total derivative through all later
            steps; index 0 is h0), or None for a backend that cannot give it.
+    dL_dx: (T, B, D) array, dL/dx_t for t = 1..T (what layer-style derivations such as
+           cs231n's ``dx`` compute), or None. Optional: ``Gradients(loss, grads, dL_dh)``
+           still builds one, and a candidate may return a plain 3- or 4-tuple.
     """
 
     loss: float
     grads: dict
     dL_dh: np.ndarray | None
+    dL_dx: np.ndarray | None = None
 
 
 class BackendUnavailable(ImportError):

@@ -3,10 +3,12 @@ not, where (parameter, time step), by how much, and on what smallest case?
 
 For every drawn case the checker runs the candidate on the case's arrays (read-only, so
 an in-place write is caught) and the references in float64 on the same values, then
-compares per parameter, the loss, and dL/dh_t per step (``comparisons.compare``). A
-candidate that raises, returns the wrong structure or non-finite values fails that
-case with the reason; it never crashes the checker. A case whose float64 reference
-itself overflows is "non-finite", reported apart from disagreement.
+compares per parameter, the loss, and dL/dh_t and dL/dx_t per step
+(``comparisons.compare``). A candidate that raises, returns the wrong structure
+(``comparisons.outputs``) or non-finite values fails that case with the reason; it
+never crashes the checker. A case whose float64 reference itself overflows is
+"non-finite", reported apart from disagreement. The public names are documented in
+docs/api.md.
 """
 
 from __future__ import annotations
@@ -19,23 +21,16 @@ import numpy as np
 
 from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
 from comparisons import backends, reproducer
-from comparisons.cases import DTYPES, Case, as_float64, draw_cases, make_problem
+from comparisons.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
 from comparisons.compare import compare
-from comparisons.diagnosis import MISTAKES, diagnose
+from comparisons.diagnosis import MISTAKES, diagnose, error_patterns
+from comparisons.outputs import BadOutput, NonFiniteOutput, as_gradients
 from comparisons.tolerances import magnitudes
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
 NUMERIC_MAX_WORK = 300_000
 SHRINK_MAX_TRIES = 60
 RELU_NUMERIC_MAX_UNITS = 64
-
-
-class BadOutput(Exception):
-    """The candidate returned something that is not a valid ``Gradients``."""
-
-
-class NonFiniteOutput(BadOutput):
-    """The candidate returned NaN or Inf (where the reference is finite)."""
 
 
 @dataclass
@@ -75,9 +70,9 @@ class Failure:
 
     case: Case
     status: str
-    parameter: str | None          # worst failing target: a parameter key, "loss" or "dL_dh"
+    parameter: str | None          # worst failing target: a parameter key, "loss", "dL_dh" or "dL_dx"
     parameters: list               # every failing target
-    step: int | None               # first t (counting back from T) where dL/dh_t departs
+    step: int | None               # first t (counting back from T) where dL/dh_t (else dL/dx_t) departs
     max_abs: float | None
     rel: float | None
     tol: float | None
@@ -87,6 +82,9 @@ class Failure:
     shrunk: Case | None = None
     diagnosis: list = field(default_factory=list)
     reproducer: str | None = None
+    steps: dict = field(default_factory=dict)       # "dL_dh" / "dL_dx" -> first departing t
+    patterns: dict = field(default_factory=dict)    # failing target -> how it is off, in words
+    notes: dict = field(default_factory=dict)       # diagnosis name -> its text for this case
 
     @property
     def case_id(self) -> str:
@@ -94,16 +92,19 @@ class Failure:
 
     def describe(self) -> str:
         c = self.case
+        one_hot = " inputs=one_hot" if c.inputs == "one_hot" else ""
         lines = [f"case seed={c.seed} T={c.T} B={c.B} D={c.D} H={c.H} O={c.O} regime={c.regime} "
-                 f"h0={c.h0} dtype={c.dtype}: {self.status}"]
+                 f"h0={c.h0} dtype={c.dtype}{one_hot}: {self.status}"]
         if self.status == "disagree":
             lines.append(f"  {self.parameter} differs from {self.reference}: max |error| "
                          f"{self.max_abs:.3g} (relative {self.rel:.3g}) > tolerance {self.tol:.3g}")
             if len(self.parameters) > 1:
                 lines.append(f"  all differing: {', '.join(self.parameters)}")
-            if self.step is not None:
-                lines.append(f"  dL/dh_t first departs at t = {self.step} ({c.T - self.step} "
-                             f"step(s) back from T = {c.T})")
+            for target, t in self.steps.items():
+                what = "dL/dh_t" if target == "dL_dh" else "dL/dx_t"
+                lines.append(f"  {what} first departs at t = {t} ({c.T - t} step(s) back from T = {c.T})")
+            for target, pattern in self.patterns.items():
+                lines.append(f"  {target}: {pattern}")
         else:
             lines.append(f"  {self.reason}")
         if self.shrunk is not None:
@@ -112,7 +113,7 @@ class Failure:
                          f"H={s.H}, O={s.O}, regime={s.regime!r}, h0={s.h0!r}, dtype={s.dtype!r})")
         if self.diagnosis:
             lines.append("  diagnosis (the failing gradients match these classic mistakes):")
-            lines += [f"    - {m}: {MISTAKES[m]}" for m in self.diagnosis]
+            lines += [f"    - {m}: {self.notes.get(m, MISTAKES.get(m, ''))}" for m in self.diagnosis]
         elif self.status == "disagree":
             lines.append("  diagnosis: matches none of the catalogued mistakes")
         if self.reproducer:
@@ -122,10 +123,11 @@ class Failure:
     def to_dict(self) -> dict:
         return {"case": self.case.to_dict(), "case_id": self.case_id, "status": self.status,
                 "parameter": self.parameter, "parameters": self.parameters, "step": self.step,
-                "max_abs": self.max_abs, "rel": self.rel, "tol": self.tol,
+                "steps": self.steps, "max_abs": self.max_abs, "rel": self.rel, "tol": self.tol,
                 "reference": self.reference, "reason": self.reason, "traceback": self.traceback,
                 "shrunk": None if self.shrunk is None else self.shrunk.to_dict(),
-                "diagnosis": self.diagnosis, "reproducer": self.reproducer}
+                "diagnosis": self.diagnosis, "diagnosis_notes": self.notes, "patterns": self.patterns,
+                "reproducer": self.reproducer}
 
 
 @dataclass
@@ -136,22 +138,63 @@ class CheckResult:
     non_finite: list = field(default_factory=list)      # case ids the references overflowed on
     skipped_backends: dict = field(default_factory=dict)
     references: list = field(default_factory=list)
+    not_checked: dict = field(default_factory=dict)     # name -> why it was not compared
+    space: dict = field(default_factory=dict)           # the case space drawn (CaseSpace.to_dict)
+
+    def common_failure(self) -> tuple | None:
+        """(status, reason) when every case failed the same way (the function returns None,
+        raises the same error...): said once, at the top of the summary."""
+        reasons = {(f.status, f.reason) for f in self.failures}
+        conclusive = self.cases_run - len(self.non_finite)
+        if len(reasons) == 1 and len(self.failures) == conclusive > 1 and self.failures[0].status != "disagree":
+            return next(iter(reasons))
+        return None
 
     def summary(self) -> str:
         head = (f"{'AGREES' if self.ok else 'DISAGREES'}: {self.cases_run - len(self.failures)} of "
                 f"{self.cases_run} cases agree with {', '.join(self.references) or 'no reference'}")
         lines = [head]
+        common = self.common_failure()
+        if common is not None:
+            lines.append(f"every case failed the same way ({common[0]}): {common[1]}")
+        for name, why in self.not_checked.items():
+            lines.append(f"not checked: {name} ({why})")
         if self.non_finite:
             lines.append(f"{len(self.non_finite)} case(s) inconclusive: the float64 reference overflowed")
         for name, reason in self.skipped_backends.items():
             lines.append(f"skipped {name}: {reason}")
-        lines += [f.describe() for f in self.failures]
+        if common is not None:
+            return "\n".join(lines + [self.failures[0].describe()])
+        # the real bug first: disagreements, then each other way of failing once with its count
+        disagreements = [f for f in self.failures if f.status == "disagree"]
+        others = {}
+        for f in self.failures:
+            if f.status != "disagree":
+                others.setdefault((f.status, f.reason), []).append(f)
+        lines += [f.describe() for f in disagreements]
+        for (status, reason), group in others.items():
+            if len(group) > 1:
+                lines.append(f"{len(group)} cases {status.replace('_', ' ')}: {reason}"
+                             f"{_h0_hint(group, self)}; the first of them:")
+            lines.append(group[0].describe())
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
+        common = self.common_failure()
         return {"ok": self.ok, "cases_run": self.cases_run, "references": self.references,
                 "skipped_backends": self.skipped_backends, "non_finite": self.non_finite,
+                "not_checked": self.not_checked, "space": self.space,
+                "common_failure": None if common is None else {"status": common[0], "reason": common[1]},
                 "failures": [f.to_dict() for f in self.failures]}
+
+
+def _h0_hint(group: list, result: CheckResult) -> str:
+    """Computed, not guessed: does this way of failing happen exactly on the cases with an h0?"""
+    with_h0 = [f for f in group if f.case.h0 != "none"]
+    if len(with_h0) == len(group) and "none" in result.space.get("h0", ()):
+        return (" (only on cases with an initial state h0: if your derivation takes no h0, "
+                "check with h0='none', --h0 none)")
+    return ""
 
 
 def _read_only(arrays: dict) -> dict:
@@ -161,37 +204,6 @@ def _read_only(arrays: dict) -> dict:
         v.flags.writeable = False
         out[k] = v
     return out
-
-
-def _validate_output(result, params: dict, T: int, B: int, H: int, dtype) -> None:
-    """Raise BadOutput naming what is wrong with a candidate's return value."""
-    if not (isinstance(result, tuple) and len(result) == 3):
-        raise BadOutput(f"expected a Gradients (loss, grads, dL_dh) triple; got {type(result).__name__}")
-    loss, grads, dL_dh = result
-    if isinstance(loss, (bool, np.bool_)) or not isinstance(loss, (float, int, np.floating, np.integer)):
-        raise BadOutput(f"loss: expected a float; got {type(loss).__name__}")
-    if not np.isfinite(loss):
-        raise NonFiniteOutput(f"loss: not finite ({loss})")
-    if not isinstance(grads, dict):
-        raise BadOutput(f"grads: expected a dict; got {type(grads).__name__}")
-    if set(grads) != set(params):
-        raise BadOutput(f"grads: expected keys {sorted(params)}; got {sorted(grads, key=str)}")
-    for k in params:
-        g = grads[k]
-        if not isinstance(g, np.ndarray):
-            raise BadOutput(f"grads[{k!r}]: expected a numpy.ndarray; got {type(g).__name__}")
-        if g.shape != params[k].shape:
-            raise BadOutput(f"grads[{k!r}]: expected shape {params[k].shape}; got {g.shape}")
-        if g.dtype != dtype:
-            raise BadOutput(f"grads[{k!r}]: expected dtype {dtype} (the input dtype); got {g.dtype}")
-        if not np.all(np.isfinite(g)):
-            raise NonFiniteOutput(f"grads[{k!r}]: contains NaN or Inf")
-    if dL_dh is not None:
-        if not isinstance(dL_dh, np.ndarray) or dL_dh.shape != (T + 1, B, H):
-            shape = getattr(dL_dh, "shape", type(dL_dh).__name__)
-            raise BadOutput(f"dL_dh: expected None or an array of shape {(T + 1, B, H)}; got {shape}")
-        if not np.all(np.isfinite(dL_dh)):
-            raise NonFiniteOutput("dL_dh: contains NaN or Inf")
 
 
 def _arrays(result) -> list:
@@ -246,10 +258,13 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fas
         return out, magnitudes(case, params64, xs64, ys64, dL_dh)
 
 
-def check_case(fn, case: Case, refs: dict, arrays=None, fast=True) -> Outcome:
+
+def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None) -> Outcome:
     """Run ``fn`` and the references on one case and compare them (``fast``: see
-    :func:`reference_results`)."""
+    :func:`reference_results`). ``checked``: the parameter names compared (default: all
+    of the case's)."""
     params, xs, ys = arrays if arrays is not None else make_problem(case)
+    checked = tuple(params) if checked is None else checked
     references, magnitude = reference_results(case, refs, params, xs, ys, fast)
     if magnitude is None:
         return Outcome(case, "reference_non_finite", reason="the float64 reference overflowed")
@@ -261,10 +276,10 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True) -> Outcome:
     try:
         with np.errstate(all="ignore"):
             result = fn(inputs, xs_ro, ys_ro, **case.config())
-    except Exception as exc:  # the candidate's own failure is a result, not a crash
-        return Outcome(case, "raised", reason=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc())
+    except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
+        return Outcome(case, "raised", reason=_exception_line(exc), traceback=tb.format_exc())
     try:
-        _validate_output(result, params, case.T, case.B, case.H, np.dtype(case.dtype))
+        result = as_gradients(result, params, checked, (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
     except NonFiniteOutput as exc:
         return Outcome(case, "non_finite", reason=str(exc))
     except BadOutput as exc:
@@ -275,15 +290,27 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True) -> Outcome:
                    magnitude=magnitude, arrays=(params, xs, ys))
 
 
-def shrink(fn, case: Case, refs: dict, fast=True) -> Case:
+def _exception_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"SystemExit: the derivation called sys.exit({exc.code!r})"
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        return (f"{type(exc).__name__}: {exc} (the derivation wrote into an input array: inputs are "
+                f"handed over read-only, because writing into them corrupts the caller's data)")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def shrink(fn, case: Case, refs: dict, fast=True, space: CaseSpace | None = None) -> Case:
     """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails.
 
-    Greedy, deterministic: for each size in turn try 1, half, and one less, keep the
-    first that still fails, and repeat until nothing shrinks; h0 and the regime are
-    simplified last. The seed stays, so every shrunk case replays exactly.
+    Greedy, deterministic: for each size in turn try its lower bound, half, and one less,
+    keep the first that still fails, and repeat until nothing shrinks; h0 and the regime
+    are simplified last. The seed stays, so every shrunk case replays exactly. Every
+    candidate stays inside ``space`` (sizes, h0 kinds, D == O when tied).
     """
+    space = space or CaseSpace()
+
     def fails(candidate):
-        return check_case(fn, candidate, refs, fast=fast).failed
+        return check_case(fn, candidate, refs, fast=fast, checked=space.checked(candidate)).failed
 
     tries = 0
     changed = True
@@ -291,18 +318,20 @@ def shrink(fn, case: Case, refs: dict, fast=True) -> Case:
         changed = False
         for name in ("T", "H", "B", "D", "O"):
             value = getattr(case, name)
-            low = 2 if name == "O" and case.loss == "cross_entropy" else 1
+            low = space.bounds(name, case.loss)[0]
             for smaller in sorted({low, value // 2, value - 1}):
                 if low <= smaller < value and tries < SHRINK_MAX_TRIES:
+                    candidate = space.fit(case.replace(**{name: smaller}))
+                    if candidate == case:
+                        continue
                     tries += 1
-                    candidate = case.replace(**{name: smaller})
                     if fails(candidate):
                         case, changed = candidate, True
                         break
         for name, simple in (("h0", "none"), ("regime", "generic")):
-            if getattr(case, name) != simple and tries < SHRINK_MAX_TRIES:
+            candidate = case.replace(**{name: simple})
+            if getattr(case, name) != simple and tries < SHRINK_MAX_TRIES and space.contains(candidate):
                 tries += 1
-                candidate = case.replace(**{name: simple})
                 if fails(candidate):
                     case, changed = candidate, True
     return case
@@ -317,31 +346,83 @@ def failure_from(outcome: Outcome) -> Failure:
     reference, target, err, _ = worst
     failing = sorted({t for c in outcome.comparisons for t in c.failing()},
                      key=lambda t: (t != target, t))
-    step = next((c.first_bad_step for c in outcome.comparisons if c.first_bad_step is not None), None)
-    analytic = next(r for name, r in outcome.references.items() if r.dL_dh is not None or name == reference)
-    diagnosis = diagnose(outcome.result, outcome.case, outcome.arrays, analytic, outcome.magnitude)
+    steps = {}
+    for c in outcome.comparisons:
+        for name, t in c.first_bad.items():
+            steps.setdefault(name, t)
+    step = steps.get("dL_dh", steps.get("dL_dx"))
+    analytic_name = next(name for name, r in outcome.references.items()
+                         if r.dL_dh is not None or name == reference)
+    analytic = outcome.references[analytic_name]
+    comparison = next(c for c in outcome.comparisons if c.reference == analytic_name)
+    diagnosis, notes = diagnose(outcome.result, outcome.case, outcome.arrays, analytic, outcome.magnitude)
+    patterns = error_patterns(outcome.result, analytic, comparison, outcome.case)
     return Failure(outcome.case, "disagree", target, failing, step, err.max_abs, err.rel, err.tol,
-                   reference, f"{target} differs from {reference}", None, diagnosis=diagnosis)
+                   reference, f"{target} differs from {reference}", None, diagnosis=diagnosis,
+                   steps=steps, patterns=patterns, notes=notes)
+
+
+def _writable_folder(name: str, folder) -> None:
+    """Fail at the boundary, before any work, if ``folder`` cannot be created or written."""
+    import tempfile
+    from pathlib import Path
+
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except (OSError, TypeError) as exc:
+        raise ValueError(f"{name}: cannot write into {str(folder)!r} ({type(exc).__name__}: "
+                         f"{getattr(exc, 'strerror', None) or exc})") from None
+
+
+def _should_shrink(failure: Failure, failures: list) -> bool:
+    """Shrink what can shrink: a disagreement or an overflow depends on the case's size; a
+    bad return value, or an exception every failing case raises alike, does not."""
+    if failure.status in ("disagree", "non_finite"):
+        return True
+    return failure.status == "raised" and any(f.reason != failure.reason for f in failures)
 
 
 def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_error",
                      reduction="mean", cases=100, seed=0, dtype="float64",
-                     truncate=None, references=backends.REFERENCES, shrink_failures=True,
+                     truncate=None, sizes=None, h0=None, inputs=None, params=None,
+                     references=backends.REFERENCES, shrink_failures=True,
                      reproducer_dir=None, fast=True):
-    """Check ``fn`` (the contract's ``loss_and_grads`` signature) on ``cases`` random problems.
+    """Check ``fn`` (the ``loss_and_grads`` signature, docs/api.md) on ``cases`` random problems.
 
     Returns ``CheckResult(ok, failures, cases_run, ...)``; ``ok`` is True when every
     conclusive case agrees with every available reference within tolerance
     (``comparisons.tolerances``). Each failure names its case, the worst parameter,
-    the first departing step of dL/dh_t, the error sizes, and (``shrink_failures``) the
-    smallest failing case. ``dtype`` is "float64", "float32" or "both".
+    the first departing step of dL/dh_t (and dL/dx_t), the error sizes, how the wrong
+    gradients are off, the catalogued mistakes they match, and (``shrink_failures``)
+    the smallest failing case. ``dtype`` is "float64", "float32" or "both".
+
+    The case space, narrowed to what ``fn`` supports: ``sizes`` ({"B": 1, "T": (2, 60)}),
+    ``h0`` ("none", "vector", "batch" or a tuple), ``inputs`` ("dense" or "one_hot"),
+    ``params`` (the gradients ``fn`` returns; the others are named in ``not_checked``).
+    A convention adapter (``comparisons.conventions``) carries its own defaults in
+    ``fn.case_space``; explicit arguments win over them.
+
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
     ``fast=False``: the slow path (see :func:`reference_results`), the yardstick the fast
     path's verdicts are tested against: the same cases, the same verdicts, at a fraction of the rate.
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
+    defaults = dict(getattr(fn, "case_space", None) or {})
+    explicit = dict(hidden=hidden, output=output, loss=loss, reduction=reduction, sizes=sizes, h0=h0,
+                    inputs=inputs, params=params)
+    # a convention's defaults apply where the caller left the contract's default
+    for name, contract_default in (("hidden", "tanh"), ("output", "identity"), ("loss", "squared_error"),
+                                   ("reduction", "mean"), ("sizes", None), ("h0", None),
+                                   ("inputs", None), ("params", None)):
+        if explicit[name] == contract_default and name in defaults:
+            explicit[name] = defaults[name]
+    hidden, output, loss, reduction = (explicit[k] for k in ("hidden", "output", "loss", "reduction"))
     check_options(hidden, output, loss, reduction, truncate)
+    space = CaseSpace.make(explicit["sizes"], explicit["h0"], explicit["inputs"], explicit["params"],
+                           defaults.get("tie_D_O", False), loss=loss)
     if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
         raise ValueError(f"cases: expected a positive int; got {cases!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -349,52 +430,67 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     dtypes = DTYPES if dtype == "both" else (dtype,)
     if any(d not in DTYPES for d in dtypes):
         raise ValueError(f"dtype: expected 'float64', 'float32' or 'both'; got {dtype!r}")
+    if isinstance(references, str) or not isinstance(references, (tuple, list)):
+        raise TypeError(f"references: expected a tuple of names from {backends.REFERENCES}; got {references!r}")
     unknown = [r for r in references if r not in backends.REFERENCES]
     if unknown:
         raise ValueError(f"references: expected names from {backends.REFERENCES}; got {unknown}")
+    if not isinstance(fast, bool):
+        raise TypeError(f"fast: expected True or False; got {fast!r}")
+    if reproducer_dir is not None:
+        _writable_folder("reproducer_dir", reproducer_dir)
     refs, skipped = backends.available(references)
     if truncate is not None:
         refs.pop("numeric", None)   # finite differences cannot see truncation
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
-    if not isinstance(fast, bool):
-        raise TypeError(f"fast: expected True or False; got {fast!r}")
 
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction, truncate=truncate)
     drawn = []
     for i, d in enumerate(dtypes):
-        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, **config)
-    failures, non_finite = [], []
+        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d,
+                            space=space, **config)
+    failures, non_finite, returned = [], [], set()
     for case in drawn:
-        outcome = check_case(fn, case, refs, fast=fast)
+        outcome = check_case(fn, case, refs, fast=fast, checked=space.checked(case))
+        if outcome.result is not None:
+            returned |= {k for k in ("dL_dh", "dL_dx") if getattr(outcome.result, k) is not None}
         if outcome.status == "reference_non_finite":
             non_finite.append(case.id)
         elif outcome.failed:
-            failure = failure_from(outcome)
-            if shrink_failures:
-                failure.shrunk = shrink(fn, case, refs, fast)
-            if reproducer_dir is not None:
-                failure.reproducer = str(reproducer.save(failure.shrunk or case, reproducer_dir,
-                                                         failure.to_dict()))
-            failures.append(failure)
-    return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs))
+            failures.append(failure_from(outcome))
+    for failure in failures:
+        if shrink_failures and _should_shrink(failure, failures):
+            failure.shrunk = shrink(fn, failure.case, refs, fast, space)
+        if reproducer_dir is not None:
+            failure.reproducer = str(reproducer.save(failure.shrunk or failure.case, reproducer_dir,
+                                                     {**failure.to_dict(), "space": space.to_dict()}))
+    not_checked = {name: "not in params: the candidate does not return it" for name in space.not_checked()}
+    if any(f.status == "disagree" for f in failures) or not failures:
+        # what the candidate never returned cannot be compared: say so, never pass it silently
+        not_checked.update({k: "not returned (None)" for k in ("dL_dh", "dL_dx") if k not in returned})
+    return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs),
+                       not_checked, space.to_dict())
 
 
-def replay(path, fn, references=backends.REFERENCES) -> Outcome:
-    """Rerun ``fn`` on a reproducer written by ``check_derivation(reproducer_dir=...)``."""
-    case, arrays, _ = reproducer.load(path)
+def replay(path, fn, references=backends.REFERENCES, params=None) -> Outcome:
+    """Rerun ``fn`` on a reproducer written by ``check_derivation(reproducer_dir=...)``;
+    ``params`` as in :func:`check_derivation` (default: the reproducer's own)."""
+    case, arrays, meta = reproducer.load(path)
     refs, skipped = backends.available(references)
     if case.truncate is not None:
         refs.pop("numeric", None)
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
-    return check_case(fn, case, refs, arrays)
+    if params is None:
+        params = ((meta.get("failure") or {}).get("space") or {}).get("params")
+    return check_case(fn, case, refs, arrays, checked=CaseSpace.make(params=params).checked(case))
 
 
 def assert_derivation(fn, **config) -> CheckResult:
     """pytest-friendly: raise AssertionError with the full verdict (parameter, step,
     errors, shrunk case, diagnosis) unless ``fn`` agrees. ``config`` is passed to
-    :func:`check_derivation` (hidden=..., cases=..., dtype=...)."""
+    :func:`check_derivation` (hidden=..., cases=..., dtype=..., sizes=..., h0=...)."""
     result = check_derivation(fn, **config)
     if not result.ok:
         raise AssertionError(result.summary())

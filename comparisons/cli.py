@@ -63,6 +63,38 @@ _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
 
 
+def _sizes(text: str) -> dict:
+    """``B=1,T=2:60`` -> {"B": 1, "T": (2, 60)} (argparse type)."""
+    sizes = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        lo, colon, hi = value.partition(":")
+        try:
+            sizes[name.strip()] = (int(lo), int(hi)) if colon else int(lo)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected NAME=N or NAME=LO:HI, comma-separated (e.g. B=1,T=2:60); got {item!r}") from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected NAME=N or NAME=LO:HI; got {item!r}")
+    return sizes
+
+
+def _names(text: str) -> tuple:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _add_space(p: argparse.ArgumentParser) -> None:
+    """The case space a derivation supports (docs/api.md, "case space")."""
+    p.add_argument("--sizes", type=_sizes, default=None, metavar="B=1,T=2:60",
+                   help="fix or bound T, B, D, H, O")
+    p.add_argument("--h0", type=_names, default=None, metavar="KIND[,KIND]",
+                   help="initial states to draw: none, vector, batch")
+    p.add_argument("--inputs", choices=("dense", "one-hot", "one_hot"), default=None,
+                   help="real-valued x_t (dense) or one-hot rows (a language model)")
+    p.add_argument("--params", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="the gradients your function returns; the others are reported as not checked")
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", choices=HIDDEN, default="tanh")
     p.add_argument("--output", choices=OUTPUT, default="identity")
@@ -97,10 +129,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--reproducers", default=None, metavar="DIR",
                    help="write a replayable reproducer per failure into DIR")
+    _add_space(p)
 
     p = sub.add_parser("replay", help="rerun a reproducer written by check --reproducers")
     p.add_argument("reproducer", metavar="FILE", help="the reproducer's .json (or .npz)")
     p.add_argument("--fn", required=True, metavar="FILE:FUNC")
+    p.add_argument("--params", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="the gradients your function returns (default: as when it was written)")
 
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
@@ -109,8 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _writable(folder: str) -> None:
+    """--out must be a folder we can write, checked before any work: one line, exit 2."""
+    from comparisons.checker import _writable_folder
+
+    try:
+        _writable_folder("--out", folder)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _progress_report(args) -> int:
     from comparisons.report import write_report
+
+    _writable(args.out)
     from comparisons.report_data import report_cases
 
     units = len(report_cases(args.seed, args.quick)) + 3
@@ -138,9 +185,16 @@ def _check(args) -> int:
     from comparisons.checker import check_derivation
 
     fn = load_function(args.target)
+    if args.reproducers is not None:
+        try:
+            _writable(args.reproducers)
+        except UsageError as exc:
+            raise UsageError(str(exc).replace("--out", "--reproducers", 1)) from None
+    inputs = None if args.inputs is None else args.inputs.replace("-", "_")
     result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
                               reduction=args.reduction, truncate=args.truncate, cases=args.cases,
-                              seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers)
+                              seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
+                              sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params)
     print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.summary())
     return EXIT_OK if result.ok else EXIT_DISAGREE
 
@@ -148,7 +202,7 @@ def _check(args) -> int:
 def _replay(args) -> int:
     from comparisons.checker import failure_from, replay
 
-    outcome = replay(args.reproducer, load_function(args.fn))
+    outcome = replay(args.reproducer, load_function(args.fn), params=args.params)
     if outcome.status == "agree":
         print(f"agrees on {outcome.case.id}")
         return EXIT_OK
@@ -162,6 +216,7 @@ def _replay(args) -> int:
 def _bench(args) -> int:
     from comparisons.bench import run, table
 
+    _writable(args.out)
     results = run(args.repeats, args.quick, args.out, progress=lambda m: print(m, file=sys.stderr))
     print(table(results))
     print(f"results: {Path(args.out).resolve() / 'latest.json'} and scaling.png")
@@ -181,6 +236,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, KeyError, BackendUnavailable) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:   # a disk filling up or a folder removed under a running command
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("interrupted; no partial files were left (every file is written atomically)", file=sys.stderr)

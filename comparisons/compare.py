@@ -1,4 +1,5 @@
-"""Compare one backend's ``Gradients`` with a reference's: per parameter, loss, dL/dh_t per step."""
+"""Compare one backend's ``Gradients`` with a reference's: per parameter, the loss, and
+dL/dh_t and dL/dx_t per time step."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from comparisons.cases import Case
-from comparisons.tolerances import case_tolerance, compare_array, compare_dL_dh
+from comparisons.tolerances import case_tolerance, compare_array, compare_steps
 
 
 @dataclass
@@ -15,10 +16,20 @@ class Comparison:
     """Errors of a candidate against one reference on one case."""
 
     reference: str
-    errors: dict                       # target ("loss", "W_hh", ..., "dL_dh") -> Error
-    dL_dh_steps: list = field(default_factory=list)   # Error per t = 0..T (empty if no dL_dh)
-    first_bad_step: int | None = None  # largest t where dL/dh_t departs (counting back from T)
+    errors: dict                       # target ("loss", "W_hh", ..., "dL_dh", "dL_dx") -> Error
+    steps: dict = field(default_factory=dict)       # "dL_dh" / "dL_dx" -> [Error per step]
+    first_bad: dict = field(default_factory=dict)   # "dL_dh" / "dL_dx" -> largest departing t
     why: str = ""
+
+    @property
+    def dL_dh_steps(self) -> list:
+        """Error per t = 0..T (empty when either side has no dL_dh)."""
+        return self.steps.get("dL_dh", [])
+
+    @property
+    def first_bad_step(self) -> int | None:
+        """The largest t where dL/dh_t departs (counting back from T), else dL/dx_t's."""
+        return self.first_bad.get("dL_dh", self.first_bad.get("dL_dx"))
 
     @property
     def ok(self) -> bool:
@@ -36,20 +47,26 @@ def reference_kind(reference: str, case: Case) -> str:
 
 
 def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None = None) -> Comparison:
-    """``candidate`` and ``ref`` are ``Gradients``; ``ref`` was computed in float64.
+    """``candidate`` and ``ref`` are ``Gradients``; ``ref`` was computed in float64. The
+    parameters compared are the candidate's (the checker passes only the checked ones);
+    dL_dh and dL_dx are compared per step where both sides give them.
 
     ``magnitude`` is ``comparisons.tolerances.magnitudes`` for the case (the phi'-free
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}
     tol = case_tolerance(case, reference=reference_kind(reference, case), loss=ref.loss)
-    errors = {name: compare_array(np.asarray(candidate.grads[name]), r, tol, M.get(name, 0.0))
-              for name, r in ref.grads.items()}
+    errors = {name: compare_array(np.asarray(g), ref.grads[name], tol, M.get(name, 0.0))
+              for name, g in candidate.grads.items()}
     # the loss itself: a wrong forward pass shows here before any gradient
     errors["loss"] = compare_array(np.asarray([candidate.loss]), np.asarray([ref.loss]),
                                    case_tolerance(case), M.get("loss", 0.0))
-    steps, first_bad = [], None
-    if candidate.dL_dh is not None and ref.dL_dh is not None:
-        steps, errors["dL_dh"], first_bad = compare_dL_dh(np.asarray(candidate.dL_dh), ref.dL_dh,
-                                                          tol, M.get("dL_dh"))
+    steps, first_bad = {}, {}
+    for target, first_t in (("dL_dh", 0), ("dL_dx", 1)):
+        mine, theirs = getattr(candidate, target, None), getattr(ref, target, None)
+        if mine is not None and theirs is not None:
+            steps[target], errors[target], bad = compare_steps(np.asarray(mine), theirs, tol,
+                                                               M.get(target), first_t)
+            if bad is not None:
+                first_bad[target] = bad
     return Comparison(reference, errors, steps, first_bad, tol.why)

@@ -117,11 +117,11 @@ def case_record(case: Case, results: dict, baselines: dict, arrays64) -> dict:
             continue
         c = compare(result, baselines[b], b if name != "numeric" else "numeric", case, M)
         errors[name] = {k: e.to_dict() for k, e in c.errors.items()}
-        if c.dL_dh_steps:  # agreement per time step, t = 0..T
-            errors[name]["dL_dh"]["per_step_max_abs"] = [e.max_abs for e in c.dL_dh_steps]
-            errors[name]["dL_dh"]["per_step_tol"] = [e.tol for e in c.dL_dh_steps]
-        if c.first_bad_step is not None:
-            errors[name]["dL_dh"]["first_bad_step"] = c.first_bad_step
+        for target, steps in c.steps.items():  # agreement per time step: dL_dh t = 0..T, dL_dx t = 1..T
+            errors[name][target]["per_step_max_abs"] = [e.max_abs for e in steps]
+            errors[name][target]["per_step_tol"] = [e.tol for e in steps]
+            if target in c.first_bad:
+                errors[name][target]["first_bad_step"] = c.first_bad[target]
         against[name], why[name] = b, c.why
     return {
         "id": case.id,
@@ -228,6 +228,14 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
     agree = sum(r["agree"] for r in records)
+    # agreement per compared quantity (W_hh, ..., dL_dh, dL_dx): case x backend comparisons
+    targets = {}
+    for r in records:
+        for errs in r["errors"].values():
+            for target, e in errs.items():
+                counts = targets.setdefault(target, {"compared": 0, "agree": 0})
+                counts["compared"] += 1
+                counts["agree"] += bool(e["ok"])
     report = {
         "suite_version": bptt_xval.__version__,
         "seed": seed,
@@ -237,7 +245,8 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
         "skipped_reasons": skipped,
         "cases": records,
         "summary": {"cases": len(records), "agree": agree, "disagree": len(records) - agree,
-                    "skipped_backends": sorted(skipped), "studies_agree": studies_agree},
+                    "skipped_backends": sorted(skipped), "studies_agree": studies_agree,
+                    "targets": dict(sorted(targets.items()))},
         "figures_data": figures,
     }
     return report

@@ -117,11 +117,12 @@ def compare_array(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance,
                  tuple(int(i) for i in worst))
 
 
-def compare_dL_dh(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, magnitude=None):
-    """Per-step comparison of dL/dh_t, t = 0..T.
+def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, magnitude=None,
+                  first_t: int = 0):
+    """Per-step comparison of dL/dh_t (t = 0..T, ``first_t`` 0) or dL/dx_t (t = 1..T, ``first_t`` 1).
 
-    ``magnitude``: optional (T+1,) phi'-free sizes of dL/dh_t. Returns (Error per step,
-    the worst step's Error, the first departing step counting back from T, or None).
+    ``magnitude``: optional per-step phi'-free sizes. Returns (Error per step, the worst
+    step's Error, the first departing step t counting back from T, or None).
     """
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     per_step_abs = diff.reshape(len(diff), -1).max(1)
@@ -132,8 +133,8 @@ def compare_dL_dh(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
     scale = np.maximum.accumulate(step_scale[::-1])[::-1]
     limit = tol.rtol * scale + tol.atol + TINY
     bad = np.nonzero(per_step_abs > limit)[0]
-    first_bad = int(bad.max()) if bad.size else None
-    per_step = [Error(float(a), _rel(float(a), float(s)), float(t), (i,))
+    first_bad = int(bad.max()) + first_t if bad.size else None
+    per_step = [Error(float(a), _rel(float(a), float(s)), float(t), (i + first_t,))
                 for i, (a, s, t) in enumerate(zip(per_step_abs, scale, limit))]
     worst = int(np.argmax(per_step_abs / limit))
     return per_step, per_step[worst], first_bad
@@ -146,13 +147,16 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
 
         g_t = max(|dL/dh_t|,  |W_hy|^T |dL/dz_t| + |W_hh|^T |e_{t+1}|)     (elementwise)
         M(W_xh) = max sum_t g_t |x_t|^T,  M(W_hh) = max sum_t g_t |h_{t-1}|^T,  M(b_h) = max sum_t g_t
+        M(dL/dx_t) = max_{s >= t} max g_s  *  max_d sum_h |W_xh[h, d]|
 
     The second term of g_t is the size of the two sums that make dL/dh_t, so their
     cancellation cannot fake a tight scale; g_t, not |e_t|, multiplies the inputs because
     phi' is computed from a rounded h with an absolute error ~ u (saturation). The
     recursion is not taken over absolute values all the way back: that bound is rigorous
     but grows like |W_hh|^T and would make the check vacuous; errors made at step s
-    travel back through the true Jacobians, as the signal does (see compare_dL_dh).
+    travel back through the true Jacobians, as the signal does (see compare_steps).
+    dL/dx_t = W_xh^T e_t inherits dL/dh_t's error (from step t and every later one),
+    times at most the largest column sum of |W_xh|.
     ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff
     reference, or None (then the output side only). Returns {target: float}, with
     "dL_dh" -> (T+1,) array.
@@ -184,6 +188,8 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     M["W_hh"] = float(np.max(np.einsum("tbh,tbk->hk", g[1:], np.abs(h[:-1]))))
     M["b_h"] = float(np.max(g[1:].sum((0, 1))))
     M["dL_dh"] = g.reshape(T + 1, -1).max(1)
+    later = np.maximum.accumulate(M["dL_dh"][:0:-1])[::-1]          # max_{s >= t} g_s, t = 1..T
+    M["dL_dx"] = later * float(np.abs(params["W_xh"]).sum(0).max())
     if "h0" in params:
         # dL/dh_0, like every dL/dh_t, is held to the size of all later steps
         M["h0"] = float(np.max(g if params["h0"].ndim == 2 else g.sum(1)))

@@ -11,6 +11,7 @@ Backward, the recursion of seeds 000 and 001 in matrix form, run from dL/dh_{T+1
     dL/dh_t = W_hy^T dL/dz_t + W_hh^T e_{t+1}        (total derivative, all later steps)
     e_t     = dL/dh_t * phi'(a_t)                     (seed 000's local error e[k+1])
     dL/dW_hh = sum_t e_t h_{t-1}^T,  dL/dW_xh = sum_t e_t x_t^T,  dL/db_h = sum_t e_t
+    dL/dx_t  = W_xh^T e_t                             (the input's share of a_t)
 
 Only the recurrence sits inside the time loops; every input and output projection and
 every weight-gradient reduction is one matrix product over the stacked (T*B) rows.
@@ -119,7 +120,7 @@ def output_error(f: Forward, ys, loss, reduction, output):
 
 
 def backward(params, xs, f: Forward, dL_dz, hidden, truncate, overwrite_a=False):
-    """BPTT from dL/dh_{T+1} = 0. Returns (grads without h0, dL_dh (T+1, B, H)).
+    """BPTT from dL/dh_{T+1} = 0. Returns (grads without h0, dL_dh (T+1, B, H), dL_dx (T, B, D)).
 
     ``overwrite_a``: build e in f.a's memory (a_t is needed only for phi'(a_t)), saving
     one (T+1, B, H) array; f.a is garbage afterwards.
@@ -152,7 +153,9 @@ def backward(params, xs, f: Forward, dL_dz, hidden, truncate, overwrite_a=False)
         "W_hy": G.T @ f.h[1:].reshape(T * B, H),
         "b_y": G.sum(0),
     }
-    return grads, dL_dh
+    # dL/dx_t = W_xh^T e_t, every step at once: x_t enters only through a_t
+    dL_dx = (E @ params["W_xh"]).reshape(T, B, -1)
+    return grads, dL_dh, dL_dx
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
@@ -163,14 +166,14 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
             optionally h0 (H,) or (B, H); xs (T, B, D); ys (T, B, O) float, or (T, B)
             int for loss="cross_entropy". All floats float32 or all float64; the result
             has that dtype. ``truncate=k`` cuts the gradient at h_k, h_2k, ... as
-            ``detach()`` does. Returns ``Gradients(loss, grads, dL_dh)`` with dL_dh of
-            shape (T+1, B, H).
+            ``detach()`` does. Returns ``Gradients(loss, grads, dL_dh, dL_dx)`` with dL_dh
+            of shape (T+1, B, H) and dL_dx of shape (T, B, D). See docs/api.md.
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
     f = forward(p.params, p.xs, hidden, output, workspace(p.T, p.B, p.H, p.dtype))
     L, dL_dz = output_error(f, p.ys, loss, reduction, output)
-    grads, dL_dh = backward(p.params, p.xs, f, dL_dz, hidden, truncate, overwrite_a=True)
+    grads, dL_dh, dL_dx = backward(p.params, p.xs, f, dL_dz, hidden, truncate, overwrite_a=True)
     if "h0" in params:
         grads["h0"] = dL_dh[0].copy() if params["h0"].ndim == 2 else dL_dh[0].sum(0)
-    return Gradients(L, grads, dL_dh)
+    return Gradients(L, grads, dL_dh, dL_dx)

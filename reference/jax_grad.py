@@ -76,7 +76,7 @@ def _activation(name):
 # through hundreds of configurations (the soak does) otherwise runs out of mappings.
 @functools.lru_cache(maxsize=32)
 def compiled(hidden, output, loss, reduction, truncate):
-    """jit(value_and_grad(L)) with respect to (params, eps) for one configuration.
+    """jit(value_and_grad(L)) with respect to (params, eps, xs) for one configuration.
 
     L(params, eps, xs, ys, w, w_b) = sum_t w_t sum_b w_b l_tb: w_t are the reduction's step
     weights, w_b the batch-mean weights 1/B (0 on padded rows). params["h0"] is (B, H).
@@ -100,7 +100,7 @@ def compiled(hidden, output, loss, reduction, truncate):
             l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
         return jnp.sum(w * (l_tb @ w_b))
 
-    return jax.jit(jax.value_and_grad(L, argnums=(0, 1)))
+    return jax.jit(jax.value_and_grad(L, argnums=(0, 1, 2)))
 
 
 def bucket(n: int, smallest: int) -> int:
@@ -162,17 +162,17 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     else:
         ys_p = _pad(p.ys, (Tp, Bp, Op), 0.5 if output == "sigmoid" else 0)
     w_b = _pad(np.full(B, 1.0 / B, p.dtype), (Bp,))
-    value, (g_params, g_eps) = compiled(hidden, output, loss, reduction, truncate)(
+    value, (g_params, g_eps, g_xs) = compiled(hidden, output, loss, reduction, truncate)(
         padded, np.zeros((Tp + 1, Bp, Hp), p.dtype), _pad(p.xs, (Tp, Bp, Dp)), ys_p,
         _pad(step_weights(reduction, T, p.dtype), (Tp,)), w_b)
     # one transfer of every array (np.asarray per leaf costs ~35 us each)
-    value, g_params, g_eps = jax.device_get((value, g_params, g_eps))
+    value, g_params, g_eps, g_xs = jax.device_get((value, g_params, g_eps, g_xs))
     grads = {k: g_params[k][tuple(slice(0, n) for n in v.shape)].copy()
              for k, v in p.params.items() if k != "h0"}
     dL_dh = g_eps[:T + 1, :B, :H].copy()
     if "h0" in p.params:
         grads["h0"] = dL_dh[0].copy() if p.params["h0"].ndim == 2 else dL_dh[0].sum(0)
-    return Gradients(float(value), grads, dL_dh)
+    return Gradients(float(value), grads, dL_dh, g_xs[:T, :B, :D].copy())
 
 
 @functools.lru_cache(maxsize=32)

@@ -1,8 +1,8 @@
 """Reference: the contract's forward pass in PyTorch, differentiated by autograd.
 
 Nothing here is derived by hand: the forward pass is written once, and
-``torch.autograd.grad`` returns the gradients of the parameters and of every hidden
-state h_0..h_T (that is the contract's dL_dh). Truncated BPTT is ``detach()`` after
+``torch.autograd.grad`` returns the gradients of the parameters, of every hidden
+state h_0..h_T (that is the contract's dL_dh) and of the inputs xs (dL_dx). Truncated BPTT is ``detach()`` after
 steps k, 2k, ..., exactly as it is practised.
 """
 
@@ -40,7 +40,7 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     _require_torch()
     T, B, H = p.T, p.B, p.H
     P = {k: torch.tensor(v, requires_grad=True) for k, v in p.params.items()}
-    x = torch.tensor(p.xs)
+    x = torch.tensor(p.xs, requires_grad=True)
     phi, theta = _activation(hidden), _activation(output)
 
     # h_0 as a (B, H) graph node of its own, so that its gradient is dL/dh_0 per sample.
@@ -63,10 +63,11 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
 
     keys = list(P)
     # allow_unused: under truncation with reduction="last", early h_t may not reach L.
-    out = torch.autograd.grad(L, [P[k] for k in keys] + hs, allow_unused=True)
+    out = torch.autograd.grad(L, [P[k] for k in keys] + [x] + hs, allow_unused=True)
     grads = {k: _numpy(g, P[k]) for k, g in zip(keys, out)}
-    dL_dh = np.stack([_numpy(g, h) for g, h in zip(out[len(keys):], hs)])
-    return Gradients(float(L.detach()), grads, dL_dh)
+    dL_dx = _numpy(out[len(keys)], x)
+    dL_dh = np.stack([_numpy(g, h) for g, h in zip(out[len(keys) + 1:], hs)])
+    return Gradients(float(L.detach()), grads, dL_dh, dL_dx)
 
 
 def _numpy(grad, like) -> np.ndarray:
