@@ -1,6 +1,7 @@
 """Soak: run the correct derivation (manual.rnn) through the checker on many cases.
 
-Every configuration of the contract, both dtypes, the default case mixture. Prints the
+Every configuration of the contract, both dtypes, the default case mixture (dense and
+one-hot inputs); dL/dh_t and dL/dx_t compared per step as the checker does. Prints the
 number of cases, the false alarms (must be 0), inconclusive (overflowing) cases, and the
 largest observed error / tolerance: how much head-room the tolerances have.
 
@@ -14,7 +15,7 @@ import time
 
 from bptt_xval.model import HIDDEN, OUTPUT, REDUCTION
 from comparisons import backends
-from comparisons.cases import draw_cases
+from comparisons.cases import CaseSpace, draw_cases
 from comparisons.checker import check_case
 
 
@@ -45,7 +46,9 @@ def main(argv=None) -> int:
             # one configuration per block: free the last block's executables (code memory)
             from reference.jax_grad import clear_compiled
             clear_compiled()
-        for case in draw_cases(per_block, args.seed * 1_000_003 + block, dtype=dtype, **config):
+        # every fourth block draws one-hot inputs (the language-model case of the conventions)
+        space = CaseSpace.make(inputs="one_hot" if block % 4 == 3 else "dense", loss=config["loss"])
+        for case in draw_cases(per_block, args.seed * 1_000_003 + block, dtype=dtype, space=space, **config):
             outcome = check_case(manual, case, use)
             n += 1
             if outcome.status == "reference_non_finite":

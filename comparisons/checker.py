@@ -14,6 +14,7 @@ docs/api.md.
 from __future__ import annotations
 
 import functools
+import re
 import traceback as tb
 from dataclasses import dataclass, field
 
@@ -30,6 +31,8 @@ from comparisons.tolerances import magnitudes
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
 NUMERIC_MAX_WORK = 300_000
 SHRINK_MAX_TRIES = 60
+# disagreements described in full in a summary; the rest are counted (all are in to_dict())
+SUMMARY_MAX_SHOWN = 3
 RELU_NUMERIC_MAX_UNITS = 64
 
 
@@ -140,14 +143,17 @@ class CheckResult:
     references: list = field(default_factory=list)
     not_checked: dict = field(default_factory=dict)     # name -> why it was not compared
     space: dict = field(default_factory=dict)           # the case space drawn (CaseSpace.to_dict)
+    hints: list = field(default_factory=list)           # computed from the verdicts, e.g. about h0
 
     def common_failure(self) -> tuple | None:
         """(status, reason) when every case failed the same way (the function returns None,
-        raises the same error...): said once, at the top of the summary."""
-        reasons = {(f.status, f.reason) for f in self.failures}
+        raises the same error, returns the same wrong shape...): said once, at the top of
+        the summary. The reason shown is the first case's."""
+        kinds = {_way(f) for f in self.failures}
         conclusive = self.cases_run - len(self.non_finite)
-        if len(reasons) == 1 and len(self.failures) == conclusive > 1 and self.failures[0].status != "disagree":
-            return next(iter(reasons))
+        first = self.failures[0] if self.failures else None
+        if len(kinds) == 1 and len(self.failures) == conclusive > 1 and first.status != "disagree":
+            return first.status, first.reason
         return None
 
     def summary(self) -> str:
@@ -157,6 +163,7 @@ class CheckResult:
         common = self.common_failure()
         if common is not None:
             lines.append(f"every case failed the same way ({common[0]}): {common[1]}")
+        lines += [f"hint: {h}" for h in self.hints]
         for name, why in self.not_checked.items():
             lines.append(f"not checked: {name} ({why})")
         if self.non_finite:
@@ -170,12 +177,17 @@ class CheckResult:
         others = {}
         for f in self.failures:
             if f.status != "disagree":
-                others.setdefault((f.status, f.reason), []).append(f)
-        lines += [f.describe() for f in disagreements]
-        for (status, reason), group in others.items():
+                others.setdefault(_way(f), []).append(f)
+        lines += [f.describe() for f in disagreements[:SUMMARY_MAX_SHOWN]]
+        if len(disagreements) > SUMMARY_MAX_SHOWN:
+            diagnosed = sorted({m for f in disagreements for m in f.diagnosis})
+            lines.append(f"... and {len(disagreements) - SUMMARY_MAX_SHOWN} more case(s) disagree"
+                         + (f" (diagnosed: {', '.join(diagnosed)})" if diagnosed else "")
+                         + "; every one is in to_dict() / --json")
+        for group in others.values():
             if len(group) > 1:
-                lines.append(f"{len(group)} cases {status.replace('_', ' ')}: {reason}"
-                             f"{_h0_hint(group, self)}; the first of them:")
+                lines.append(f"{len(group)} cases {group[0].status.replace('_', ' ')}: {group[0].reason}; "
+                             f"the first of them:")
             lines.append(group[0].describe())
         return "\n".join(lines)
 
@@ -183,18 +195,26 @@ class CheckResult:
         common = self.common_failure()
         return {"ok": self.ok, "cases_run": self.cases_run, "references": self.references,
                 "skipped_backends": self.skipped_backends, "non_finite": self.non_finite,
-                "not_checked": self.not_checked, "space": self.space,
+                "not_checked": self.not_checked, "space": self.space, "hints": self.hints,
                 "common_failure": None if common is None else {"status": common[0], "reason": common[1]},
                 "failures": [f.to_dict() for f in self.failures]}
 
 
-def _h0_hint(group: list, result: CheckResult) -> str:
-    """Computed, not guessed: does this way of failing happen exactly on the cases with an h0?"""
-    with_h0 = [f for f in group if f.case.h0 != "none"]
-    if len(with_h0) == len(group) and "none" in result.space.get("h0", ()):
-        return (" (only on cases with an initial state h0: if your derivation takes no h0, "
-                "check with h0='none', --h0 none)")
-    return ""
+def _way(failure: Failure) -> tuple:
+    """How a case failed, sizes aside: "expected shape (5, 4, 1)" and "(3, 3, 1)" are one way."""
+    return failure.status, re.sub(r"\d+", "N", failure.reason)
+
+
+def _h0_hint(failures: list, drawn: list) -> list:
+    """Computed, not guessed: does the derivation fail exactly on the cases that have an h0?"""
+    failing = {f.case_id for f in failures}
+    without = [c for c in drawn if c.h0 == "none"]
+    if failures and without and all(f.case.h0 != "none" for f in failures) \
+            and not any(c.id in failing for c in without):
+        return [f"every failing case has an initial state h0, and all {len(without)} cases without one "
+                f"agree: if your derivation takes no h0 (as min-char-rnn's hprev), check with "
+                f"h0='none' (--h0 none); if it does, look at how h0 enters h_1 and at its gradient"]
+    return []
 
 
 def _read_only(arrays: dict) -> dict:
@@ -468,9 +488,9 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     not_checked = {name: "not in params: the candidate does not return it" for name in space.not_checked()}
     if any(f.status == "disagree" for f in failures) or not failures:
         # what the candidate never returned cannot be compared: say so, never pass it silently
-        not_checked.update({k: "not returned (None)" for k in ("dL_dh", "dL_dx") if k not in returned})
+        not_checked.update({k: "the function returns None for it" for k in ("dL_dh", "dL_dx") if k not in returned})
     return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs),
-                       not_checked, space.to_dict())
+                       not_checked, space.to_dict(), _h0_hint(failures, drawn))
 
 
 def replay(path, fn, references=backends.REFERENCES, params=None) -> Outcome:

@@ -1,6 +1,6 @@
 """``bptt-xval report``: run the report's cases and write report.{json,md,html} + figures.
 
-report.json follows ``shared/CONTRACT.md`` and is deterministic: the same seed gives the
+report.json follows docs/api.md and is deterministic: the same seed gives the
 same bytes on the same machine and library versions (keys sorted, no timings, no
 dates). Timings go to timings.json. Every file is written atomically.
 """

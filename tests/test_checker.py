@@ -91,8 +91,8 @@ def test_hand_written_mutant_scaled_gradient_is_caught():
 
 @pytest.mark.parametrize("broken,status,reason", [
     (lambda p, x, y, **c: 1 / 0, "raised", "ZeroDivisionError"),
-    (lambda p, x, y, **c: None, "bad_output", "triple"),
-    (lambda p, x, y, **c: rnn.loss_and_grads(p, x, y, **c)._replace(grads={}), "bad_output", "keys"),
+    (lambda p, x, y, **c: None, "bad_output", "returned None"),
+    (lambda p, x, y, **c: rnn.loss_and_grads(p, x, y, **c)._replace(grads={}), "bad_output", "missing"),
     (lambda p, x, y, **c: rnn.loss_and_grads({k: v.astype(np.float32) for k, v in p.items()},
                                              x.astype(np.float32), y.astype(np.float32), **c),
      "bad_output", "dtype"),
