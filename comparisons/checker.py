@@ -25,7 +25,7 @@ from comparisons import backends, reproducer
 from comparisons.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
 from comparisons.compare import compare
 from comparisons.diagnosis import MISTAKES, diagnose, error_patterns
-from comparisons.outputs import BadOutput, NonFiniteOutput, as_gradients
+from comparisons.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
 from comparisons.tolerances import magnitudes
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
@@ -296,6 +296,8 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None)
     try:
         with np.errstate(all="ignore"):
             result = fn(inputs, xs_ro, ys_ro, **case.config())
+    except BadOutput as exc:                # a convention adapter found the user's return malformed
+        return Outcome(case, "bad_output", reason=str(exc))
     except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
         return Outcome(case, "raised", reason=_exception_line(exc), traceback=tb.format_exc())
     try:
@@ -313,7 +315,7 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None)
 def _exception_line(exc: BaseException) -> str:
     if isinstance(exc, SystemExit):
         return f"SystemExit: the derivation called sys.exit({exc.code!r})"
-    if isinstance(exc, ValueError) and "read-only" in str(exc):
+    if isinstance(exc, ValueError) and "read-only" in str(exc) and not isinstance(exc, InputModified):
         return (f"{type(exc).__name__}: {exc} (the derivation wrote into an input array: inputs are "
                 f"handed over read-only, because writing into them corrupts the caller's data)")
     return f"{type(exc).__name__}: {exc}"

@@ -21,29 +21,53 @@ class UsageError(Exception):
     """Bad usage: reported as one line and exit code 2."""
 
 
+def load_module(path: str, what: str = "FILE"):
+    """Import ``path`` as a module of its own (so an ``if __name__ == "__main__":`` training
+    loop does not run); an import that fails is one line naming the cause."""
+    file = Path(path)
+    if not file.is_file():
+        raise UsageError(f"{what}: no such file {path!r}")
+    module_spec = importlib.util.spec_from_file_location(f"_bptt_xval_user_{file.stem}", file)
+    if module_spec is None or module_spec.loader is None:
+        raise UsageError(f"{what}: cannot import {path!r} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.path.insert(0, str(file.parent.resolve()))
+    try:
+        module_spec.loader.exec_module(module)
+    except (Exception, SystemExit) as exc:   # a data file read at import, a sys.exit() at top level
+        raise UsageError(f"{what}: importing {path!r} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.pop(0)
+    return module
+
+
+def _function(module, path: str, name: str, what: str = "FILE:FUNC"):
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise UsageError(f"{what}: {path!r} has no function {name!r}")
+    return fn
+
+
 def load_function(spec: str):
     """``path/to/file.py:function_name`` -> the function."""
     path, sep, name = spec.rpartition(":")
     if not sep or not path or not name:
         raise UsageError(f"FILE:FUNC: expected path/to/file.py:function_name; got {spec!r}")
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"FILE:FUNC: no such file {path!r}")
-    module_spec = importlib.util.spec_from_file_location(f"_bptt_xval_user_{file.stem}", file)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"FILE:FUNC: cannot import {path!r} as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.path.insert(0, str(file.parent.resolve()))
-    try:
-        module_spec.loader.exec_module(module)
-    except Exception as exc:
-        raise UsageError(f"FILE:FUNC: importing {path!r} failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        sys.path.pop(0)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise UsageError(f"FILE:FUNC: {path!r} has no function {name!r}")
-    return fn
+    return _function(load_module(path, "FILE:FUNC"), path, name)
+
+
+def load_convention(path: str, convention: str, names):
+    """The derivation in FILE written in ``convention``'s style, adapted to the contract:
+    its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
+    from comparisons.conventions import CONVENTIONS
+
+    adapter, default_names = CONVENTIONS[convention]
+    names = names or default_names
+    if len(names) != len(default_names):
+        raise UsageError(f"--fn: the {convention} convention takes {len(default_names)} function name(s) "
+                         f"({','.join(default_names)}); got {','.join(names)}")
+    module = load_module(path)
+    return adapter(*(_function(module, path, n, "--fn") for n in names))
 
 
 def _int_at_least(minimum: int, what: str):
@@ -121,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("check", help="check your loss_and_grads: exit 0 agree, 1 disagree, 2 bad usage")
-    p.add_argument("target", metavar="FILE:FUNC")
+    p.add_argument("target", metavar="FILE:FUNC",
+                   help="the function (FILE.py:NAME), or the FILE.py of a --convention")
+    p.add_argument("--convention", choices=("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai"),
+                   default=None, help="code written in that style, checked as it is (docs/conventions.md)")
+    p.add_argument("--fn", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="with --convention: the function names, if not the conventional ones")
     _add_config(p)
     p.add_argument("--cases", type=_positive_int, default=100)
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -184,7 +213,12 @@ def _progress_report(args) -> int:
 def _check(args) -> int:
     from comparisons.checker import check_derivation
 
-    fn = load_function(args.target)
+    if args.convention is not None:
+        fn = load_convention(args.target, args.convention, args.fn)
+    elif args.fn is not None:
+        raise UsageError("--fn: only with --convention (otherwise name the function as FILE.py:NAME)")
+    else:
+        fn = load_function(args.target)
     if args.reproducers is not None:
         try:
             _writable(args.reproducers)

@@ -33,7 +33,8 @@ MISTAKES = {
     "phi_prime_at_wrong_point": "evaluated phi' at the previous step (phi'(a_{t-1}) instead of phi'(a_t))",
     "phi_prime_of_h": "evaluated phi' at h_t instead of a_t (e.g. 1 - tanh(h)^2 for tanh)",
     "no_accumulation_over_time": "kept only the last step's contribution to the shared weights",
-    "no_recurrent_carry": "never carried the error back through time (dL/dh_t = direct part only)",
+    "no_recurrent_carry": "never carried the error back through time (dL/dh_t = direct part only; "
+                          "dh_prev computed but never added to the next step's upstream dh)",
     "dropped_h0_gradient": "returned zero for the h0 gradient",
     "ignored_truncation": "ran full BPTT where truncate=k was asked for",
     "theta_prime_missing": "dropped the output activation's derivative theta'(z_t)",
@@ -93,7 +94,8 @@ def mistaken_loss_and_grads(mistake: str, params, xs, ys, *, hidden="tanh", outp
         else:
             e[t] = dL_dh[t] * dphi(f.a[t], f.h[t])
         carried = dL_dh[t] if mistake == "missing_phi_prime_in_carry" else e[t]
-        if not is_cut(t - 1, cut) and mistake != "no_recurrent_carry":
+        # without the carry, a layer-style loop still hands back step 1's W_hh^T e_1 as dh0
+        if not is_cut(t - 1, cut) and (mistake != "no_recurrent_carry" or t == 1):
             dL_dh[t - 1] += carried @ carry_W
 
     H = f.h.shape[-1]

@@ -24,6 +24,10 @@ class NonFiniteOutput(BadOutput):
     """The candidate returned NaN or Inf (where the reference is finite)."""
 
 
+class InputModified(ValueError):
+    """The user's function wrote into an array it was handed (a convention adapter says which)."""
+
+
 SHAPE_OF_A_RETURN = "(loss, grads, dL_dh) or (loss, grads, dL_dh, dL_dx)"
 
 
