@@ -106,8 +106,8 @@ class Failure:
             for target, t in self.steps.items():
                 what = "dL/dh_t" if target == "dL_dh" else "dL/dx_t"
                 lines.append(f"  {what} first departs at t = {t} ({c.T - t} step(s) back from T = {c.T})")
-            for target, pattern in self.patterns.items():
-                lines.append(f"  {target}: {pattern}")
+            if not self.diagnosis:   # a named mistake says it better; else say how each is off
+                lines += [f"  {target}: {pattern}" for target, pattern in self.patterns.items()]
         else:
             lines.append(f"  {self.reason}")
         if self.shrunk is not None:
