@@ -288,6 +288,10 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None)
     references, magnitude = reference_results(case, refs, params, xs, ys, fast)
     if magnitude is None:
         return Outcome(case, "reference_non_finite", reason="the float64 reference overflowed")
+    if magnitude["forward"] > float(np.finfo(case.dtype).max) * 1e-3:
+        return Outcome(case, "reference_non_finite",
+                       reason=f"{case.dtype} overflows on this case: the forward pass reaches "
+                              f"{magnitude['forward']:.3g} (computed in float64)")
     if not all(_representable(r, case.dtype) for r in references.values()):
         return Outcome(case, "reference_non_finite",
                        reason=f"the exact values overflow {case.dtype} (exploding regime)")

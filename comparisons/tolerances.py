@@ -165,6 +165,9 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     from reference.numeric import states  # NumPy only: a float64 forward pass
 
     h, a, z, o = states(params, xs, hidden=case.hidden, output=case.output)
+    # the largest value the forward pass itself holds: where it passes float32's range, a
+    # float32 computation must overflow, as torch's does in float32 on the same arrays
+    forward = float(max(np.max(np.abs(a), initial=0), np.max(np.abs(z), initial=0)))
     T, B = xs.shape[:2]
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
@@ -176,7 +179,7 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
         # -log softmax(z)_y = logsumexp(z) - z_y, each term at most max |z| + log O in size
         loss_terms = float((w[..., 0] * (2 * np.abs(z).max(-1) + np.log(z.shape[-1]))).sum())
     M = {"W_hy": float(np.max(np.einsum("tbo,tbh->oh", dz, np.abs(h[1:])))),
-         "b_y": float(np.max(dz.sum((0, 1)))), "loss": loss_terms}
+         "b_y": float(np.max(dz.sum((0, 1)))), "loss": loss_terms, "forward": forward}
     if dL_dh is None:
         return M
     e = np.abs(dL_dh[1:]) * np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
