@@ -6,6 +6,7 @@ special-cases one: the checker and the report iterate over this table.
 
 from __future__ import annotations
 
+import functools
 import importlib
 
 from bptt_xval.model import BackendUnavailable
@@ -47,3 +48,22 @@ def library_version(name: str) -> str | None:
         return importlib.import_module(name).__version__
     except ImportError:
         return None
+
+
+DEVICES = ("cpu", "cuda")
+# the references whose library computes on a GPU; finite differences stay on the CPU
+_ON_DEVICE = {"torch": "reference.torch_autograd", "jax": "reference.jax_grad"}
+
+
+def on_device(refs: dict, device: str) -> dict:
+    """``refs`` computing on ``device``: "cpu" as they are, "cuda" with torch and JAX moved
+    there (BackendUnavailable, naming what is missing, when either cannot)."""
+    if device not in DEVICES:
+        raise ValueError(f"device: expected one of {DEVICES}; got {device!r}")
+    if device == "cpu":
+        return refs
+    out = dict(refs)
+    for name in set(refs) & set(_ON_DEVICE):
+        importlib.import_module(_ON_DEVICE[name]).device_for(device)     # raises when it cannot
+        out[name] = functools.partial(refs[name], device=device)
+    return out

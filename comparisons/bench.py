@@ -160,10 +160,15 @@ def _jax_jit(params, xs, ys, reduction):
     # the compiled value_and_grad itself, unpadded: the fair, fastest use of jax
     f = jax_grad.compiled("tanh", "identity", "squared_error", reduction, None)
     p = {**params, "h0": np.zeros((B, H), xs.dtype)}
-    args = [jax.device_put(a) for a in (np.zeros((T + 1, B, H), xs.dtype), xs, ys,
-                                        step_weights(reduction, T, xs.dtype), np.full(B, 1 / B, xs.dtype))]
-    p = jax.device_put(p)
-    return lambda: jax.block_until_ready(f(p, *args))
+    with jax_grad.scope():        # the backend's own device and x64, as in every reference call
+        args = [jax.device_put(a) for a in (np.zeros((T + 1, B, H), xs.dtype), xs, ys,
+                                            step_weights(reduction, T, xs.dtype), np.full(B, 1 / B, xs.dtype))]
+        p = jax.device_put(p)
+
+    def run():
+        with jax_grad.scope():
+            return jax.block_until_ready(f(p, *args))
+    return run
 
 
 def _verdicts(result) -> tuple:

@@ -414,7 +414,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
                      reduction="mean", cases=100, seed=0, dtype="float64",
                      truncate=None, sizes=None, h0=None, inputs=None, params=None,
                      references=backends.REFERENCES, shrink_failures=True,
-                     reproducer_dir=None, fast=True):
+                     reproducer_dir=None, fast=True, device="cpu"):
     """Check ``fn`` (the ``loss_and_grads`` signature, docs/api.md) on ``cases`` random problems.
 
     Returns ``CheckResult(ok, failures, cases_run, ...)``; ``ok`` is True when every
@@ -433,6 +433,8 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
     ``fast=False``: the slow path (see :func:`reference_results`), the yardstick the fast
     path's verdicts are tested against: the same cases, the same verdicts, at a fraction of the rate.
+    ``device``: where torch and JAX compute the references, "cpu" (default: the user's GPU
+    is left alone) or "cuda" (BackendUnavailable without one; docs/gpu.md).
     """
     if not callable(fn):
         raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
@@ -470,6 +472,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         refs.pop("numeric", None)   # finite differences cannot see truncation
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
+    refs = backends.on_device(refs, device)
 
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction, truncate=truncate)
     drawn = []

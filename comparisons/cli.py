@@ -56,7 +56,7 @@ def load_function(spec: str):
     return _function(load_module(path, "FILE:FUNC"), path, name)
 
 
-def load_convention(path: str, convention: str, names):
+def load_convention(path: str, convention: str, names, device: str = "cpu"):
     """The derivation in FILE written in ``convention``'s style, adapted to the contract:
     its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
     from comparisons.conventions import CONVENTIONS
@@ -67,7 +67,9 @@ def load_convention(path: str, convention: str, names):
         raise UsageError(f"--fn: the {convention} convention takes {len(default_names)} function name(s) "
                          f"({','.join(default_names)}); got {','.join(names)}")
     module = load_module(path)
-    return adapter(*(_function(module, path, n, "--fn") for n in names))
+    functions = [_function(module, path, n, "--fn") for n in names]
+    # the torch-tensor styles hand their inputs over on the GPU when the check runs there
+    return adapter(*functions, device=device) if convention.startswith("cs231n") else adapter(*functions)
 
 
 def _int_at_least(minimum: int, what: str):
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("--reproducers", default=None, metavar="DIR",
                    help="write a replayable reproducer per failure into DIR")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where the references compute (default cpu: your GPU is left alone)")
     _add_space(p)
 
     p = sub.add_parser("replay", help="rerun a reproducer written by check --reproducers")
@@ -214,7 +218,7 @@ def _check(args) -> int:
     from comparisons.checker import check_derivation
 
     if args.convention is not None:
-        fn = load_convention(args.target, args.convention, args.fn)
+        fn = load_convention(args.target, args.convention, args.fn, args.device)
     elif args.fn is not None:
         raise UsageError("--fn: only with --convention (otherwise name the function as FILE.py:NAME)")
     else:
@@ -228,7 +232,8 @@ def _check(args) -> int:
     result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
                               reduction=args.reduction, truncate=args.truncate, cases=args.cases,
                               seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
-                              sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params)
+                              sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
+                              device=args.device)
     print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.summary())
     return EXIT_OK if result.ok else EXIT_DISAGREE
 

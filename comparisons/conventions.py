@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients, validate
-from comparisons.outputs import BadOutput, InputModified
+from comparisons.outputs import BadOutput, InputModified, to_numpy
 from manual.activations import ACTIVATIONS
 from manual.rnn import Forward, output_error
 
@@ -77,8 +77,7 @@ def _h0_gradient(params: dict, dh0: np.ndarray) -> dict:
 
 def _as_numpy(name: str, value, shape: tuple, dtype) -> np.ndarray:
     """A returned gradient as a NumPy array of the case's dtype, or BadOutput naming it."""
-    if type(value).__module__.split(".")[0] == "torch":
-        value = value.detach().cpu().numpy()
+    value = to_numpy(value)
     if not isinstance(value, np.ndarray):
         raise BadOutput(f"{name}: expected an array; got {type(value).__name__}")
     # (H, 1) for (H,) is the style's column vector; any other shape is the user's to fix
@@ -170,31 +169,37 @@ def _torch():
     return torch
 
 
-def cs231n(rnn_forward, rnn_backward, *, arrays="auto"):
+def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
     """cs231n's ``rnn_forward(x, h0, Wx, Wh, b) -> (h, cache)`` and ``rnn_backward(dh, cache)
     -> (dx, dh0, dWx, dWh, db)``, batch first: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H),
     h (N, T, H). ``arrays``: "numpy", "torch" (EECS 498: tensors, no autograd) or "auto"
     (NumPy first; torch tensors when the functions do not take NumPy arrays or return tensors).
+    ``device``: where those tensors live ("cuda": the EECS 498 assignment on a Colab GPU).
     """
     for name, f in (("rnn_forward", rnn_forward), ("rnn_backward", rnn_backward)):
         if not callable(f):
             raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
     if arrays not in ("auto", "numpy", "torch"):
         raise ValueError(f"arrays: expected 'auto', 'numpy' or 'torch'; got {arrays!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu' or 'cuda'; got {device!r}")
+    if device == "cuda":
+        from reference.torch_autograd import device_for
+        device_for(device)                               # BackendUnavailable without a GPU
     mode = {"arrays": arrays}
 
     def run(kind, p, config):
         x = p.xs.transpose(1, 0, 2)                                    # (N, T, D)
         h0 = np.broadcast_to(p.params.get("h0", np.zeros(p.H, p.dtype)), (p.B, p.H))
         inputs = [x, h0, p.params["W_xh"].T, p.params["W_hh"].T, p.params["b_h"]]   # Wx = W_xh^T
-        handed = [_handed(kind, a) for a in inputs]
+        handed = [_handed(kind, a, device) for a in inputs]
         h, cache = _pair("rnn_forward", _call("rnn_forward", "an input (x, h0, Wx, Wh or b)", rnn_forward, *handed))
         _unchanged("rnn_forward", "an input (x, h0, Wx, Wh or b)", handed, inputs)
         h = _as_numpy("h (rnn_forward)", h, (p.B, p.T, p.H), p.dtype)
         hs = np.concatenate([h0[None], h.transpose(1, 0, 2)])      # h_0..h_T, time-major
         L, dh_direct, head = _head(p.params, hs, p.ys, config)
         dh = dh_direct.transpose(1, 0, 2)                              # upstream dL/dh_t, (N, T, H)
-        dh_handed = _handed(kind, dh)
+        dh_handed = _handed(kind, dh, device)
         out = _call("rnn_backward", "its upstream gradient dh", rnn_backward, dh_handed, cache)
         _unchanged("rnn_backward", "its upstream gradient dh", [dh_handed], [dh])
         if not isinstance(out, (tuple, list)) or len(out) != 5:
@@ -241,7 +246,7 @@ def cs231n(rnn_forward, rnn_backward, *, arrays="auto"):
                    {"hidden": "tanh"})
 
 
-def cs231n_step(step_forward, step_backward, *, arrays="auto"):
+def cs231n_step(step_forward, step_backward, *, arrays="auto", device="cpu"):
     """cs231n's ``rnn_step_forward(x, prev_h, Wx, Wh, b) -> (next_h, cache)`` and
     ``rnn_step_backward(dnext_h, cache) -> (dx, dprev_h, dWx, dWh, db)``: checked as T = 1."""
     for name, f in (("step_forward", step_forward), ("step_backward", step_backward)):
@@ -259,7 +264,7 @@ def cs231n_step(step_forward, step_backward, *, arrays="auto"):
         dx, dprev_h, dWx, dWh, db = out
         return dx[:, None], dprev_h, dWx, dWh, db
 
-    fn = cs231n(rnn_forward, rnn_backward, arrays=arrays)
+    fn = cs231n(rnn_forward, rnn_backward, arrays=arrays, device=device)
     fn.case_space = {**fn.case_space, "sizes": {"T": 1}}
     return _tagged(fn, f"cs231n_step({getattr(step_forward, '__name__', 'step_forward')}, "
                        f"{getattr(step_backward, '__name__', 'step_backward')})", fn.case_space)
@@ -272,11 +277,11 @@ def _pair(name: str, out) -> tuple:
     return tuple(out)
 
 
-def _handed(kind: str, array: np.ndarray):
+def _handed(kind: str, array: np.ndarray, device: str = "cpu"):
     """What the user's function receives: a read-only NumPy copy, or a fresh torch tensor."""
     if kind == "numpy":
         return _read_only(array)
-    return _torch().tensor(np.array(array))
+    return _torch().tensor(np.array(array), device=device)
 
 
 def _unchanged(where: str, what: str, handed: list, originals: list) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients, is_cut, step_weights, validate
+from comparisons import tf32
 from comparisons.compare import compare
 from manual.activations import ACTIVATIONS
 from manual.rnn import forward, output_error
@@ -44,11 +45,15 @@ MISTAKES = {
     "zero_gradient": "a parameter's gradient is identically zero: never accumulated "
                      "(e.g. `dbh + dhraw` where `dbh += dhraw` was meant)",
     "dx_wrong_weight": "dL/dx_t taken with W_hh instead of W_xh (dx = e_t W_hh, not e_t W_xh)",
+    "tf32_matmuls": "the gradients are right to TF32 precision: the float32 matrix products ran in TF32 "
+                    "(a 10-bit mantissa, NVIDIA GPUs' default), not in float32. Fix: torch: "
+                    "torch.set_float32_matmul_precision('highest') and torch.backends.cudnn.allow_tf32 = False; "
+                    "JAX: with jax.default_matmul_precision('highest'): (or precision=lax.Precision.HIGHEST)",
 }
 
 
 # found by computation on the reference (see diagnose), not by a mistaken derivation
-COMPUTED = ("clipped_gradients", "zero_gradient")
+COMPUTED = ("clipped_gradients", "zero_gradient", "tf32_matmuls")
 
 
 def mistaken_loss_and_grads(mistake: str, params, xs, ys, *, hidden="tanh", output="identity",
@@ -129,7 +134,8 @@ def applicable(mistake: str, case) -> bool:
                 or (mistake == "theta_prime_missing" and (case.output == "identity"
                                                          or case.loss == "cross_entropy"))
                 or (mistake == "silent_precision_loss" and case.dtype == "float32")
-                or (mistake == "dx_wrong_weight" and case.D != case.H))
+                or (mistake == "dx_wrong_weight" and case.D != case.H)
+                or (mistake == "tf32_matmuls" and case.dtype != "float32"))
 
 
 def diagnose(result, case, arrays, reference, magnitude=None) -> tuple[list, dict]:
@@ -172,6 +178,9 @@ def diagnose(result, case, arrays, reference, magnitude=None) -> tuple[list, dic
                 matches.append(mistake)
                 notes[mistake] = (f"the gradient of {', '.join(zero)} is identically zero: never accumulated "
                                   f"(e.g. `dbh + dhraw` where `dbh += dhraw` was meant)")
+        elif mistake == "tf32_matmuls":
+            if _tf32(result, case, arrays, reference, magnitude):
+                matches.append(mistake)
         elif mistake == "dx_wrong_weight" and result.dL_dx is None:
             continue
         else:
@@ -180,6 +189,24 @@ def diagnose(result, case, arrays, reference, magnitude=None) -> tuple[list, dic
             if matches_all(wrong):
                 matches.append(mistake)
     return matches, notes
+
+
+def _tf32(result, case, arrays, reference, magnitude) -> bool:
+    """Computed, not guessed: the correct gradients in TF32 arithmetic on this case
+    (``comparisons.tf32``), and the candidate's errors set beside theirs."""
+    mine = compare(result, reference, "reference", case, magnitude).errors
+    targets = [k for k in mine if k != "loss"]
+    size = dict.fromkeys(targets, 0.0)
+    for rounding in tf32.ROUNDINGS:          # TF32's size: the larger of its two roundings
+        with np.errstate(all="ignore"):
+            emulated = tf32.loss_and_grads(*arrays, **case.config(), rounding=rounding)
+        # the same quantities the candidate gave, nothing more
+        emulated = emulated._replace(grads={k: emulated.grads[k] for k in result.grads},
+                                     dL_dh=emulated.dL_dh if result.dL_dh is not None else None,
+                                     dL_dx=emulated.dL_dx if result.dL_dx is not None else None)
+        theirs = compare(emulated, reference, "reference", case, magnitude).errors
+        size = {k: max(size[k], theirs[k].max_abs) for k in targets}
+    return tf32.looks_like_tf32({k: mine[k].max_abs for k in targets}, size, {k: mine[k].tol for k in targets})
 
 
 def _steps_text(ts: list) -> str:

@@ -2,9 +2,11 @@
 
 A derivation may end with ``return Gradients(loss, grads, dL_dh)`` or, as most people
 write it, with a plain tuple ``return loss, grads, dL_dh`` or ``return loss, grads, dL_dh,
-dL_dx``: all mean the same (docs/api.md, "Returns"). Anything else (None, a list, a dict,
-seven items, torch tensors where NumPy arrays are expected) is a bad output of that case,
-described in one line a user can act on, never an exception out of the checker.
+dL_dx``: all mean the same (docs/api.md, "Returns"). Arrays may be NumPy arrays, torch
+tensors on any device, JAX or CuPy arrays: a derivation that lives on the GPU is checked
+as it is, each array moved to NumPy once. Anything else (None, a list, a dict, seven
+items, a nested list where an array belongs) is a bad output of that case, described in
+one line a user can act on, never an exception out of the checker.
 """
 
 from __future__ import annotations
@@ -38,13 +40,24 @@ def _kind(value) -> str:
     return t.__name__ if module == "builtins" else f"{module}.{t.__name__}"
 
 
-def _conversion_hint(value) -> str:
-    module = type(value).__module__.split(".")[0]
-    if module == "torch":
-        return " (convert with .detach().cpu().numpy())"
-    if module in ("jax", "jaxlib", "cupy"):
-        return " (convert with numpy.asarray)"
-    return ""
+def _library(value) -> str:
+    return type(value).__module__.split(".")[0]
+
+
+def to_numpy(value):
+    """A torch tensor (any device, requiring grad or not), a CuPy or a JAX array as NumPy;
+    anything else unchanged (and judged by the caller)."""
+    library = _library(value)
+    try:
+        if library == "torch" and hasattr(value, "detach"):
+            return value.detach().cpu().numpy()
+        if library == "cupy" and hasattr(value, "get"):
+            return value.get()
+        if library in ("jax", "jaxlib") and hasattr(value, "shape"):
+            return np.asarray(value)
+    except Exception as exc:       # a tensor NumPy cannot hold (bfloat16, a sparse layout...)
+        raise BadOutput(f"cannot convert a {_kind(value)} to NumPy ({type(exc).__name__}: {exc})") from None
+    return value
 
 
 def _structure(result) -> tuple:
@@ -57,7 +70,7 @@ def _structure(result) -> tuple:
         raise BadOutput(f"returned a dict (keys {keys}); expected a tuple {SHAPE_OF_A_RETURN} "
                         f"with the gradients dict second")
     if not isinstance(result, tuple):
-        hint = " (make it a tuple)" if isinstance(result, list) else _conversion_hint(result)
+        hint = " (make it a tuple)" if isinstance(result, list) else ""
         raise BadOutput(f"returned a {_kind(result)}{hint}; expected a tuple {SHAPE_OF_A_RETURN}")
     if len(result) not in (3, 4):
         raise BadOutput(f"returned a tuple of {len(result)} items; expected 3 or 4: {SHAPE_OF_A_RETURN}")
@@ -65,10 +78,12 @@ def _structure(result) -> tuple:
 
 
 def _loss(loss) -> float:
+    loss = to_numpy(loss)
     if isinstance(loss, np.ndarray) and loss.shape == () and loss.dtype.kind == "f":
         loss = loss[()]
     if isinstance(loss, (bool, np.bool_)) or not isinstance(loss, numbers.Real):
-        raise BadOutput(f"loss: expected a float; got {_kind(loss)}{_conversion_hint(loss)}")
+        shape = f" of shape {loss.shape}" if isinstance(loss, np.ndarray) else ""
+        raise BadOutput(f"loss: expected a float; got {_kind(loss)}{shape}")
     loss = float(loss)
     if not np.isfinite(loss):
         raise NonFiniteOutput(f"loss: not finite ({loss})")
@@ -76,8 +91,9 @@ def _loss(loss) -> float:
 
 
 def _array(name: str, value, shape: tuple, dtype) -> np.ndarray:
+    value = to_numpy(value)
     if not isinstance(value, np.ndarray):
-        raise BadOutput(f"{name}: expected a numpy.ndarray; got {_kind(value)}{_conversion_hint(value)}")
+        raise BadOutput(f"{name}: expected an array (NumPy, torch, JAX or CuPy); got {_kind(value)}")
     if value.shape != shape:
         raise BadOutput(f"{name}: expected shape {shape}; got {value.shape}")
     if dtype is not None and value.dtype != dtype:

@@ -1,22 +1,28 @@
 """Reference: the contract's forward pass as a ``jax.lax.scan``, differentiated by JAX.
 
-float64 is honoured: this module turns on ``jax_enable_x64`` when it is imported (the
-backend needs it; user code never has to). Without it JAX would silently compute a
-float64 problem in float32.
+float64 is honoured and nothing of the user's JAX is changed: every call runs inside
+``with jax.enable_x64(True):`` (without it JAX would silently compute a float64 problem
+in float32), on JAX's CPU device unless ``device="cuda"`` is asked for (no GPU memory is
+taken by default), and every matrix product asks for ``Precision.HIGHEST`` itself (on
+NVIDIA GPUs JAX's default runs float32 products in TF32, a 10-bit mantissa; a user's
+``jax_default_matmul_precision`` would otherwise change the reference's arithmetic).
+See docs/gpu.md.
 
 dL/dh_t is obtained the standard autodiff way: a zero perturbation eps_t is added to
 every hidden state (h_t + eps_t) and ``jax.grad`` differentiates with respect to eps
 as well, so dL/deps_t = dL/dh_t. Truncated BPTT is ``lax.stop_gradient`` on h_k, h_2k, ...
 One jitted ``value_and_grad`` is compiled per configuration (and, by jit, per shape).
 
-Compiled functions are kept on disk between runs (JAX's persistent compilation cache):
-``BPTT_XVAL_JAX_CACHE`` names the folder, or "off"; by default
-``$XDG_CACHE_HOME/bptt-xval/jax`` (``~/.cache/...``). A cache folder already set for JAX
-(``JAX_COMPILATION_CACHE_DIR``) is left as it is.
+Compiled functions can be kept on disk between runs (JAX's persistent compilation
+cache), but JAX has one cache setting for the whole process, so the suite sets it only
+when asked: ``BPTT_XVAL_JAX_CACHE=FOLDER`` (or ``default`` for
+``$XDG_CACHE_HOME/bptt-xval/jax``). A cache folder already set for JAX
+(``JAX_COMPILATION_CACHE_DIR``) is used as it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 
@@ -24,12 +30,18 @@ import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validate_gated, validate_mlp
 
+if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
+    # Read once, when JAX starts its GPU backend: if the suite is what starts it, take GPU
+    # memory on demand instead of 75% of the device up front (docs/gpu.md). A backend the
+    # user started already keeps its own setting.
+    os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+
 try:
     import jax
     import jax.numpy as jnp
     from jax import lax
 
-    jax.config.update("jax_enable_x64", True)
+    HIGHEST = lax.Precision.HIGHEST
 except ImportError as exc:  # pragma: no cover - exercised by the missing-backend test
     jax = None
     _IMPORT_ERROR = exc
@@ -39,15 +51,15 @@ CACHE_ENV = "BPTT_XVAL_JAX_CACHE"
 
 
 def _enable_compilation_cache() -> str | None:
-    """The folder compiled functions are cached in, or None. A cold checker run compiles
-    ~16 shape buckets at ~0.3 s each (most of its time); a later run loads them instead."""
-    setting = os.environ.get(CACHE_ENV, "").strip()
-    if setting.lower() in ("off", "0", "false", "no"):
-        return None
+    """The folder compiled functions are cached in, or None. Opt-in: the setting is the
+    whole process's, so it is only changed when the user asks (BPTT_XVAL_JAX_CACHE)."""
     if jax.config.jax_compilation_cache_dir:          # the user's own choice wins
         return jax.config.jax_compilation_cache_dir
+    setting = os.environ.get(CACHE_ENV, "").strip()
+    if setting.lower() in ("", "off", "0", "false", "no"):
+        return None
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    folder = setting or os.path.join(base, "bptt-xval", "jax")
+    folder = os.path.join(base, "bptt-xval", "jax") if setting.lower() == "default" else setting
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:                                   # read-only home: compile every run
@@ -59,6 +71,33 @@ def _enable_compilation_cache() -> str | None:
 
 
 CACHE_DIR = _enable_compilation_cache() if jax is not None else None
+
+
+def device_for(device: str = "cpu"):
+    """The JAX device references run on: the CPU unless ``device="cuda"`` (then the first GPU)."""
+    _require_jax()
+    if device == "cpu":
+        return jax.devices("cpu")[0]
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus:
+        raise BackendUnavailable("device='cuda': JAX has no GPU backend here (install jax[cuda12] on a "
+                                 "machine with an NVIDIA GPU), so the references run on the CPU only")
+    return gpus[0]
+
+
+@contextlib.contextmanager
+def scope(device: str = "cpu"):
+    """The backend's own settings, for its calls only: float64 on, the chosen device."""
+    with jax.enable_x64(True), jax.default_device(device_for(device)):
+        yield
+
+
+def _mm(a, b):
+    """a @ b at full precision, whatever JAX's default or the user's setting (TF32 on GPUs)."""
+    return jnp.matmul(a, b, precision=HIGHEST)
 
 
 def _require_jax():
@@ -86,19 +125,19 @@ def compiled(hidden, output, loss, reduction, truncate):
     def L(params, eps, xs, ys, w, w_b):
         def step(h_prev, inputs):
             x_t, eps_t, t = inputs
-            h = phi(x_t @ params["W_xh"].T + h_prev @ params["W_hh"].T + params["b_h"]) + eps_t
+            h = phi(_mm(x_t, params["W_xh"].T) + _mm(h_prev, params["W_hh"].T) + params["b_h"]) + eps_t
             cut = False if truncate is None else (t % truncate == 0)
             return jnp.where(cut, lax.stop_gradient(h), h), h
 
         T = xs.shape[0]
         _, hs = lax.scan(step, params["h0"] + eps[0], (xs, eps[1:], jnp.arange(1, T + 1)))
-        z = hs @ params["W_hy"].T + params["b_y"]
+        z = _mm(hs, params["W_hy"].T) + params["b_y"]
         if loss == "squared_error":
             l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
         else:
             log_p = jax.nn.log_softmax(z, -1)
             l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
-        return jnp.sum(w * (l_tb @ w_b))
+        return jnp.sum(w * _mm(l_tb, w_b))
 
     return jax.jit(jax.value_and_grad(L, argnums=(0, 1, 2)))
 
@@ -121,7 +160,8 @@ def _pad(array: np.ndarray, shape: tuple, fill=0) -> np.ndarray:
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
-                   loss="squared_error", reduction="mean", truncate=None, pad=True) -> Gradients:
+                   loss="squared_error", reduction="mean", truncate=None, pad=True,
+                   device="cpu") -> Gradients:
     """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`.
 
     Shapes are padded to buckets (T, B, D, H, O; see :func:`bucket`) so that one
@@ -136,6 +176,7 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
 
     ``pad=False`` (an extension of the contract's signature): compile for the exact
     shapes instead, one compilation per shape; the checker's slow path uses it.
+    ``device``: "cpu" (default: no GPU memory taken) or "cuda".
     """
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
@@ -162,11 +203,12 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     else:
         ys_p = _pad(p.ys, (Tp, Bp, Op), 0.5 if output == "sigmoid" else 0)
     w_b = _pad(np.full(B, 1.0 / B, p.dtype), (Bp,))
-    value, (g_params, g_eps, g_xs) = compiled(hidden, output, loss, reduction, truncate)(
-        padded, np.zeros((Tp + 1, Bp, Hp), p.dtype), _pad(p.xs, (Tp, Bp, Dp)), ys_p,
-        _pad(step_weights(reduction, T, p.dtype), (Tp,)), w_b)
-    # one transfer of every array (np.asarray per leaf costs ~35 us each)
-    value, g_params, g_eps, g_xs = jax.device_get((value, g_params, g_eps, g_xs))
+    with scope(device):
+        value, (g_params, g_eps, g_xs) = compiled(hidden, output, loss, reduction, truncate)(
+            padded, np.zeros((Tp + 1, Bp, Hp), p.dtype), _pad(p.xs, (Tp, Bp, Dp)), ys_p,
+            _pad(step_weights(reduction, T, p.dtype), (Tp,)), w_b)
+        # one transfer of every array (np.asarray per leaf costs ~35 us each)
+        value, g_params, g_eps, g_xs = jax.device_get((value, g_params, g_eps, g_xs))
     grads = {k: g_params[k][tuple(slice(0, n) for n in v.shape)].copy()
              for k, v in p.params.items() if k != "h0"}
     dL_dh = g_eps[:T + 1, :B, :H].copy()
@@ -181,7 +223,7 @@ def _mlp_compiled(activations: tuple, loss: str):
         a = X
         for l, name in enumerate(activations, start=1):
             # eps^(l) = 0 added to z^(l): dL/deps^(l) = dL/dz^(l) = delta^(l)
-            a = _activation(name)(a @ params[f"W{l}"].T + params[f"b{l}"] + eps[l - 1])
+            a = _activation(name)(_mm(a, params[f"W{l}"].T) + params[f"b{l}"] + eps[l - 1])
         if loss == "squared_error":
             return 0.5 * jnp.sum((a - Y) ** 2, -1).mean()
         return -jnp.take_along_axis(jax.nn.log_softmax(a, -1), Y[:, None], -1).mean()
@@ -195,7 +237,8 @@ def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     _require_jax()
     L = len(activations)
     eps = [np.zeros((X.shape[0], params[f"b{l}"].shape[0]), X.dtype) for l in range(1, L + 1)]
-    value, (g, deltas) = _mlp_compiled(tuple(activations), loss)(params, eps, X, Y)
+    with scope():
+        value, (g, deltas) = jax.device_get(_mlp_compiled(tuple(activations), loss)(params, eps, X, Y))
     return float(value), {k: np.asarray(v).copy() for k, v in g.items()}, [np.asarray(d).copy() for d in deltas]
 
 
@@ -211,23 +254,24 @@ def hidden_state_jacobian(params, xs, *, hidden="tanh"):
 
     def h_T(w):
         def step(h, x_t):
-            return phi(x_t @ w["W_xh"].T + h @ w["W_hh"].T + w["b_h"]), None
+            return phi(_mm(x_t, w["W_xh"].T) + _mm(h, w["W_hh"].T) + w["b_h"]), None
         return lax.scan(step, jnp.zeros((B, H), xs.dtype), xs)[0]
 
     w = {k: params[k] for k in ("W_xh", "W_hh", "b_h")}
-    return {k: np.asarray(v) for k, v in jax.jit(jax.jacfwd(h_T))(w).items()}
+    with scope():
+        return {k: np.asarray(v) for k, v in jax.device_get(jax.jit(jax.jacfwd(h_T))(w)).items()}
 
 
 def _lstm_step(params, h, c, x):
-    a = x @ params["W_ih"].T + h @ params["W_hh"].T + params["b"]
+    a = _mm(x, params["W_ih"].T) + _mm(h, params["W_hh"].T) + params["b"]
     i, f, g, o = jnp.split(a, 4, axis=-1)
     c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
 def _gru_step(params, h, x):
-    gi = x @ params["W_ih"].T + params["b_ih"]
-    gh = h @ params["W_hh"].T + params["b_hh"]
+    gi = _mm(x, params["W_ih"].T) + params["b_ih"]
+    gh = _mm(h, params["W_hh"].T) + params["b_hh"]
     (ir, iz, i_n), (hr, hz, hn) = jnp.split(gi, 3, axis=-1), jnp.split(gh, 3, axis=-1)
     r, z = jax.nn.sigmoid(ir + hr), jax.nn.sigmoid(iz + hz)
     n = jnp.tanh(i_n + r * hn)
@@ -251,7 +295,7 @@ def _gated_compiled(cell):
 
         init = (zeros + eps[0], zeros) if cell == "lstm" else zeros + eps[0]
         _, hs = lax.scan(step, init, (xs, eps[1:]))
-        z = hs @ params["W_hy"].T + params["b_y"]
+        z = _mm(hs, params["W_hy"].T) + params["b_y"]
         return jnp.sum(w * 0.5 * jnp.sum((z - ys) ** 2, -1).mean(-1))
 
     return jax.jit(jax.value_and_grad(L, argnums=(0, 1)))
@@ -262,7 +306,8 @@ def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
     p = validate_gated(cell, params, xs, ys, reduction)
     _require_jax()
     eps = np.zeros((p.T + 1, p.B, p.H), xs.dtype)
-    value, (g, g_eps) = _gated_compiled(cell)(params, eps, xs, ys, p.w)
+    with scope():
+        value, (g, g_eps) = jax.device_get(_gated_compiled(cell)(params, eps, xs, ys, p.w))
     return Gradients(float(value), {k: np.asarray(v).copy() for k, v in g.items()}, np.asarray(g_eps).copy())
 
 

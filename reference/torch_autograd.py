@@ -4,9 +4,17 @@ Nothing here is derived by hand: the forward pass is written once, and
 ``torch.autograd.grad`` returns the gradients of the parameters, of every hidden
 state h_0..h_T (that is the contract's dL_dh) and of the inputs xs (dL_dx). Truncated BPTT is ``detach()`` after
 steps k, 2k, ..., exactly as it is practised.
+
+The reference's arithmetic is its own: every call runs inside :func:`exact`, which turns
+TF32 off for float32 matrix products and cuDNN (a training script's
+``torch.set_float32_matmul_precision("high")`` would otherwise round the reference's
+products to a 10-bit mantissa on NVIDIA GPUs) and restores the user's settings after.
+Tensors live on the CPU unless ``device="cuda"`` is asked for (docs/gpu.md).
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 
@@ -27,25 +35,54 @@ def _require_torch():
     return torch
 
 
+@contextlib.contextmanager
+def exact():
+    """Full float32 precision for torch's products (TF32 off: matmul and cuDNN), for the
+    calls inside only; the user's settings are put back as found, also on an exception."""
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(saved[0])
+        torch.backends.cudnn.allow_tf32 = saved[1]
+
+
+def device_for(device: str = "cpu"):
+    """The torch device references run on; ``"cuda"`` without a GPU is BackendUnavailable."""
+    _require_torch()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailable("device='cuda': torch sees no CUDA device (torch.cuda.is_available() is "
+                                 "False: no GPU, or a CPU-only build of torch)")
+    return torch.device(device)
+
+
 def _activation(name):
     return {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu,
             "identity": lambda a: a}[name]
 
 
 def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
-                   loss="squared_error", reduction="mean", truncate=None) -> Gradients:
-    """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`."""
+                   loss="squared_error", reduction="mean", truncate=None, device="cpu") -> Gradients:
+    """Same signature, shapes and dtypes as :func:`manual.rnn.loss_and_grads`; ``device``
+    ("cpu" or "cuda") is where the tensors live."""
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
-    _require_torch()
+    dev = device_for(device)
+    with exact():
+        return _loss_and_grads(p, dev, hidden, output, loss, reduction, truncate)
+
+
+def _loss_and_grads(p, dev, hidden, output, loss, reduction, truncate) -> Gradients:
     T, B, H = p.T, p.B, p.H
-    P = {k: torch.tensor(v, requires_grad=True) for k, v in p.params.items()}
-    x = torch.tensor(p.xs, requires_grad=True)
+    P = {k: torch.tensor(v, requires_grad=True, device=dev) for k, v in p.params.items()}
+    x = torch.tensor(p.xs, requires_grad=True, device=dev)
     phi, theta = _activation(hidden), _activation(output)
 
     # h_0 as a (B, H) graph node of its own, so that its gradient is dL/dh_0 per sample.
     h = (P["h0"].expand(B, H) if "h0" in P
-         else torch.zeros(B, H, dtype=x.dtype, requires_grad=True))
+         else torch.zeros(B, H, dtype=x.dtype, device=dev, requires_grad=True))
     hs = [h]
     h_in = h
     for t in range(1, T + 1):
@@ -55,11 +92,11 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
 
     z = torch.stack(hs[1:]) @ P["W_hy"].T + P["b_y"]
     if loss == "squared_error":
-        l = 0.5 * ((theta(z) - torch.tensor(p.ys)) ** 2).sum(-1).mean(-1)
+        l = 0.5 * ((theta(z) - torch.tensor(p.ys, device=dev)) ** 2).sum(-1).mean(-1)
     else:
-        target = torch.tensor(p.ys.astype(np.int64))
+        target = torch.tensor(p.ys.astype(np.int64), device=dev)
         l = -torch.log_softmax(z, -1).gather(-1, target[..., None])[..., 0].mean(-1)
-    L = (torch.tensor(step_weights(reduction, T, p.dtype)) * l).sum()
+    L = (torch.tensor(step_weights(reduction, T, p.dtype), device=dev) * l).sum()
 
     keys = list(P)
     # allow_unused: under truncation with reduction="last", early h_t may not reach L.
@@ -73,13 +110,18 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
 def _numpy(grad, like) -> np.ndarray:
     if grad is None:
         return np.zeros(tuple(like.shape), dtype=np.dtype(str(like.dtype).removeprefix("torch.")))
-    return grad.detach().numpy().copy()
+    return grad.detach().cpu().numpy().copy()
 
 
 def mlp_loss_and_grads(params, X, Y, *, activations, loss="squared_error"):
     """Seed 002's MLP by autograd: (loss, grads, deltas) with delta^(l) = dL/dz^(l), (B, n_l)."""
     validate_mlp(params, X, Y, activations, loss)
     _require_torch()
+    with exact():
+        return _mlp(params, X, Y, activations, loss)
+
+
+def _mlp(params, X, Y, activations, loss):
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
     a, zs = torch.tensor(X), []
     for l, name in enumerate(activations, start=1):
@@ -102,6 +144,11 @@ def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
     Returns Gradients with dL_dh None: nn.LSTM hides its per-step states from autograd."""
     p = validate_gated(cell, params, xs, ys, reduction)
     _require_torch()
+    with exact():
+        return _gated(cell, p, params, xs, ys)
+
+
+def _gated(cell, p, params, xs, ys):
     D = xs.shape[2]
     module = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, p.H).to(torch.float64 if xs.dtype == np.float64
                                                                            else torch.float32)

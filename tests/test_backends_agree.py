@@ -96,16 +96,17 @@ def test_complex_step_survives_exploding_regime():
     assert {c.reference for c in outcome.comparisons} == {"torch", "numeric"}
 
 
-@pytest.mark.parametrize("setting", ["folder", "off"])
+@pytest.mark.parametrize("setting", ["folder", "off", "unset"])
 def test_jax_compilation_cache_follows_the_environment(tmp_path, setting):
-    """BPTT_XVAL_JAX_CACHE=<folder> keeps compiled functions there; "off" keeps none."""
+    """BPTT_XVAL_JAX_CACHE=<folder> keeps compiled functions there; "off" or unset keeps none
+    (the setting is the whole process's: the suite changes it only when asked)."""
     import os
     import subprocess
     import sys
 
     pytest.importorskip("jax")
     folder = tmp_path / "cache"
-    env = {**os.environ, "BPTT_XVAL_JAX_CACHE": str(folder) if setting == "folder" else "off",
+    env = {**os.environ, "BPTT_XVAL_JAX_CACHE": {"folder": str(folder), "off": "off", "unset": ""}[setting],
            "JAX_COMPILATION_CACHE_DIR": ""}
     code = ("from comparisons.cases import Case, make_problem; from reference import jax_grad; "
             "jax_grad.loss_and_grads(*make_problem(Case(seed=0, T=3, B=2, D=2, H=3, O=2))); "

@@ -101,9 +101,25 @@ def test_plain_tuple_failure_is_diagnosed_like_gradients():
 
 
 def _torch_out(params, xs, ys, **config):
+    """EECS 498 style: the gradients stay torch tensors (one even still requires grad)."""
     import torch
     loss, grads, dh, dx = bptt(params, xs, ys, **config)
-    return loss, {k: torch.from_numpy(v) for k, v in grads.items()}, dh
+    out = {k: torch.from_numpy(v) for k, v in grads.items()}
+    out["W_hh"] = out["W_hh"].clone().requires_grad_(True)
+    return torch.tensor(loss), out, torch.from_numpy(dh), torch.from_numpy(dx)
+
+
+def _jax_out(params, xs, ys, **config):
+    import jax.numpy as jnp
+    loss, grads, dh, dx = bptt(params, xs, ys, **config)
+    with __import__("jax").enable_x64(True):
+        return loss, {k: jnp.asarray(v) for k, v in grads.items()}, jnp.asarray(dh), dx
+
+
+@pytest.mark.parametrize("fn", [_torch_out, _jax_out])
+def test_tensors_and_arrays_of_other_libraries_are_checked_as_numpy(fn):
+    result = check_derivation(fn, cases=8, seed=3)
+    assert result.ok, result.summary()
 
 
 @pytest.mark.parametrize("fn,reason", [
@@ -112,7 +128,8 @@ def _torch_out(params, xs, ys, **config):
     (lambda p, x, y, **c: {"loss": 1.0}, "returned a dict"),
     (lambda p, x, y, **c: bptt(p, x, y, **c) + (None, None, None), "tuple of 7 items"),
     (lambda p, x, y, **c: (1.0, bptt(p, x, y, **c)[1]), "tuple of 2 items"),
-    (_torch_out, "torch.Tensor (convert with .detach().cpu().numpy())"),
+    (lambda p, x, y, **c: bptt(p, x, y, **c)[:1] + ({k: v.tolist() for k, v in bptt(p, x, y, **c)[1].items()},)
+     + bptt(p, x, y, **c)[2:], "expected an array (NumPy, torch, JAX or CuPy); got list"),
     (lambda p, x, y, **c: ("1.0",) + bptt(p, x, y, **c)[1:], "loss: expected a float"),
     (lambda p, x, y, **c: bptt(p, x, y, **c)[:1] + ([1, 2],) + bptt(p, x, y, **c)[2:],
      "grads: expected a dict"),
