@@ -1,4 +1,5 @@
-"""Sessions: ``tests`` (what CI runs), ``report`` (the main product), ``soak``, ``bench``.
+"""Sessions: ``tests`` (what CI runs), ``report`` (the main product), ``soak``, ``bench``,
+``gpu`` (the GPU-marked tests, on a machine with an NVIDIA GPU).
 
 Every session installs under constraints.txt, which pins torch==2.13.0 (the CPU wheel on
 local disk; anything else pulls a multi-GB CUDA build).
@@ -42,3 +43,13 @@ def bench(session):
     """Speed of manual BPTT against torch and jax, and the checker's cases per second."""
     install(session, "torch,jax,report")
     session.run("bptt-xval", "bench", *session.posargs)
+
+
+@nox.session
+def gpu(session):
+    """The GPU-marked tests (docs/gpu.md). Needs torch and JAX built for CUDA: the constraints'
+    CPU torch is replaced by the CUDA wheel you pass, e.g. nox -s gpu -- torch==2.13.0+cu128."""
+    install(session, "all")
+    if session.posargs:
+        session.install(*session.posargs)
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "-m", "gpu", "tests", env={"HYPOTHESIS_PROFILE": "ci"})

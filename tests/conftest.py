@@ -14,6 +14,24 @@ settings.register_profile("dev", deadline=None, max_examples=100,
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def gpu_available() -> bool:
+    """torch sees a CUDA device and JAX has a GPU backend: what the gpu-marked tests need."""
+    try:
+        import jax
+        import torch
+        return torch.cuda.is_available() and bool(jax.devices("gpu"))
+    except (ImportError, RuntimeError):
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("gpu" in item.keywords for item in items) and not gpu_available():
+        skip = pytest.mark.skip(reason="no NVIDIA GPU with CUDA builds of torch and JAX (run them with nox -s gpu)")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
+
+
 def small_problem(T=5, B=2, D=3, H=4, O=2, dtype=np.float64, seed=0, h0=None, cross_entropy=False):
     """A plain random problem for the contract's model."""
     rng = np.random.default_rng(seed)
