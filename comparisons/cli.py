@@ -1,4 +1,4 @@
-"""The ``bptt-xval`` command: ``report``, ``check``, ``replay`` and ``bench``.
+"""The ``bptt-xval`` command: ``report``, ``check``, ``replay``, ``resolve`` and ``bench``.
 
 Exit codes: 0 success / agreement, 1 disagreement, 2 bad usage (a one-line message on
 stderr, never a traceback), 130 interrupted.
@@ -170,6 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=_names, default=None, metavar="NAME[,NAME]",
                    help="the gradients your function returns (default: as when it was written)")
 
+    p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
+    p.add_argument("--cases", type=_positive_int, default=200)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
+
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps")
@@ -245,7 +250,7 @@ def _replay(args) -> int:
     if outcome.status == "agree":
         print(f"agrees on {outcome.case.id}")
         return EXIT_OK
-    if outcome.status == "reference_non_finite":
+    if outcome.status == "inconclusive":
         print(f"inconclusive on {outcome.case.id}: {outcome.reason}")
         return EXIT_OK
     print(failure_from(outcome).describe())
@@ -262,7 +267,22 @@ def _bench(args) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench}
+def _resolve(args) -> int:
+    from comparisons import atomic
+    from comparisons.resolve import figure, goals_met, resolving_power, table
+
+    _writable(args.out)
+    power = resolving_power(args.cases, args.seed)
+    print(table(power))
+    out = Path(args.out)
+    atomic.write_text(out / "resolve.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
+    figure(power, out / "resolve.png")
+    print(f"results: {out.resolve() / 'resolve.json'} and resolve.png")
+    return EXIT_OK if all(ok for rows in goals_met(power).values() for *_, ok in rows) else EXIT_DISAGREE
+
+
+COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
+            "resolve": _resolve}
 
 
 def main(argv=None) -> int:

@@ -42,8 +42,10 @@ class Comparison:
 
 
 def reference_kind(reference: str, case: Case) -> str:
-    """Central differences only for numeric + ReLU; everything else is float64-exact."""
-    return "central" if reference == "numeric" and case.hidden == "relu" else "autodiff"
+    """numeric: central differences for ReLU, the complex step otherwise; torch and jax: autodiff."""
+    if reference != "numeric":
+        return "autodiff"
+    return "central" if case.hidden == "relu" else "complex_step"
 
 
 def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None = None) -> Comparison:

@@ -147,7 +147,7 @@ def precision(data: dict, path) -> str:
         path, data["T"], {f"{name} float32": v for name, v in data["rel"].items()},
         styles={f"{name} float32": STYLE.get(name, {}) for name in data["rel"]},
         extra=lambda ax: ax.loglog(data["T"], data["tolerance"], color="black", ls="--",
-                                   label="tolerance C (u + u64) n"),
+                                   label="tolerance C (u + u64) sqrt(n)"),
         xlabel="T (sequence length)", ylabel="relative error of dL/dW_hh vs float64",
         title="float32 error growth with T, against the tolerance")
 

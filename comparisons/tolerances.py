@@ -1,56 +1,68 @@
-"""How close two gradients must be, argued from dtype, length, magnitudes and the reference.
+"""How close two gradients must be, argued from dtype, the case's own error growth and the reference.
 
 A candidate gradient g (computed in a dtype with unit roundoff u) is compared with a
 float64 reference r on the same input values. We accept
 
-    max_i |g_i - r_i|  <=  tol = rtol * scale + atol,     rtol = C (u + u64) n
+    max_i |g_i - r_i|  <=  tol = rtol * scale + atol,     rtol = C (u + u64) sqrt(n)
 
-- ``n = T (B + D + H + O)`` counts the rounded operations an entry depends on: at each
-  of the T steps, dot products of length D + H (forward pre-activation) and H + O
-  (backward carry and output error), and the sums over T B rows that make the weight
-  gradients. Error analysis of sums and products gives |error| <= n u (sum of |terms|)
-  to first order (Higham, ch. 3): errors grow linearly in n, not exponentially. (A
-  first version used T + H + D + O, which assumed the per-step errors do not add up
-  across steps; a long expansive soak case showed they do.)
-- ``scale`` is that "sum of |terms|", not |r|: the largest of max |r| and the
-  magnitude M of the same sums taken over absolute values with phi', theta' <= 1.
-  M (``magnitudes``) is the sum of |terms| of each gradient entry, one level deep, so
-  cancellation cannot fake a tight scale. For dL/dh_t the scale is also at least every
-  later step's size (a rounding error made at step s > t travels back to t with the
-  signal).
-  Why not |r| alone: a saturated unit has phi' = 1 - h^2 ~ 1e-9, computed from a
-  rounded h with an *absolute* error ~ u; in float32 h rounds to 1 and phi' to 0. The
-  gradient is then tiny but its error is u times the unsaturated magnitude, which is
-  exactly M. States and outputs for M come from a float64 forward pass
-  (``reference.numeric.states``).
-- ``C = 8`` absorbs the constants of that analysis (a multiply-add is two roundings;
-  forward and backward each add one chain). It was checked, not tuned: ``nox -s soak``
-  prints the largest observed error / (rtol * scale) over its cases.
+The model (Higham & Mary, "A new approach to probabilistic rounding error analysis",
+SIAM J. Sci. Comput. 2019): rounding errors behave like independent, mean-zero random
+variables, so a sum of n rounded terms is off by at most lambda sqrt(n) u (sum of |terms|)
+with probability at least 1 - 2 exp(-lambda^2 (1-u)^2 / 2): sqrt(n), not the worst case's n.
+
+- ``n = D + H + O + 4 + T B`` counts the rounded operations one entry's local error sums
+  over: one step's dot products (at most D + H + O long), phi, phi', theta, theta' (libm
+  float32 tanh and exp are within ~1-2 ulp: 4), and the T B rows a weight gradient sums.
+- ``scale`` is where the errors come from, computed on the case (:func:`magnitudes`): the
+  sum of |terms| of each sum (so cancellation cannot fake a tight scale), carried along the
+  recurrence through its own Jacobians J_t = diag(phi'(a_t)) W_hh as the covariance of
+  independent per-step errors (:func:`propagate`): errors fade where the recurrence
+  contracts and grow where it expands, as the product of Jacobians the report draws. The
+  first version took the largest later step's size instead (no growth): in expansive
+  regimes that was too tight (issue 14's false alarm, t = 19 of an expansive T = 21 case);
+  and it multiplied a linear n with a linear sum of |terms|, 10^4 too loose in float32.
+- ``C`` is measured, not tuned to green: see the value's comment below.
+- Where the recurrence can grow a rounding error to the size of the signal (rtol times
+  the amplification reaching ILL_CONDITIONED in ``comparisons.checker``), no verdict is
+  possible: the case is inconclusive, "ill-conditioned beyond float32/float64", decided
+  from the case and the references alone.
 - The reference's own error: autodiff and complex-step differences are float64-exact
   to the same order (the u64 term). Central differences (ReLU only) add truncation
   error of order d^2 |L'''| (rtol 1e-6) and rounding error eps |L| / d = eps^(2/3) |L|
-  (an absolute term: it scales with the loss, not with the gradient).
+  (an absolute term: it scales with the loss, not with the gradient); near a kink they
+  are left out of the case (``comparisons.checker.near_a_kink``).
 
 A derivation error, by contrast, is O(1) relative (a dropped term, a wrong factor) or
 at least one step's contribution, many orders above these bounds; float32 rounding
-inside a float64 derivation (u32 ~ 6e-8 against rtol ~ 1e-13) is caught as well.
+inside a float64 derivation (u32 ~ 6e-8 against rtol ~ 1e-14) is caught as well, and
+``bptt-xval resolve`` measures the smallest planted error the check still catches.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from bptt_xval.model import step_weights
+from bptt_xval.model import is_cut, step_weights
+from reference.numeric import COMPLEX_STEP
 
-C = 8.0
+C = float(os.environ.get("BPTT_XVAL_CALIBRATE_C", 16.0))
+# roundings per step beyond the dot products: phi and phi' (and theta, theta'), each within
+# ~1-2 ulp in float32 libm (tanh, exp), so 4 more rounded operations an entry depends on
+ELEMENTARY = 4
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 CENTRAL_DIFFERENCE_RTOL = 1e-6
 CENTRAL_DIFFERENCE_ROUNDING = C * float(np.finfo(np.float64).eps) ** (2 / 3)
 # An exactly-zero reference (dL/dh_t cut off by truncation, say) still allows a
 # difference at float64's smallest normal number, so 0 vs 1e-310 is not a failure.
 TINY = float(np.finfo(np.float64).tiny)
+# The complex step computes dL/dtheta as Im L(theta + i h) / h with h = 1e-150: a term whose
+# imaginary part falls below float64's smallest normal number (a gradient vanished through
+# ~190 sigmoid steps, 1e-192) underflows, so the reference itself is exact only down to
+# tiny / h per term (soak seeds 9003-9004: h0 gradients of 1e-192 against 1e-205).
+COMPLEX_STEP_FLOOR = TINY / COMPLEX_STEP
 
 
 @dataclass(frozen=True)
@@ -68,15 +80,29 @@ def tolerance(dtype: str, T: int, B: int, D: int, H: int, O: int, *, reference: 
     (central finite differences, whose rounding error grows with ``loss`` = |L|).
     """
     u = UNIT_ROUNDOFF[str(dtype)]
-    n = T * (B + D + H + O)
-    rtol = C * (u + UNIT_ROUNDOFF["float64"]) * n
+    n = rounded_operations(T, B, D, H, O)
+    rtol = C * (u + UNIT_ROUNDOFF["float64"]) * np.sqrt(n)
     atol = 0.0
-    why = f"C (u + u64) n scale: C=8, u={u:.2g} ({dtype}), n=T(B+D+H+O)={n}"
+    why = f"C (u + u64) sqrt(n) scale: C={C:g}, u={u:.2g} ({dtype}), n=D+H+O+{ELEMENTARY}+TB={n}"
     if reference == "central":
         rtol += CENTRAL_DIFFERENCE_RTOL
         atol = CENTRAL_DIFFERENCE_ROUNDING * abs(loss)
         why += "; central differences add 1e-6 scale + 8 eps^(2/3) |L|"
+    elif reference == "complex_step":
+        atol = COMPLEX_STEP_FLOOR * n
+        why += "; complex step: imaginary parts below float64's smallest normal underflow (atol tiny / h per term)"
     return Tolerance(rtol, atol, why)
+
+
+def rounded_operations(T: int, B: int, D: int, H: int, O: int) -> int:
+    """n: the rounded operations an entry's local error sums over: one step's dot products
+    (D + H forward, H + O backward: at most D + H + O per entry), the activations, and
+    the T B rows summed into a weight gradient."""
+    return D + H + O + ELEMENTARY + T * B
+
+
+def case_n(case) -> int:
+    return rounded_operations(case.T, case.B, case.D, case.H, case.O)
 
 
 def case_tolerance(case, **kwargs) -> Tolerance:
@@ -126,11 +152,11 @@ def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
     """
     diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
     per_step_abs = diff.reshape(len(diff), -1).max(1)
-    step_scale = np.abs(reference).reshape(len(reference), -1).max(1)
-    if magnitude is not None:
-        step_scale = np.maximum(step_scale, magnitude)
-    # scale_t = max over s >= t: errors from later steps travel back with the signal
-    scale = np.maximum.accumulate(step_scale[::-1])[::-1]
+    scale = np.abs(reference).reshape(len(reference), -1).max(1)
+    if magnitude is not None:       # carries the errors of later steps already (see magnitudes)
+        scale = np.maximum(scale, magnitude)
+    else:                           # without it: errors of later steps arrive at their own size
+        scale = np.maximum.accumulate(scale[::-1])[::-1]
     limit = tol.rtol * scale + tol.atol + TINY
     bad = np.nonzero(per_step_abs > limit)[0]
     first_bad = int(bad.max()) + first_t if bad.size else None
@@ -140,26 +166,85 @@ def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
     return per_step, per_step[worst], first_bad
 
 
+def propagate(local: np.ndarray, J: np.ndarray, *, backward: bool, cut=None) -> np.ndarray:
+    """The size of rounding errors carried along the recurrence through its real Jacobians.
+
+    ``local`` (N, B, H): the local error scale of each step (sum of |terms|); ``J`` (N-1, B,
+    H, H): the step Jacobians between them. Each step's rounding error is modelled as an
+    independent random vector (Higham & Mary 2019: rounding errors behave like independent
+    mean-zero variables; their sums grow like sqrt(n) u, not n u) with standard deviation
+    ``local`` per entry; carried along, the errors add up as their covariance does:
+
+        forward:   C_t = diag(local_t^2) + J_t C_{t-1} J_t^T
+        backward:  C_t = diag(local_t^2) + J_{t+1}^T C_{t+1} J_{t+1}
+
+    and the returned scale is sqrt(diag C_t) (N, B, H). Through contracting Jacobians old
+    errors fade, through expanding ones they grow, exactly as the product of Jacobians the
+    report draws; with J = I it is the random walk sqrt(sum_s local_s^2). ``cut``: optional
+    (N-1,) booleans, True where no error crosses (truncated BPTT).
+    """
+    N, B, H = local.shape
+    # C is kept in units of f (per sample): squares of vanishing (1e-177) or exploding
+    # (1e200) gradients would under- or overflow float64 otherwise
+    C, f = np.zeros((B, H, H)), np.ones(B)
+    out = np.empty_like(local)
+    order = range(N - 1, -1, -1) if backward else range(N)
+    prev = None
+    diag = (slice(None), np.arange(H), np.arange(H))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        for t in order:
+            if prev is not None and not (cut is not None and cut[min(t, prev)]):
+                Jt = J[min(t, prev)]
+                C = Jt.transpose(0, 2, 1) @ C @ Jt if backward else Jt @ C @ Jt.transpose(0, 2, 1)
+            else:
+                C = np.zeros((B, H, H))
+            scale = np.maximum(np.sqrt(np.max(np.diagonal(C, axis1=1, axis2=2), axis=1)), local[t].max(-1) / f)
+            scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+            C, f = C / (scale ** 2)[:, None, None], f * scale
+            C[diag] += (local[t] / f[:, None]) ** 2
+            out[t] = f[:, None] * np.sqrt(np.diagonal(C, axis1=1, axis2=2))
+            prev = t
+    return np.nan_to_num(out, nan=np.inf)
+
+
+def _summed(left: np.ndarray, right: np.ndarray) -> float:
+    """The size of sum_{t,b} left_tb right_tb^T's error, largest entry: the terms' errors
+    add in quadrature, sqrt(sum_{t,b} (left right)^2) (the sqrt(T B) of their random walk
+    is in rtol's n)."""
+    return float(np.sqrt(np.max(np.einsum("tbi,tbj->ij", left ** 2, right ** 2))))
+
+
 def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dict:
-    """The magnitude M of every compared quantity: the sum of |terms| that rounding acts on.
+    """The magnitude M of every compared quantity: the size its rounding errors are
+    measured against, on this case (float64 forward pass, the reference's dL/dh_t).
 
-    With e_t = dL/dh_t phi'(a_t) and the reference's dL/dh_t (float64)::
+    Three parts, each a bound on where a rounding error can come from:
 
-        g_t = max(|dL/dh_t|,  |W_hy|^T |dL/dz_t| + |W_hh|^T |e_{t+1}|)     (elementwise)
-        M(W_xh) = max sum_t g_t |x_t|^T,  M(W_hh) = max sum_t g_t |h_{t-1}|^T,  M(b_h) = max sum_t g_t
-        M(dL/dx_t) = max_{s >= t} max g_s  *  max_d sum_h |W_xh[h, d]|
+    1. The sum of |terms| of every sum the derivation takes (the |A||x| form of Higham's
+       bounds), so that cancellation cannot fake a tight scale: for a_t the terms
+       |W_xh||x_t| + |W_hh||h_{t-1}| + |b_h|, for dL/dz_t those of o_t - y_t, for dL/dh_t
+       ``g_t = max(|dL/dh_t|, |W_hy|^T |dL/dz_t| + |W_hh|^T |e_{t+1}|)``.
+    2. Errors carried by the recurrence: an error in h_{t-1} reaches h_t through the step
+       Jacobian J_t = diag(phi'(a_t)) W_hh, an error in dL/dh_t reaches dL/dh_{t-1} through
+       J_t^T, each growing at most by sigma_t >= ||J_t||_2 (:func:`jacobian_norms`, on the
+       case's own phi'). So the forward scale is Phi_t = max(|h_t|, d_t (terms of a_t),
+       sigma_t max Phi_{t-1}) and the backward one G_t = max(g_t, sigma_{t+1} S_{t+1}) with
+       S_t = max G_t: in contractive regimes errors fade with the signal, in expansive ones
+       they grow with it, as the product of Jacobians the report draws. (The earlier
+       bound took sigma = 1: too tight where the recurrence expands, a soak false alarm.)
+       No error crosses a truncation cut.
+    3. Weight gradients sum per-step products over t and the batch; the products' errors
+       add in quadrature: M(W_xh) = max sqrt(sum_t G_t^2 x_t^2), M(W_hh) likewise with
+       Phi_{t-1}, M(b_h) = max sqrt(sum_t G_t^2) (the sqrt(T B) growth of their sum is in
+       rtol's n); G_t, not |e_t|, because phi' is itself computed from a rounded h
+       (saturation: phi' ~ 1e-9 from h rounded to 1). dL/dx_t = W_xh^T e_t: S_t times the
+       largest column sum of |W_xh|.
 
-    The second term of g_t is the size of the two sums that make dL/dh_t, so their
-    cancellation cannot fake a tight scale; g_t, not |e_t|, multiplies the inputs because
-    phi' is computed from a rounded h with an absolute error ~ u (saturation). The
-    recursion is not taken over absolute values all the way back: that bound is rigorous
-    but grows like |W_hh|^T and would make the check vacuous; errors made at step s
-    travel back through the true Jacobians, as the signal does (see compare_steps).
-    dL/dx_t = W_xh^T e_t inherits dL/dh_t's error (from step t and every later one),
-    times at most the largest column sum of |W_xh|.
-    ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff
-    reference, or None (then the output side only). Returns {target: float}, with
-    "dL_dh" -> (T+1,) array.
+    ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff reference,
+    or None (then the output side only). Returns {target: float}, with "dL_dh" -> (T+1,)
+    and "dL_dx" -> (T,) arrays, "forward": the largest |a_t| or |z_t| (whether the case fits
+    the dtype's range at all), and "amplification": the largest error growth sigma_t...
+    along the recurrence relative to the signal (how ill-conditioned the case is).
     """
     from manual.activations import ACTIVATIONS
     from reference.numeric import states  # NumPy only: a float64 forward pass
@@ -169,31 +254,49 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     # float32 computation must overflow, as torch's does in float32 on the same arrays
     forward = float(max(np.max(np.abs(a), initial=0), np.max(np.abs(z), initial=0)))
     T, B = xs.shape[:2]
+    with np.errstate(over="ignore", invalid="ignore"):
+        d = np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
+        # J_t = diag(phi'(a_t)) W_hh, t = 1..T: the recurrence's own Jacobians on this case
+        J = np.nan_to_num(ACTIVATIONS[case.hidden][1](a, h[1:])[..., None] * params["W_hh"])
+        W_hh_abs = np.abs(params["W_hh"])
+        a_terms = np.abs(xs) @ np.abs(params["W_xh"]).T + np.abs(h[:-1]) @ W_hh_abs.T + np.abs(params["b_h"])
+        local = np.abs(h).copy()                        # h_0: given, not computed
+        local[1:] = np.maximum(local[1:], d * a_terms)  # h_t = phi(a_t): |phi'| times a_t's terms
+        Phi = propagate(local, J, backward=False)
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
-        # the terms that make o_t - y_t: |W_hy| |h_t| + |b_y| (through theta, |theta'| <= 1) and |y_t|
-        dz = w * (np.abs(h[1:]) @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
+        # the terms that make o_t - y_t: |W_hy| Phi_t + |b_y| (through theta, |theta'| <= 1) and |y_t|
+        dz = w * (Phi[1:] @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
         loss_terms = float((dz * np.abs(o - ys)).sum())           # 1/2 (o - y)^2 from rounded o - y
     else:
         dz = w * (o.shape[-1] > 1) * np.ones_like(o)  # |softmax - onehot| <= 1 per entry
         # -log softmax(z)_y = logsumexp(z) - z_y, each term at most max |z| + log O in size
         loss_terms = float((w[..., 0] * (2 * np.abs(z).max(-1) + np.log(z.shape[-1]))).sum())
-    M = {"W_hy": float(np.max(np.einsum("tbo,tbh->oh", dz, np.abs(h[1:])))),
-         "b_y": float(np.max(dz.sum((0, 1)))), "loss": loss_terms, "forward": forward}
+    M = {"W_hy": _summed(dz, Phi[1:]), "b_y": float(np.max(np.sqrt((dz ** 2).sum((0, 1))))),
+         "loss": loss_terms, "forward": forward}
     if dL_dh is None:
         return M
-    e = np.abs(dL_dh[1:]) * np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
+    # phi' = 1 - h^2 (or h (1 - h)) is computed from a rounded h: its error is absolute,
+    # ~2u, not relative, so a saturated unit (phi' ~ 1e-9) still passes 2u |dL/dh_t| on;
+    # in units of rtol (C u sqrt(n)) that is 2 / sqrt(n) of |dL/dh_t| (ReLU's and the
+    # identity's phi' are exact)
+    smooth = case.hidden in ("tanh", "sigmoid")
+    n = case_n(case)
+    e = np.abs(dL_dh[1:]) * (d + 2 / np.sqrt(n) if smooth else d)
     terms = np.zeros_like(dL_dh)
-    terms[:-1] = e @ np.abs(params["W_hh"])            # |W_hh|^T |e_{t+1}|
+    terms[:-1] = e @ W_hh_abs                          # |W_hh|^T |e_{t+1}|
     terms[1:] += dz @ np.abs(params["W_hy"])           # |W_hy|^T |dL/dz_t|
-    g = np.maximum(np.abs(dL_dh), terms)
-    M["W_xh"] = float(np.max(np.einsum("tbh,tbd->hd", g[1:], np.abs(xs))))
-    M["W_hh"] = float(np.max(np.einsum("tbh,tbk->hk", g[1:], np.abs(h[:-1]))))
-    M["b_h"] = float(np.max(g[1:].sum((0, 1))))
-    M["dL_dh"] = g.reshape(T + 1, -1).max(1)
-    later = np.maximum.accumulate(M["dL_dh"][:0:-1])[::-1]          # max_{s >= t} g_s, t = 1..T
-    M["dL_dx"] = later * float(np.abs(params["W_xh"]).sum(0).max())
+    cut = np.array([is_cut(t, case.truncate) for t in range(T)])   # no error crosses h_t, t cut
+    G = propagate(np.maximum(np.abs(dL_dh), terms), J, backward=True, cut=cut)
+    S = G.reshape(T + 1, -1).max(1)
+    M["W_xh"] = _summed(G[1:], np.abs(xs))
+    M["W_hh"] = _summed(G[1:], Phi[:-1])
+    M["b_h"] = float(np.max(np.sqrt((G[1:] ** 2).sum((0, 1)))))
+    M["dL_dh"] = S
+    M["dL_dx"] = S[1:] * float(np.abs(params["W_xh"]).sum(0).max())
     if "h0" in params:
-        # dL/dh_0, like every dL/dh_t, is held to the size of all later steps
-        M["h0"] = float(np.max(g if params["h0"].ndim == 2 else g.sum(1)))
+        M["h0"] = float(np.max(G[0] if params["h0"].ndim == 2 else np.sqrt((G[0] ** 2).sum(0))))
+    # how far the recurrence can grow an error beyond the signal it carries
+    signal = max(float(np.max(np.abs(dL_dh))), float(np.max(dz @ np.abs(params["W_hy"]))), TINY)
+    M["amplification"] = float(S.max()) / signal
     return M

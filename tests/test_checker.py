@@ -197,5 +197,5 @@ def test_float32_overflow_is_inconclusive_not_a_false_alarm():
                 inputs="one_hot")
     refs, _ = backends.available(("torch", "jax"))
     outcome = checker.check_case(rnn.loss_and_grads, case, refs)
-    assert outcome.status == "reference_non_finite" and "float32 overflows" in outcome.reason
+    assert outcome.status == "inconclusive" and "float32 overflows" in outcome.reason
     assert checker.check_case(rnn.loss_and_grads, case.replace(dtype="float64"), refs).status == "agree"

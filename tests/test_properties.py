@@ -14,11 +14,11 @@ REFS = {"torch": backends.load("torch")}
 @given(cases(max_T=200, max_H=24, truncate=st.one_of(st.none(), st.integers(1, 6))))
 def test_manual_agrees_with_torch(case):
     outcome = check_case(backends.load("manual"), case, REFS)
-    assert outcome.status in ("agree", "reference_non_finite"), (outcome.status, outcome.reason, outcome.worst())
+    assert outcome.status in ("agree", "inconclusive"), (outcome.status, outcome.reason, outcome.worst())
 
 
 @settings(max_examples=20)
 @given(cases(max_T=40, max_H=8, dtype="float64"))
 def test_jax_agrees_with_torch(case):
     outcome = check_case(backends.load("jax"), case, REFS)
-    assert outcome.status in ("agree", "reference_non_finite"), outcome.worst()
+    assert outcome.status in ("agree", "inconclusive"), outcome.worst()

@@ -1,0 +1,117 @@
+"""Resolving power: which errors would the check have seen?
+
+A tolerance that never flags a correct derivation is only half of a checker; the other
+half is the smallest error it still catches. ``bptt-xval resolve`` plants a relative error
+10^-k into one quantity of the correct derivation's result (each parameter's gradient, and
+dL/dh_t at one step) on the checker's own default cases, and counts how often the checker
+flags it. The references are computed once per case and every planted result is compared
+against them with the checker's own ``compare``, so this measures exactly the verdicts
+``check_derivation`` would give.
+
+    bptt-xval resolve [--cases 200] [--seed 0] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bptt_xval.model import PARAM_KEYS
+from comparisons import backends
+from comparisons.cases import draw_cases, make_problem
+from comparisons.checker import case_tolerance, reference_results, ILL_CONDITIONED, _representable
+from comparisons.compare import compare
+
+EXPONENTS = {"float32": (2, 3, 4, 5, 6), "float64": (9, 10, 11, 12, 13, 14)}
+TARGETS = PARAM_KEYS + ("dL_dh",)
+# the issue's goals: (relative error, share of cases that must catch it)
+GOALS = {"float32": ((1e-3, 0.9), (1e-4, 0.5)), "float64": ((1e-11, 0.9), (1e-12, 0.5))}
+
+
+def plant(result, target: str, relative: float, rng):
+    """``result`` with one quantity off by ``relative``: a parameter's gradient scaled by
+    (1 + relative), or dL/dh_t at one random step t >= 1."""
+    if target == "dL_dh":
+        dL_dh = result.dL_dh.copy()
+        t = int(rng.integers(1, len(dL_dh)))
+        dL_dh[t] *= 1 + relative
+        return result._replace(dL_dh=dL_dh)
+    return result._replace(grads={**result.grads, target: result.grads[target] * (1 + relative)})
+
+
+def resolving_power(cases: int = 200, seed: int = 0, references=("torch", "jax")) -> dict:
+    """{dtype: {target: {relative error: share of conclusive cases that catch it}}}."""
+    refs, _ = backends.available(references)
+    manual = backends.load("manual")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, dtype in enumerate(EXPONENTS):
+        caught = {t: {10.0 ** -k: 0 for k in EXPONENTS[dtype]} for t in TARGETS}
+        counted = 0
+        for case in draw_cases(cases, seed + i, dtype=dtype):
+            params, xs, ys = make_problem(case)
+            results, magnitude = reference_results(case, refs, params, xs, ys)
+            if (magnitude is None or magnitude["forward"] > float(np.finfo(dtype).max) * 1e-3
+                    or not all(_representable(r, dtype) for r in results.values())
+                    or case_tolerance(case).rtol * magnitude["amplification"] >= ILL_CONDITIONED):
+                continue                                # inconclusive: no verdict to measure
+            with np.errstate(all="ignore"):
+                base = manual(params, xs, ys, **case.config())
+            counted += 1
+            for target in TARGETS:
+                for relative in caught[target]:
+                    planted = plant(base, target, relative, rng)
+                    if not all(compare(planted, r, name, case, magnitude).ok for name, r in results.items()):
+                        caught[target][relative] += 1
+        out[dtype] = {"cases": counted, "caught": {t: {f"{r:.0e}": c / max(counted, 1) for r, c in v.items()}
+                                                   for t, v in caught.items()}}
+    return out
+
+
+def goals_met(power: dict) -> dict:
+    """{dtype: [(relative error, required share, worst target's share, met)]}."""
+    met = {}
+    for dtype, goals in GOALS.items():
+        rows = []
+        for relative, share in goals:
+            key = f"{relative:.0e}"
+            worst = min(v[key] for v in power[dtype]["caught"].values())
+            rows.append((relative, share, worst, worst >= share))
+        met[dtype] = rows
+    return met
+
+
+def table(power: dict) -> str:
+    lines = []
+    for dtype, data in power.items():
+        keys = list(next(iter(data["caught"].values())))
+        lines.append(f"{dtype} ({data['cases']} conclusive cases): share of cases that catch a planted "
+                     f"relative error")
+        lines.append(f"{'target':>8}" + "".join(f"{k:>9}" for k in keys))
+        for target, shares in data["caught"].items():
+            lines.append(f"{target:>8}" + "".join(f"{shares[k]:>9.2f}" for k in keys))
+    for dtype, rows in goals_met(power).items():
+        for relative, share, worst, ok in rows:
+            lines.append(f"goal {dtype}: {relative:.0e} caught in >= {share:.0%} of cases: worst target "
+                         f"{worst:.0%} -> {'met' if ok else 'NOT met'}")
+    return "\n".join(lines)
+
+
+def figure(power: dict, path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(power), figsize=(5 * len(power), 3.6), squeeze=False)
+    for ax, (dtype, data) in zip(axes[0], power.items()):
+        for target, shares in data["caught"].items():
+            ax.semilogx([float(k) for k in shares], list(shares.values()), marker="o", label=target)
+        for relative, share in GOALS[dtype]:
+            ax.plot([relative], [share], "k*", markersize=12)
+        ax.set_title(f"{dtype}: share of cases that catch the error")
+        ax.set_xlabel("planted relative error")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
