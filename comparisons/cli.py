@@ -170,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", type=_names, default=None, metavar="NAME[,NAME]",
                    help="the gradients your function returns (default: as when it was written)")
 
+    p = sub.add_parser("soak", help="correct cases through the checker on Dask: exit 1 on any false alarm")
+    p.add_argument("--cases", type=_positive_int, default=10_000)
+    p.add_argument("--seed", type=_non_negative_int, default=None, help="default: a fresh seed, printed")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=2, help="LocalCluster worker processes")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+    p.add_argument("--out", default="benchmarks/results/soak.json", help="the tally, rewritten as blocks finish")
+    p.add_argument("--references", type=_names, default=("torch", "jax", "numeric"), metavar="NAME[,NAME]")
+
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -267,6 +276,23 @@ def _bench(args) -> int:
     return EXIT_OK
 
 
+def _soak(args) -> int:
+    import secrets
+
+    from comparisons.soak import soak, summary
+
+    out = Path(args.out)
+    _writable(str(out.parent))
+    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
+    print(f"seed: {seed}", flush=True)
+    total = soak(args.cases, seed, workers=args.workers, scheduler=args.scheduler, out=out,
+                 references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
+                 progress=lambda line: print(line, flush=True))
+    print(summary(total))
+    print(json.dumps({k: total[k] for k in ("cases", "false_alarms", "inconclusive", "max_error_over_tolerance")}))
+    return EXIT_DISAGREE if total["false_alarms"] else EXIT_OK
+
+
 def _resolve(args) -> int:
     from comparisons import atomic
     from comparisons.resolve import figure, goals_met, resolving_power, table
@@ -282,7 +308,7 @@ def _resolve(args) -> int:
 
 
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
-            "resolve": _resolve}
+            "resolve": _resolve, "soak": _soak}
 
 
 def main(argv=None) -> int:

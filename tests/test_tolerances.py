@@ -108,3 +108,15 @@ def test_amplification_is_one_without_growth():
     p64, x64, y64 = as_float64(case, params, xs, ys)
     M = magnitudes(case, p64, x64, y64, REFS["torch"](p64, x64, y64, **case.config()).dL_dh)
     assert 1.0 <= M["amplification"] < 10
+
+
+def test_soak_draws_a_fresh_seed_and_says_which(capsys, tmp_path, monkeypatch):
+    import sys
+    from pathlib import Path
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
+    from benchmarks.soak import main as soak
+    assert soak(["--cases", "3", "--references", "torch", "--reproducers", str(tmp_path)]) == 0
+    assert soak(["--cases", "3", "--references", "torch", "--reproducers", str(tmp_path)]) == 0
+    seeds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seed: ")]
+    assert len(seeds) == 2 and seeds[0] != seeds[1]
+    assert not any(tmp_path.iterdir())          # no false alarm, nothing written

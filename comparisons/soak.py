@@ -1,0 +1,157 @@
+"""The soak: the false-alarm rate of the checker, measured on the suite's own correct
+derivation (``manual.rnn``), at any scale, on ``dask.distributed``.
+
+    bptt-xval soak --cases N [--seed S] [--workers K | --scheduler ADDRESS] [--out FILE.json]
+
+The cases are cut into blocks, one configuration and dtype each (JAX compiles once per
+configuration and shape bucket), cycling through all 288 configurations of the contract
+and through dense and one-hot inputs. A block is drawn from ``seed`` and its own index
+alone, so the same seed gives the same cases and the same verdicts whatever the number of
+workers or the order they finish in. Dask does the scheduling: an in-process
+``LocalCluster`` of K single-threaded worker processes by default, or the cluster behind a
+running scheduler (``--scheduler tcp://host:8786``); nothing here is a pool of its own.
+
+FILE.json is rewritten atomically as blocks finish, with the blocks done: an interrupted
+soak run again with the same arguments resumes where it stopped. Every false alarm is
+written as a reproducer beside it (``bptt-xval replay``). Without ``--seed`` each run draws
+a fresh seed and prints it, so no soak retreads the seeds the tolerances were measured on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bptt_xval.model import HIDDEN, OUTPUT, REDUCTION
+
+CONFIGS = [dict(hidden=h, output=o, loss=l, reduction=r, truncate=k)
+           for h, o, l, r, k in itertools.product(HIDDEN, OUTPUT, ("squared_error", "cross_entropy"),
+                                                  REDUCTION, (None, 4))
+           if not (l == "cross_entropy" and o != "identity")]
+DTYPES = ("float64", "float32")
+# error / tolerance histogram: log10 bins from 1e-6 to 1e2 (the distribution the README shows)
+BINS = np.linspace(-6, 2, 33)
+
+
+def block_cases(seed: int, block: int, per_block: int) -> list:
+    """The cases of one block: its configuration, dtype and inputs follow from its index."""
+    from comparisons.cases import CaseSpace, draw_cases
+
+    config = CONFIGS[block % len(CONFIGS)]
+    # every fourth block draws one-hot inputs (the language-model case of the conventions)
+    space = CaseSpace.make(inputs="one_hot" if block % 4 == 3 else "dense", loss=config["loss"])
+    return draw_cases(per_block, seed * 1_000_003 + block, dtype=DTYPES[block % 2], space=space, **config)
+
+
+def run_block(seed: int, block: int, per_block: int, references: tuple) -> dict:
+    """Check manual.rnn on one block; the tally of its verdicts (runs on a Dask worker)."""
+    from comparisons import backends
+    from comparisons.checker import check_case
+
+    refs, skipped = backends.available(references)
+    if "jax" in refs:
+        from reference.jax_grad import clear_compiled
+        clear_compiled()       # one configuration per block: free the last one's executables
+    manual = backends.load("manual")
+    tally = {"block": block, "cases": 0, "false_alarms": [], "inconclusive": {},
+             "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
+             "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
+    for case in block_cases(seed, block, per_block):
+        use = {k: v for k, v in refs.items() if not (k == "numeric" and case.truncate)}
+        outcome = check_case(manual, case, use)
+        tally["cases"] += 1
+        if outcome.status == "inconclusive":
+            why = outcome.reason.split(":")[0]
+            tally["inconclusive"][why] = tally["inconclusive"].get(why, 0) + 1
+            continue
+        if outcome.failed:
+            tally["false_alarms"].append({"case": case.to_dict(), "status": outcome.status,
+                                          "reason": outcome.reason, "worst": repr(outcome.worst())})
+        ratio = max((e.max_abs / e.tol for c in outcome.comparisons for e in c.errors.values()), default=0.0)
+        d = case.dtype
+        tally["max_error_over_tolerance"][d] = max(tally["max_error_over_tolerance"][d], ratio)
+        tally["histogram"][d][int(np.searchsorted(BINS, math.log10(max(ratio, 1e-300))))] += 1
+    return tally
+
+
+def merge(total: dict, tally: dict) -> dict:
+    total["cases"] += tally["cases"]
+    total["false_alarms"] += len(tally["false_alarms"])
+    total["false_alarm_cases"] += tally["false_alarms"]
+    for why, n in tally["inconclusive"].items():
+        total["inconclusive_by_reason"][why] = total["inconclusive_by_reason"].get(why, 0) + n
+    total["inconclusive"] = sum(total["inconclusive_by_reason"].values())
+    for d in DTYPES:
+        total["max_error_over_tolerance"][d] = max(total["max_error_over_tolerance"][d],
+                                                   tally["max_error_over_tolerance"][d])
+        total["histogram"][d] = [a + b for a, b in zip(total["histogram"][d], tally["histogram"][d])]
+    total["blocks_done"].append(tally["block"])
+    return total
+
+
+def empty(cases: int, seed: int, per_block: int, references: tuple) -> dict:
+    return {"cases_asked": cases, "seed": seed, "per_block": per_block, "references": list(references),
+            "cases": 0, "false_alarms": 0, "false_alarm_cases": [], "inconclusive": 0,
+            "inconclusive_by_reason": {}, "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
+            "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "histogram_log10_edges": BINS.tolist(),
+            "blocks_done": []}
+
+
+def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
+         references=("torch", "jax", "numeric"), reproducers=None, progress=print) -> dict:
+    """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    from comparisons import atomic, reproducer
+    from comparisons.cases import Case
+
+    references = tuple(references)
+    per_block = max(1, min(105, -(-cases // len(CONFIGS))))
+    blocks = -(-cases // per_block)
+    total = empty(cases, seed, per_block, references)
+    out = Path(out) if out else None
+    if out is not None and out.is_file():
+        saved = json.loads(out.read_text())
+        if all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")):
+            total = saved                                   # resume: keep what is done
+            progress(f"resuming: {len(total['blocks_done'])} of {blocks} blocks already done")
+    todo = sorted(set(range(blocks)) - set(total["blocks_done"]))
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    started = time.perf_counter()
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(run_block, seed, b, per_block, references, pure=False) for b in todo]
+            for i, future in enumerate(as_completed(futures), 1):
+                tally = future.result()
+                merge(total, tally)
+                for alarm in tally["false_alarms"]:
+                    if reproducers is not None:
+                        reproducer.save(Case(**alarm["case"]), reproducers, alarm)
+                    progress(f"FALSE ALARM {alarm['case']}: {alarm['status']} {alarm['reason']} {alarm['worst']}")
+                if out is not None:
+                    atomic.write_text(out, json.dumps(total, indent=1, sort_keys=True) + "\n")
+                if i % 20 == 0 or i == len(futures):
+                    rate = total["cases"] / max(time.perf_counter() - started, 1e-9)
+                    progress(f"{total['cases']} cases, {total['false_alarms']} false alarms, "
+                             f"{total['inconclusive']} inconclusive, {rate:.1f} cases/s")
+    finally:
+        if cluster is not None:
+            cluster.close()
+    total["seconds"] = time.perf_counter() - started
+    if out is not None:
+        atomic.write_text(out, json.dumps(total, indent=1, sort_keys=True) + "\n")
+    return total
+
+
+def summary(total: dict) -> str:
+    m = total["max_error_over_tolerance"]
+    return (f"cases: {total['cases']}  false alarms: {total['false_alarms']}  inconclusive: "
+            f"{total['inconclusive']} ({100 * total['inconclusive'] / max(total['cases'], 1):.2f}%) "
+            f"{total['inconclusive_by_reason']}  max error/tolerance: float64 {m['float64']:.3g}, "
+            f"float32 {m['float32']:.3g}  seed: {total['seed']}")
