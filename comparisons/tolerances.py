@@ -271,9 +271,12 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
         dz = w * (Phi[1:] @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
         loss_terms = float((dz * np.abs(o - ys)).sum())           # 1/2 (o - y)^2 from rounded o - y
     else:
-        # |softmax - onehot| <= 1 per entry, and softmax moves by at most the error of z_t,
-        # which carries the forward pass's error: |W_hy| Phi_t
-        dz = w * ((o.shape[-1] > 1) + Phi[1:] @ np.abs(params["W_hy"]).T)
+        # |softmax - onehot| <= 1 per entry, and softmax p moves with z_t's error (the forward
+        # pass's, |W_hy| Phi_t) through its Jacobian diag(p) - p p^T, whose rows sum in absolute
+        # value to at most 2 p_i (1 - p_i): a saturated softmax (exploding logits) barely moves
+        zs = z - z.max(-1, keepdims=True)
+        p = np.exp(zs) / np.exp(zs).sum(-1, keepdims=True)
+        dz = w * ((o.shape[-1] > 1) + 2 * p * (1 - p) * (Phi[1:] @ np.abs(params["W_hy"]).T).max(-1, keepdims=True))
         # -log softmax(z)_y = logsumexp(z) - z_y, each term at most max |z| + log O in size
         loss_terms = float((w[..., 0] * (2 * np.abs(z).max(-1) + np.log(z.shape[-1]))).sum())
     M = {"W_hy": _summed(dz, Phi[1:]), "b_y": float(np.max(np.sqrt((dz ** 2).sum((0, 1))))),
