@@ -178,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
     p.add_argument("--out", default="benchmarks/results/soak.json", help="the tally, rewritten as blocks finish")
     p.add_argument("--references", type=_names, default=("torch", "jax", "numeric"), metavar="NAME[,NAME]")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where torch and JAX compute")
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
@@ -283,11 +284,13 @@ def _soak(args) -> int:
 
     out = Path(args.out)
     _writable(str(out.parent))
+    from comparisons import backends
+    backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"seed: {seed}", flush=True)
     total = soak(args.cases, seed, workers=args.workers, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
-                 progress=lambda line: print(line, flush=True))
+                 progress=lambda line: print(line, flush=True), device=args.device)
     print(summary(total))
     print(json.dumps({k: total[k] for k in ("cases", "false_alarms", "inconclusive", "max_error_over_tolerance")}))
     return EXIT_DISAGREE if total["false_alarms"] else EXIT_OK

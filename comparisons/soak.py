@@ -48,12 +48,13 @@ def block_cases(seed: int, block: int, per_block: int) -> list:
     return draw_cases(per_block, seed * 1_000_003 + block, dtype=DTYPES[block % 2], space=space, **config)
 
 
-def run_block(seed: int, block: int, per_block: int, references: tuple) -> dict:
+def run_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
     """Check manual.rnn on one block; the tally of its verdicts (runs on a Dask worker)."""
     from comparisons import backends
     from comparisons.checker import check_case
 
     refs, skipped = backends.available(references)
+    refs = backends.on_device(refs, device)
     if "jax" in refs:
         from reference.jax_grad import clear_compiled
         clear_compiled()       # one configuration per block: free the last one's executables
@@ -103,7 +104,7 @@ def empty(cases: int, seed: int, per_block: int, references: tuple) -> dict:
 
 
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
-         references=("torch", "jax", "numeric"), reproducers=None, progress=print) -> dict:
+         references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu") -> dict:
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally."""
     from dask.distributed import Client, LocalCluster, as_completed
 
@@ -126,7 +127,7 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     started = time.perf_counter()
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(run_block, seed, b, per_block, references, pure=False) for b in todo]
+            futures = [client.submit(run_block, seed, b, per_block, references, device, pure=False) for b in todo]
             for i, future in enumerate(as_completed(futures), 1):
                 tally = future.result()
                 merge(total, tally)

@@ -36,17 +36,27 @@ def _require_torch():
 
 
 @contextlib.contextmanager
-def exact():
+def exact(threads: int | None = None):
     """Full float32 precision for torch's products (TF32 off: matmul and cuDNN), for the
-    calls inside only; the user's settings are put back as found, also on an exception."""
-    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    calls inside only, and optionally ``threads`` intra-op threads; the user's settings are
+    put back as found, also on an exception."""
+    saved = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32, torch.get_num_threads()
     torch.set_float32_matmul_precision("highest")
     torch.backends.cudnn.allow_tf32 = False
+    if threads is not None and threads != saved[2]:
+        torch.set_num_threads(threads)
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cudnn.allow_tf32 = saved[1]
+        if torch.get_num_threads() != saved[2]:
+            torch.set_num_threads(saved[2])
+
+
+# Below this many multiply-adds per step (T B H (D + H)), one thread: a per-case problem of
+# 10 x 10 matrices is bound by launching work, and a 16-core thread pool only adds to it.
+SMALL_PROBLEM = 1 << 18
 
 
 def device_for(device: str = "cpu"):
@@ -70,7 +80,8 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss,
                  reduction=reduction, truncate=truncate)
     dev = device_for(device)
-    with exact():
+    small = p.T * p.B * p.H * (p.D + p.H) < SMALL_PROBLEM
+    with exact(threads=1 if small and dev.type == "cpu" else None):
         return _loss_and_grads(p, dev, hidden, output, loss, reduction, truncate)
 
 

@@ -63,10 +63,11 @@ import jax, jax.numpy as jnp, torch
 torch.set_float32_matmul_precision("high")
 torch.backends.cudnn.allow_tf32 = False
 jax.config.update("jax_default_matmul_precision", "bfloat16")
+torch.set_num_threads(2)
 def settings():
     return (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32,
             jax.config.jax_default_matmul_precision, str(jnp.array(1.0).dtype),
-            jax.config.jax_enable_x64, jax.config.jax_compilation_cache_dir)
+            jax.config.jax_enable_x64, jax.config.jax_compilation_cache_dir, torch.get_num_threads())
 before = settings()
 from comparisons import check_derivation
 from manual import rnn
@@ -88,7 +89,7 @@ def test_a_check_a_soak_and_the_studies_leave_the_users_settings_as_found():
     out = subprocess.run([sys.executable, "-c", USER_SETTINGS], env=env, cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "unchanged ('high', False, 'bfloat16', 'float32', False, None)" in out.stdout
+    assert "unchanged ('high', False, 'bfloat16', 'float32', False, None, 2)" in out.stdout
 
 
 def test_torch_settings_restored_after_an_exception():

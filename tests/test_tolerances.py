@@ -120,3 +120,13 @@ def test_soak_draws_a_fresh_seed_and_says_which(capsys, tmp_path, monkeypatch):
     seeds = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seed: ")]
     assert len(seeds) == 2 and seeds[0] != seeds[1]
     assert not any(tmp_path.iterdir())          # no false alarm, nothing written
+
+
+def test_resolving_power_goals_on_a_small_fixed_sample():
+    """Issue 14's goals on 40 default cases per dtype (seed 7, never used to set a constant):
+    float32 1e-3 caught in >= 90% of cases and 1e-4 in >= 50%; float64 1e-11 and 1e-12 likewise."""
+    from comparisons.resolve import goals_met, resolving_power
+    power = resolving_power(cases=40, seed=7)
+    for dtype, rows in goals_met(power).items():
+        for relative, share, worst, met in rows:
+            assert met, f"{dtype}: an error of {relative:.0e} caught in only {worst:.0%} of cases (goal {share:.0%})"
