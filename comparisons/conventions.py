@@ -86,6 +86,21 @@ def _as_numpy(name: str, value, shape: tuple, dtype) -> np.ndarray:
     return value.reshape(shape).astype(dtype, copy=False)
 
 
+def _require_callables(**functions) -> None:
+    for name, f in functions.items():
+        if not callable(f):
+            raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
+
+
+def _layer_problem(style: str, params, xs, ys, hidden, output, loss, reduction, truncate):
+    """The validated problem of a layer-style call: tanh units, full BPTT (what the style computes)."""
+    p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                 truncate=truncate)
+    _only("hidden", hidden, ("tanh",), style)
+    _only("truncate", truncate, (None,), style)
+    return p
+
+
 def _tagged(fn, name: str, space: dict):
     fn.__name__ = fn.__qualname__ = name
     fn.case_space = space
@@ -176,9 +191,7 @@ def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
     (NumPy first; torch tensors when the functions do not take NumPy arrays or return tensors).
     ``device``: where those tensors live ("cuda": the EECS 498 assignment on a Colab GPU).
     """
-    for name, f in (("rnn_forward", rnn_forward), ("rnn_backward", rnn_backward)):
-        if not callable(f):
-            raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
+    _require_callables(rnn_forward=rnn_forward, rnn_backward=rnn_backward)
     if arrays not in ("auto", "numpy", "torch"):
         raise ValueError(f"arrays: expected 'auto', 'numpy' or 'torch'; got {arrays!r}")
     if device not in ("cpu", "cuda"):
@@ -215,10 +228,7 @@ def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
 
     def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity", loss="squared_error",
                        reduction="mean", truncate=None):
-        p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss, reduction=reduction,
-                     truncate=truncate)
-        _only("hidden", hidden, ("tanh",), "cs231n")
-        _only("truncate", truncate, (None,), "cs231n")
+        p = _layer_problem("cs231n", params, xs, ys, hidden, output, loss, reduction, truncate)
         config = dict(output=output, loss=loss, reduction=reduction)
         if mode["arrays"] != "auto":
             return run(mode["arrays"], p, config)
@@ -249,9 +259,7 @@ def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
 def cs231n_step(step_forward, step_backward, *, arrays="auto", device="cpu"):
     """cs231n's ``rnn_step_forward(x, prev_h, Wx, Wh, b) -> (next_h, cache)`` and
     ``rnn_step_backward(dnext_h, cache) -> (dx, dprev_h, dWx, dWh, db)``: checked as T = 1."""
-    for name, f in (("step_forward", step_forward), ("step_backward", step_backward)):
-        if not callable(f):
-            raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
+    _require_callables(step_forward=step_forward, step_backward=step_backward)
 
     def rnn_forward(x, h0, Wx, Wh, b):
         next_h, cache = _pair("rnn_step_forward", step_forward(x[:, 0], h0, Wx, Wh, b))
@@ -303,16 +311,11 @@ def deeplearning_ai(rnn_forward, rnn_backward):
     (n_a, n_x), Waa (n_a, n_a), ba (n_a, 1), Wya (n_y, n_a), by (n_y, 1). y_pred is the
     style's own output layer and is not used: the suite's is put on top of a.
     """
-    for name, f in (("rnn_forward", rnn_forward), ("rnn_backward", rnn_backward)):
-        if not callable(f):
-            raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
+    _require_callables(rnn_forward=rnn_forward, rnn_backward=rnn_backward)
 
     def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity", loss="squared_error",
                        reduction="mean", truncate=None):
-        p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss, reduction=reduction,
-                     truncate=truncate)
-        _only("hidden", hidden, ("tanh",), "deeplearning.ai")
-        _only("truncate", truncate, (None,), "deeplearning.ai")
+        p = _layer_problem("deeplearning.ai", params, xs, ys, hidden, output, loss, reduction, truncate)
         x = p.xs.transpose(2, 1, 0)                                    # (n_x, m, T_x)
         h0 = np.broadcast_to(p.params.get("h0", np.zeros(p.H, p.dtype)), (p.B, p.H))
         parameters = {"Wax": p.params["W_xh"], "Waa": p.params["W_hh"], "ba": p.params["b_h"][:, None],
