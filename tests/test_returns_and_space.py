@@ -95,7 +95,8 @@ def test_plain_tuples_are_checked_like_gradients(fn):
 
 
 def test_plain_tuple_failure_is_diagnosed_like_gradients():
-    result = check_derivation(with_mistake("batch_sum"), cases=10, seed=3, sizes={"B": (2, 4)})
+    result = check_derivation(with_mistake("batch_sum"), cases=10, seed=3, sizes={"B": (2, 4)},
+                              shrink_failures=False)
     assert not result.ok
     assert all("forgotten_1_over_B" in f.diagnosis for f in result.failures), result.summary()
 
@@ -245,7 +246,8 @@ def test_dL_dx_agrees_across_backends(dtype, truncate):
 
 
 def test_wrong_dL_dx_is_caught_per_step_and_diagnosed():
-    result = check_derivation(with_mistake("dx_with_Whh"), cases=8, seed=6, sizes={"D": 3, "H": 3})
+    result = check_derivation(with_mistake("dx_with_Whh"), cases=8, seed=6, sizes={"D": 3, "H": 3},
+                              shrink_failures=False)
     assert not result.ok
     for f in result.failures:
         assert f.parameters == ["dL_dx"] and f.steps["dL_dx"] == f.case.T, f.describe()
@@ -255,7 +257,7 @@ def test_wrong_dL_dx_is_caught_per_step_and_diagnosed():
 # --- the newly catalogued mistakes ---------------------------------------------------------
 
 def test_forgotten_equals_is_zero_gradient_of_b_h():
-    result = check_derivation(with_mistake("no_equals"), cases=8, seed=7)
+    result = check_derivation(with_mistake("no_equals"), cases=8, seed=7, shrink_failures=False)
     assert not result.ok
     for f in result.failures:
         assert f.parameters == ["b_h"] and f.patterns["b_h"] == "identically zero"
@@ -263,7 +265,7 @@ def test_forgotten_equals_is_zero_gradient_of_b_h():
 
 
 def test_clipping_is_diagnosed_with_its_c_and_only_clipped_cases_fail():
-    result = check_derivation(with_mistake("clip"), cases=16, seed=8)
+    result = check_derivation(with_mistake("clip"), cases=16, seed=8, shrink_failures=False)
     failing = {f.case_id for f in result.failures}
     for case in draw_cases(16, 8):
         exact = torch_autograd.loss_and_grads(*_problem(case), **case.config())
