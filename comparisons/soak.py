@@ -123,7 +123,7 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
             progress(f"resuming: {len(total['blocks_done'])} of {blocks} blocks already done")
     todo = sorted(set(range(blocks)) - set(total["blocks_done"]))
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+                                                  dashboard_address=":0")
     started = time.perf_counter()
     try:
         with Client(scheduler or cluster) as client:
