@@ -313,6 +313,22 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fas
 
 
 
+def inconclusive_reason(case: Case, references: dict, magnitude: dict | None) -> str | None:
+    """Why no verdict can be given on ``case`` (a reason starting with one of INCONCLUSIVE's
+    phrases), or None. Looks at the case and the references only, never at a candidate."""
+    if magnitude is None:
+        return "reference not finite: the float64 references overflow"
+    if magnitude["forward"] > float(np.finfo(case.dtype).max) * 1e-3:
+        return (f"{case.dtype} overflows on this case: the forward pass reaches "
+                f"{magnitude['forward']:.3g} (computed in float64)")
+    if not all(_representable(r, case.dtype) for r in references.values()):
+        return f"{case.dtype} overflows on this case: the exact gradients leave its range (exploding regime)"
+    if case_tolerance(case).rtol * magnitude.get("amplification", 0.0) >= ILL_CONDITIONED:
+        return (f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
+                f"{magnitude['amplification']:.3g} times beyond the gradients' size")
+    return None
+
+
 def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None) -> Outcome:
     """Run ``fn`` and the references on one case and compare them (``fast``: see
     :func:`reference_results`). ``checked``: the parameter names compared (default: all
@@ -320,20 +336,9 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None)
     params, xs, ys = arrays if arrays is not None else make_problem(case)
     checked = tuple(params) if checked is None else checked
     references, magnitude = reference_results(case, refs, params, xs, ys, fast)
-    if magnitude is None:
-        return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
-    if magnitude["forward"] > float(np.finfo(case.dtype).max) * 1e-3:
-        return Outcome(case, "inconclusive",
-                       reason=f"{case.dtype} overflows on this case: the forward pass reaches "
-                              f"{magnitude['forward']:.3g} (computed in float64)")
-    if not all(_representable(r, case.dtype) for r in references.values()):
-        return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case: the exact "
-                                                    f"gradients leave its range (exploding regime)")
-    rtol = case_tolerance(case).rtol
-    if rtol * magnitude.get("amplification", 0.0) >= ILL_CONDITIONED:
-        return Outcome(case, "inconclusive",
-                       reason=f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding "
-                              f"error {magnitude['amplification']:.3g} times beyond the gradients' size")
+    why = inconclusive_reason(case, references, magnitude)
+    if why is not None:
+        return Outcome(case, "inconclusive", reason=why)
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
     try:
@@ -525,7 +530,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
             returned |= {k for k in ("dL_dh", "dL_dx") if getattr(outcome.result, k) is not None}
         if outcome.status == "inconclusive":
             non_finite.append(case.id)
-            inconclusive.setdefault(_inconclusive_kind(outcome.reason, case), []).append(case.id)
+            inconclusive.setdefault(outcome.reason.split(":")[0], []).append(case.id)
         elif outcome.failed:
             failures.append(failure_from(outcome))
     for failure in failures:
@@ -540,11 +545,6 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         not_checked.update({k: "the function returns None for it" for k in ("dL_dh", "dL_dx") if k not in returned})
     return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs),
                        not_checked, space.to_dict(), _h0_hint(failures, drawn), inconclusive)
-
-
-def _inconclusive_kind(reason: str, case: Case) -> str:
-    """The reason's phrase, with the dtype: "float32 overflows on this case", ..."""
-    return reason.split(":")[0]
 
 
 def replay(path, fn, references=backends.REFERENCES, params=None) -> Outcome:
