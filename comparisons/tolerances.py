@@ -286,8 +286,11 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
         dz = w * ((o.shape[-1] > 1) + 2 * p * (1 - p) * (Phi[1:] @ np.abs(params["W_hy"]).T).max(-1, keepdims=True))
         # -log softmax(z)_y = logsumexp(z) - z_y, each term at most max |z| + log O in size
         loss_terms = float((w[..., 0] * (2 * np.abs(z).max(-1) + np.log(z.shape[-1]))).sum())
+    # how close a pre-activation comes to ReLU's kink, relative to the terms that make it:
+    # closer than a's own rounding error, the candidate's dtype may take the other branch
+    kink = float(np.min(np.abs(a) / np.maximum(a_terms, TINY))) if case.hidden == "relu" else np.inf
     M = {"W_hy": _summed(dz, Phi[1:]), "b_y": float(np.max(np.sqrt((dz ** 2).sum((0, 1))))),
-         "loss": loss_terms, "forward": forward}
+         "loss": loss_terms, "forward": forward, "kink": kink}
     if dL_dh is None:
         return M
     # phi' = 1 - h^2 (or h (1 - h)) is computed from a rounded h: its error is absolute,
