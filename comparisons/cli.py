@@ -174,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=_positive_int, default=10_000)
     p.add_argument("--seed", type=_non_negative_int, default=None, help="default: a fresh seed, printed")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=_positive_int, default=2, help="LocalCluster worker processes")
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="LocalCluster worker processes (default: one per core)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
     p.add_argument("--out", default="benchmarks/results/soak.json", help="the tally, rewritten as blocks finish")
     p.add_argument("--references", type=_names, default=("torch", "jax", "numeric"), metavar="NAME[,NAME]")
@@ -288,7 +289,8 @@ def _soak(args) -> int:
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"seed: {seed}", flush=True)
-    total = soak(args.cases, seed, workers=args.workers, scheduler=args.scheduler, out=out,
+    import os
+    total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
                  progress=lambda line: print(line, flush=True), device=args.device)
     print(summary(total))
