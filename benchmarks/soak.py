@@ -9,7 +9,7 @@ import sys
 
 from comparisons import backends, reproducer
 from comparisons.cases import Case
-from comparisons.soak import BINS, empty, merge, run_block, summary
+from comparisons.soak import BINS, blocks, empty, merge, run_block, summary
 
 
 def main(argv=None) -> int:
@@ -26,9 +26,9 @@ def main(argv=None) -> int:
         args.seed = secrets.randbelow(2**31)
     print(f"seed: {args.seed}", flush=True)
     references = tuple(args.references.split(","))
-    per_block = max(1, min(105, -(-args.cases // 288)))
+    per_block, n_blocks = blocks(args.cases)
     total = empty(args.cases, args.seed, per_block, references)
-    for block in range(-(-args.cases // per_block)):
+    for block in range(n_blocks):
         tally = run_block(args.seed, block, per_block, references)
         merge(total, tally)
         for alarm in tally["false_alarms"]:

@@ -27,6 +27,7 @@ from comparisons.compare import compare
 from comparisons.diagnosis import MISTAKES, diagnose, error_patterns
 from comparisons.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
 from comparisons.tolerances import case_tolerance, magnitudes
+from reference.numeric import states
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
 NUMERIC_MAX_WORK = 300_000
@@ -275,16 +276,16 @@ def numeric_is_cheap(case: Case) -> bool:
 KINK_MARGIN = 10.0
 
 
-def near_a_kink(case: Case, params64: dict, xs64) -> bool:
+def near_a_kink(case: Case, params64: dict, xs64, forward=None) -> bool:
     """Could a central difference of ``reference.numeric`` cross ReLU's kink on this case?
     (Soak false alarms: pre-activations 5e-6 from 0 against a step of ~6e-6, so the numeric
     gradient was off by 4%.) Decided from the case alone; the numeric reference is then
-    left out of the case and torch and jax judge it."""
+    left out of the case and torch and jax judge it. ``forward``: the float64 forward pass
+    ``reference.numeric.states`` gives, when the caller has it already."""
     if case.hidden != "relu":
         return False
-    from reference.numeric import states
-
-    h, a, _, _ = states(params64, xs64, hidden=case.hidden, output=case.output)
+    h, a, _, _ = forward if forward is not None else states(params64, xs64, hidden=case.hidden,
+                                                            output=case.output)
     step = np.finfo(np.float64).eps ** (1 / 3) * max(1.0, *(float(np.max(np.abs(p))) for p in params64.values()))
     reach = 1.0 + float(np.max(np.abs(xs64))) + float(np.max(np.abs(h)))      # what a step multiplies
     return bool(np.min(np.abs(a)) <= KINK_MARGIN * step * reach * case.T)
@@ -302,10 +303,12 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fas
     params64, xs64, ys64 = as_float64(case, params, xs, ys)
     out = {}
     with np.errstate(all="ignore"):
+        # one float64 forward pass serves the kink test and the magnitudes
+        forward = states(params64, xs64, hidden=case.hidden, output=case.output)
         for name, ref in refs.items():
             if name == "numeric" and not (numeric_is_cheap(case) if fast else numeric_applies(case)):
                 continue
-            if name == "numeric" and near_a_kink(case, params64, xs64):
+            if name == "numeric" and near_a_kink(case, params64, xs64, forward):
                 continue           # its step could cross ReLU's kink: torch and jax judge alone
             if name == "jax" and not fast:
                 ref = functools.partial(ref, pad=False)
@@ -313,7 +316,7 @@ def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fas
         if not all(_finite(r) for r in out.values()):
             return out, None
         dL_dh = next((r.dL_dh for r in out.values() if r.dL_dh is not None), None)
-        return out, magnitudes(case, params64, xs64, ys64, dL_dh)
+        return out, magnitudes(case, params64, xs64, ys64, dL_dh, forward)
 
 
 
@@ -327,11 +330,12 @@ def inconclusive_reason(case: Case, references: dict, magnitude: dict | None) ->
                 f"{magnitude['forward']:.3g} (computed in float64)")
     if not all(_representable(r, case.dtype) for r in references.values()):
         return f"{case.dtype} overflows on this case: the exact gradients leave its range (exploding regime)"
-    if magnitude.get("kink", np.inf) <= KINK_ROUNDING * case_tolerance(case).rtol:
+    rtol = case_tolerance(case).rtol
+    if magnitude.get("kink", np.inf) <= KINK_ROUNDING * rtol:
         # soak seed 4102025: a float32 a_t of ~1e-7 took relu's other branch, dL/dx 7% off
         return (f"at a ReLU kink in {case.dtype}: a pre-activation lies within its own rounding "
                 f"error of 0 ({magnitude['kink']:.2g} of its terms), so either branch is right")
-    if case_tolerance(case).rtol * magnitude.get("amplification", 0.0) >= ILL_CONDITIONED:
+    if rtol * magnitude.get("amplification", 0.0) >= ILL_CONDITIONED:
         return (f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
                 f"{magnitude['amplification']:.3g} times beyond the gradients' size")
     return None

@@ -38,6 +38,13 @@ DTYPES = ("float64", "float32")
 BINS = np.linspace(-6, 2, 33)
 
 
+def blocks(cases: int) -> tuple:
+    """(cases per block, number of blocks) for a soak of ``cases``: one configuration per
+    block, at most 105 cases (10,000 cases visit each of the 288 configurations once)."""
+    per_block = max(1, min(105, -(-cases // len(CONFIGS))))
+    return per_block, -(-cases // per_block)
+
+
 def block_cases(seed: int, block: int, per_block: int) -> list:
     """The cases of one block: its configuration, dtype and inputs follow from its index."""
     from comparisons.cases import CaseSpace, draw_cases
@@ -112,16 +119,15 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     from comparisons.cases import Case
 
     references = tuple(references)
-    per_block = max(1, min(105, -(-cases // len(CONFIGS))))
-    blocks = -(-cases // per_block)
+    per_block, n_blocks = blocks(cases)
     total = empty(cases, seed, per_block, references)
     out = Path(out) if out else None
     if out is not None and out.is_file():
         saved = json.loads(out.read_text())
         if all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")):
             total = saved                                   # resume: keep what is done
-            progress(f"resuming: {len(total['blocks_done'])} of {blocks} blocks already done")
-    todo = sorted(set(range(blocks)) - set(total["blocks_done"]))
+            progress(f"resuming: {len(total['blocks_done'])} of {n_blocks} blocks already done")
+    todo = sorted(set(range(n_blocks)) - set(total["blocks_done"]))
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
     started = time.perf_counter()

@@ -223,7 +223,7 @@ def _summed(left: np.ndarray, right: np.ndarray) -> float:
     return float(np.sqrt(np.max(np.einsum("tbi,tbj->ij", left ** 2, right ** 2))))
 
 
-def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dict:
+def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forward=None) -> dict:
     """The magnitude M of every compared quantity: the size its rounding errors are
     measured against, on this case (float64 forward pass, the reference's dL/dh_t).
 
@@ -258,7 +258,8 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh) -> dic
     from manual.activations import ACTIVATIONS
     from reference.numeric import states  # NumPy only: a float64 forward pass
 
-    h, a, z, o = states(params, xs, hidden=case.hidden, output=case.output)
+    # ``forward``: reference.numeric.states' (h, a, z, o), when the caller computed it already
+    h, a, z, o = forward if forward is not None else states(params, xs, hidden=case.hidden, output=case.output)
     # the largest value the forward pass itself holds: where it passes float32's range, a
     # float32 computation must overflow, as torch's does in float32 on the same arrays
     forward = float(max(np.max(np.abs(a), initial=0), np.max(np.abs(z), initial=0)))
