@@ -67,3 +67,16 @@ def on_device(refs: dict, device: str) -> dict:
         importlib.import_module(_ON_DEVICE[name]).device_for(device)     # raises when it cannot
         out[name] = functools.partial(refs[name], device=device)
     return out
+
+
+def batched(name: str, ref):
+    """The many-cases form (``launch_batch``: start now, collect later) of reference ``ref`` (a backend's own
+    ``loss_and_grads``, or it bound to a device by :func:`on_device`), or None when ``ref``
+    is anything else (a test's stand-in, finite differences): then it runs case by case."""
+    func, keywords = (ref.func, ref.keywords) if isinstance(ref, functools.partial) else (ref, {})
+    if name not in _ON_DEVICE:
+        return None
+    module = importlib.import_module(_ON_DEVICE[name])
+    if func is not getattr(module, "loss_and_grads", None):
+        return None
+    return functools.partial(module.launch_batch, **keywords)

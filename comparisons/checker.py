@@ -26,11 +26,12 @@ from comparisons.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, m
 from comparisons.compare import compare
 from comparisons.diagnosis import MISTAKES, diagnose, error_patterns
 from comparisons.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
-from comparisons.tolerances import case_tolerance, magnitudes
+from comparisons.tolerances import case_tolerance, magnitudes, magnitudes_many
 from reference.numeric import states
+from reference.stacked import groups
 
 # The numeric oracle costs (number of parameters) forward passes: use it where cheap.
-NUMERIC_MAX_WORK = 300_000
+NUMERIC_MAX_WORK = 30_000
 SHRINK_MAX_TRIES = 60
 # Why a case can have no verdict, each decided from the case and the references alone, so a
 # wrong derivation can never make its own case inconclusive.
@@ -46,6 +47,11 @@ KINK_ROUNDING = 1.0
 # disagreements described in full in a summary; the rest are counted (all are in to_dict())
 SUMMARY_MAX_SHOWN = 3
 RELU_NUMERIC_MAX_UNITS = 64
+# cases per stacked reference call (one JAX compilation per padded shape serves them all)
+STACK_SIZE = 16
+TORCH_STACK = 16
+# cases whose references are computed together before their candidates run (bounds memory)
+CHUNK = 256
 
 
 @dataclass
@@ -291,33 +297,91 @@ def near_a_kink(case: Case, params64: dict, xs64, forward=None) -> bool:
     return bool(np.min(np.abs(a)) <= KINK_MARGIN * step * reach * case.T)
 
 
+def _reference_allowed(name: str, case: Case, params64, xs64, forward, fast: bool) -> bool:
+    """Does reference ``name`` judge ``case``? Finite differences only where they apply
+    (and, on the fast path, are cheap) and where their step cannot cross ReLU's kink."""
+    if name != "numeric":
+        return True
+    if not (numeric_is_cheap(case) if fast else numeric_applies(case)):
+        return False
+    return not near_a_kink(case, params64, xs64, forward)   # else torch and jax judge alone
+
+
+def _magnitude_job(case: Case, out: dict, data64, forward):
+    """magnitudes()'s arguments for ``case``, or None when a reference overflowed."""
+    if not all(_finite(r) for r in out.values()):
+        return None
+    dL_dh = next((r.dL_dh for r in out.values() if r.dL_dh is not None), None)
+    return (case, *data64, dL_dh, forward)
+
+
 def reference_results(case: Case, refs: dict, params=None, xs=None, ys=None, fast=True):
     """float64 reference ``Gradients`` for ``case`` (or for the given arrays), by name, and
     the magnitudes the errors are measured against (None if a reference overflowed).
 
     ``fast=False`` is the checker's slow path, the yardstick of the fast one's verdicts:
     JAX compiled for the exact shapes (no padding to buckets) and finite differences on
-    every case they apply to, whatever their cost."""
+    every case they apply to, whatever their cost. :func:`references_for` gives the same
+    for many cases at once."""
     if params is None:
         params, xs, ys = make_problem(case)
-    params64, xs64, ys64 = as_float64(case, params, xs, ys)
+    data64 = as_float64(case, params, xs, ys)
     out = {}
     with np.errstate(all="ignore"):
         # one float64 forward pass serves the kink test and the magnitudes
-        forward = states(params64, xs64, hidden=case.hidden, output=case.output)
+        forward = states(data64[0], data64[1], hidden=case.hidden, output=case.output)
         for name, ref in refs.items():
-            if name == "numeric" and not (numeric_is_cheap(case) if fast else numeric_applies(case)):
+            if not _reference_allowed(name, case, data64[0], data64[1], forward, fast):
                 continue
-            if name == "numeric" and near_a_kink(case, params64, xs64, forward):
-                continue           # its step could cross ReLU's kink: torch and jax judge alone
             if name == "jax" and not fast:
                 ref = functools.partial(ref, pad=False)
-            out[name] = ref(params64, xs64, ys64, **case.config())
-        if not all(_finite(r) for r in out.values()):
-            return out, None
-        dL_dh = next((r.dL_dh for r in out.values() if r.dL_dh is not None), None)
-        return out, magnitudes(case, params64, xs64, ys64, dL_dh, forward)
+            out[name] = ref(*data64, **case.config())
+        job = _magnitude_job(case, out, data64, forward)
+        return out, None if job is None else magnitudes(*job)
 
+
+def references_for(cases: list, refs: dict, arrays: list | None = None) -> list:
+    """:func:`reference_results` (fast path) for many cases at once: torch and JAX
+    differentiate each group of similar cases in one stacked call (``reference.stacked``,
+    exact zero padding; ``jax.vmap``), so their per-call overhead is paid per group, not
+    per case; finite differences and any other reference run case by case. The same
+    references within float64 rounding (tested against the case-by-case path)."""
+    arrays = [make_problem(c) for c in cases] if arrays is None else arrays
+    data64 = [as_float64(c, *a) for c, a in zip(cases, arrays)]
+    out = [{} for _ in cases]
+    with np.errstate(all="ignore"):
+        forwards = [states(p, x, hidden=c.hidden, output=c.output) for c, (p, x, _) in zip(cases, data64)]
+        # the stacked references first: JAX's run on another core while the others compute
+        launched, by_case = [], []
+        for name, ref in refs.items():
+            launch = backends.batched(name, ref)
+            by_config = {}
+            for i, case in enumerate(cases):
+                if _reference_allowed(name, case, data64[i][0], data64[i][1], forwards[i], True):
+                    by_config.setdefault(tuple(case.config().items()), []).append(i)
+            for config, chosen in by_config.items():
+                if launch is None:
+                    by_case += [(name, ref, i) for i in chosen]
+                    continue
+                sizes = [(cases[i].T, cases[i].B, cases[i].D, cases[i].H, cases[i].O) for i in chosen]
+                # JAX compiles per padded shape: fix it; torch pads only to the group's largest
+                # and has no compiler to serve: larger groups, fewer graphs
+                compiled = name == "jax"
+                for idx, padded in groups(sizes, STACK_SIZE if compiled else TORCH_STACK):
+                    shape = dict(sizes=padded, cases=STACK_SIZE) if compiled else {}
+                    members = [chosen[j] for j in idx]
+                    launched.append((name, members, launch([data64[i] for i in members], **dict(config), **shape)))
+        for name, ref, i in by_case:
+            out[i][name] = ref(*data64[i], **cases[i].config())
+        for name, members, collect in launched:
+            for i, r in zip(members, collect()):
+                out[i][name] = r
+        # every case's references in the order of refs, as reference_results gives them
+        out = [{name: o[name] for name in refs if name in o} for o in out]
+        jobs = [_magnitude_job(c, o, d, f) for c, o, d, f in zip(cases, out, data64, forwards)]
+        todo = [j for j in jobs if j is not None]
+        sizes = iter(magnitudes_many(todo))
+        return [(o, None if j is None else next(sizes)) for o, j in zip(out, jobs)]
 
 
 def inconclusive_reason(case: Case, references: dict, magnitude: dict | None) -> str | None:
@@ -341,13 +405,14 @@ def inconclusive_reason(case: Case, references: dict, magnitude: dict | None) ->
     return None
 
 
-def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None) -> Outcome:
+def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None, prepared=None) -> Outcome:
     """Run ``fn`` and the references on one case and compare them (``fast``: see
     :func:`reference_results`). ``checked``: the parameter names compared (default: all
-    of the case's)."""
+    of the case's). ``prepared``: the case's (references, magnitudes) from
+    :func:`references_for`, when computed already (then ``arrays`` are the ones used)."""
     params, xs, ys = arrays if arrays is not None else make_problem(case)
     checked = tuple(params) if checked is None else checked
-    references, magnitude = reference_results(case, refs, params, xs, ys, fast)
+    references, magnitude = prepared or reference_results(case, refs, params, xs, ys, fast)
     why = inconclusive_reason(case, references, magnitude)
     if why is not None:
         return Outcome(case, "inconclusive", reason=why)
@@ -466,6 +531,17 @@ def _should_shrink(failure: Failure, failures: list) -> bool:
     return failure.status == "raised" and any(f.reason != failure.reason for f in failures)
 
 
+def _prepared(drawn: list, refs: dict, fast: bool):
+    """(case, arrays, (references, magnitudes) or None) for each drawn case, the references
+    computed CHUNK cases at a time on the fast path (:func:`references_for`), case by case
+    (inside check_case) on the slow one."""
+    for start in range(0, len(drawn), CHUNK):
+        chunk = drawn[start:start + CHUNK]
+        arrays = [make_problem(c) for c in chunk]
+        prepared = references_for(chunk, refs, arrays) if fast else [None] * len(chunk)
+        yield from zip(chunk, arrays, prepared)
+
+
 def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_error",
                      reduction="mean", cases=100, seed=0, dtype="float64",
                      truncate=None, sizes=None, h0=None, inputs=None, params=None,
@@ -536,8 +612,8 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d,
                             space=space, **config)
     failures, non_finite, returned, inconclusive = [], [], set(), {}
-    for case in drawn:
-        outcome = check_case(fn, case, refs, fast=fast, checked=space.checked(case))
+    for case, arrays, prepared in _prepared(drawn, refs, fast):
+        outcome = check_case(fn, case, refs, arrays, fast=fast, checked=space.checked(case), prepared=prepared)
         if outcome.result is not None:
             returned |= {k for k in ("dL_dh", "dL_dx") if getattr(outcome.result, k) is not None}
         if outcome.status == "inconclusive":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -314,6 +315,15 @@ def _resolve(args) -> int:
 
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
             "resolve": _resolve, "soak": _soak}
+
+
+def console() -> int:
+    """The ``bptt-xval`` command: :func:`main` in a process of its own, which may keep JAX's
+    compiled references on disk between runs (a cold ``check`` pays about a second per
+    padded shape otherwise). A library call never does: the setting is the whole process's
+    (reference/jax_grad.py). ``BPTT_XVAL_JAX_CACHE=off`` turns it off here too."""
+    os.environ.setdefault("BPTT_XVAL_JAX_CACHE", "default")
+    return main()
 
 
 def main(argv=None) -> int:

@@ -224,6 +224,71 @@ def _summed(left: np.ndarray, right: np.ndarray) -> float:
 
 
 def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forward=None) -> dict:
+    """:func:`_magnitudes` for one case (its docstring says what they are)."""
+    steps = _magnitudes(case, params, xs, ys, dL_dh, forward)
+    request = next(steps)
+    try:
+        while True:
+            local, J, backward, cut = request
+            request = steps.send(propagate(local, J, backward=backward, cut=cut))
+    except StopIteration as done:
+        return done.value
+
+
+def magnitudes_many(jobs: list) -> list:
+    """:func:`magnitudes` for many cases, ``jobs`` [(case, params, xs, ys, dL_dh, forward)]:
+    the same values (to float64 rounding), but each round of :func:`propagate` runs once
+    for a group of cases stacked along the batch axis (its rows are independent; the
+    steps and units are zero-padded, and zeros carry no error), not once per case: the
+    loop over time is paid per group."""
+    from reference.stacked import groups
+
+    gens = [_magnitudes(*job) for job in jobs]
+    results = [None] * len(gens)
+    requests = {}
+    for i, g in enumerate(gens):
+        requests[i] = next(g)
+    while requests:
+        answers = {}
+        keys = {}
+        for i, (local, J, backward, cut) in requests.items():
+            keys.setdefault((backward, None if cut is None else tuple(np.nonzero(cut)[0])), []).append(i)
+        for (backward, _), idx in keys.items():
+            sizes = [(requests[i][0].shape[0], 1, 1, requests[i][0].shape[2], 1) for i in idx]
+            for group, (Np, _, _, Hp, _) in groups(sizes, largest=64):
+                members = [idx[j] for j in group]
+                Np = max(requests[i][0].shape[0] for i in members)
+                Hp = max(requests[i][0].shape[2] for i in members)
+                rows = [requests[i][0].shape[1] for i in members]
+                local = np.zeros((Np, sum(rows), Hp))
+                J = np.zeros((max(Np - 1, 0), sum(rows), Hp, Hp))
+                cut = None
+                start = 0
+                for i, b in zip(members, rows):
+                    l_i, J_i, _, cut_i = requests[i]
+                    N_i, _, H_i = l_i.shape
+                    local[:N_i, start:start + b, :H_i] = l_i
+                    J[:N_i - 1, start:start + b, :H_i, :H_i] = J_i
+                    if cut_i is not None:
+                        cut = np.zeros(max(Np - 1, 0), bool)
+                        cut[:len(cut_i)] = cut_i
+                    start += b
+                out = propagate(local, J, backward=backward, cut=cut)
+                start = 0
+                for i, b in zip(members, rows):
+                    N_i, _, H_i = requests[i][0].shape
+                    answers[i] = out[:N_i, start:start + b, :H_i]
+                    start += b
+        requests = {}
+        for i, answer in answers.items():
+            try:
+                requests[i] = gens[i].send(answer)
+            except StopIteration as done:
+                results[i] = done.value
+    return results
+
+
+def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forward=None):
     """The magnitude M of every compared quantity: the size its rounding errors are
     measured against, on this case (float64 forward pass, the reference's dL/dh_t).
 
@@ -272,7 +337,7 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwar
         a_terms = np.abs(xs) @ np.abs(params["W_xh"]).T + np.abs(h[:-1]) @ W_hh_abs.T + np.abs(params["b_h"])
         local = np.abs(h).copy()                        # h_0: given, not computed
         local[1:] = np.maximum(local[1:], d * a_terms)  # h_t = phi(a_t): |phi'| times a_t's terms
-        Phi = propagate(local, J, backward=False)
+    Phi = yield local, J, False, None                   # propagate(local, J, backward=False)
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
     if case.loss == "squared_error":
         # the terms that make o_t - y_t: |W_hy| Phi_t + |b_y| (through theta, |theta'| <= 1) and |y_t|
@@ -305,7 +370,7 @@ def magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwar
     terms[:-1] = e @ W_hh_abs                          # |W_hh|^T |e_{t+1}|
     terms[1:] += dz @ np.abs(params["W_hy"])           # |W_hy|^T |dL/dz_t|
     cut = np.array([is_cut(t, case.truncate) for t in range(T)])   # no error crosses h_t, t cut
-    G = propagate(np.maximum(np.abs(dL_dh), terms), J, backward=True, cut=cut)
+    G = yield np.maximum(np.abs(dL_dh), terms), J, True, cut      # propagate(..., backward=True)
     S = G.reshape(T + 1, -1).max(1)
     M["W_xh"] = _summed(G[1:], np.abs(xs))
     M["W_hh"] = _summed(G[1:], Phi[:-1])

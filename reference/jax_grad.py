@@ -29,6 +29,7 @@ import os
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validate_gated, validate_mlp
+from reference.stacked import bucket, stack, unstack
 
 if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
     # Read once, when JAX starts its GPU backend: if the suite is what starts it, take GPU
@@ -142,17 +143,6 @@ def compiled(hidden, output, loss, reduction, truncate):
     return jax.jit(jax.value_and_grad(L, argnums=(0, 1, 2)))
 
 
-def bucket(n: int, smallest: int) -> int:
-    """The padded size for n: ``smallest`` times a power of 4 up to 256 (few compilations
-    for small problems), the next power of two above (little waste for large ones)."""
-    size = smallest
-    while size < n and size < 256:
-        size *= 4
-    while size < n:
-        size *= 2
-    return size
-
-
 def _pad(array: np.ndarray, shape: tuple, fill=0) -> np.ndarray:
     out = np.full(shape, fill, array.dtype)
     out[tuple(slice(0, n) for n in array.shape)] = array
@@ -215,6 +205,72 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     if "h0" in p.params:
         grads["h0"] = dL_dh[0].copy() if p.params["h0"].ndim == 2 else dL_dh[0].sum(0)
     return Gradients(float(value), grads, dL_dh, g_xs[:T, :B, :D].copy())
+
+
+@functools.lru_cache(maxsize=32)
+def stacked_compiled(hidden, output, loss, reduction, truncate):
+    """jit(vmap(value_and_grad(L))) over a stack of cases (``reference.stacked``): L as in
+    :func:`compiled`, with h_t set to 0 on padded steps (mask m_t = 0)."""
+    phi, theta = _activation(hidden), _activation(output)
+
+    def L(params, eps, xs, ys, w, w_b, mask):
+        def step(h_prev, inputs):
+            x_t, eps_t, t, m_t = inputs
+            a = _mm(x_t, params["W_xh"].T) + _mm(h_prev, params["W_hh"].T) + params["b_h"]
+            h = jnp.where(m_t > 0, phi(a), 0.0) + eps_t
+            cut = False if truncate is None else (t % truncate == 0)
+            return jnp.where(cut, lax.stop_gradient(h), h), h
+
+        T = xs.shape[0]
+        _, hs = lax.scan(step, params["h0"] + eps[0], (xs, eps[1:], jnp.arange(1, T + 1), mask))
+        z = _mm(hs, params["W_hy"].T) + params["b_y"]
+        if loss == "squared_error":
+            l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
+        else:
+            log_p = jax.nn.log_softmax(z, -1)
+            l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
+        return jnp.sum(w * _mm(l_tb, w_b))
+
+    return jax.jit(jax.vmap(jax.value_and_grad(L, argnums=(0, 1, 2))))
+
+
+def batch_loss_and_grads(problems, *, hidden="tanh", output="identity", loss="squared_error",
+                         reduction="mean", truncate=None, device="cpu", sizes=None, cases=None) -> list:
+    """:func:`loss_and_grads` for many problems ``[(params, xs, ys), ...]`` of one
+    configuration and dtype, in one compiled call: zero-padded to common bucketed sizes
+    and stacked (``reference.stacked``: exact padding), ``jax.vmap`` over the cases. The
+    number of cases is padded to a power of two, so one compilation serves many groups.
+    ``sizes`` (Tp, Bp, Dp, Hp, Op) and ``cases`` (N) fix the padded shape instead
+    (``reference.stacked.groups`` plans them). Returns one ``Gradients`` per problem."""
+    return launch_batch(problems, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                        truncate=truncate, device=device, sizes=sizes, cases=cases)()
+
+
+def launch_batch(problems, *, hidden="tanh", output="identity", loss="squared_error",
+                 reduction="mean", truncate=None, device="cpu", sizes=None, cases=None):
+    """:func:`batch_loss_and_grads` in two halves: starts the computation (JAX dispatches
+    asynchronously, so it runs on another core while the caller goes on) and returns a
+    function that waits for it and returns the ``Gradients``."""
+    ps = [validate(*problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                   truncate=truncate) for problem in problems]
+    _require_jax()
+    if not ps:
+        return list
+    if sizes is None:
+        sizes = (bucket(max(p.T for p in ps), 16), bucket(max(p.B for p in ps), 4),
+                 bucket(max(p.D for p in ps), 4), bucket(max(p.H for p in ps), 4), bucket(max(p.O for p in ps), 4))
+    N = cases or 1 << (len(ps) - 1).bit_length()
+    s = stack(ps, output=output, loss=loss, reduction=reduction, sizes=sizes, cases=N)
+    ys = s.ys.astype(np.int32) if loss == "cross_entropy" else s.ys
+    eps = np.zeros((N, sizes[0] + 1, sizes[1], sizes[3]), ps[0].dtype)
+    with scope(device):
+        running = stacked_compiled(hidden, output, loss, reduction, truncate)(
+            s.params, eps, s.xs, ys, s.w, s.w_b, s.mask)
+
+    def collect() -> list:
+        value, (g, g_eps, g_xs) = jax.device_get(running)     # one transfer of every array
+        return [unstack(s, i, value[i], g, g_eps, g_xs) for i in range(len(ps))]
+    return collect
 
 
 @functools.lru_cache(maxsize=32)
@@ -313,7 +369,7 @@ def gated_loss_and_grads(cell, params, xs, ys, *, reduction="mean"):
 
 def clear_compiled() -> None:
     """Drop every compiled function of this backend (and JAX's own caches)."""
-    for cached in (compiled, _mlp_compiled, _gated_compiled):
+    for cached in (compiled, stacked_compiled, _mlp_compiled, _gated_compiled):
         cached.cache_clear()
     if jax is not None:
         jax.clear_caches()

@@ -180,3 +180,60 @@ def _gated(cell, p, params, xs, ys):
     names = list(mapping) + list(head)
     out = torch.autograd.grad(L, list(mapping.values()) + list(head.values()))
     return Gradients(float(L.detach()), {k: g.numpy().copy() for k, g in zip(names, out)}, None)
+
+
+def batch_loss_and_grads(problems, *, hidden="tanh", output="identity", loss="squared_error",
+                         reduction="mean", truncate=None, device="cpu", sizes=None, cases=None) -> list:
+    """:func:`loss_and_grads` for many problems ``[(params, xs, ys), ...]`` of one
+    configuration and dtype, in one autograd graph: zero-padded to common sizes and
+    stacked (``reference.stacked``: exact padding), so the per-operation overhead is paid
+    once per group, not once per case. ``sizes`` (Tp, Bp, Dp, Hp, Op) and ``cases`` (N)
+    as in ``reference.jax_grad.batch_loss_and_grads`` (default: the problems' largest).
+    Returns one ``Gradients`` per problem."""
+    from reference.stacked import stack, unstack
+
+    ps = [validate(*problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                   truncate=truncate) for problem in problems]
+    if not ps:
+        return []
+    dev = device_for(device)
+    s = stack(ps, output=output, loss=loss, reduction=reduction, sizes=sizes, cases=cases)
+    with exact(threads=1 if dev.type == "cpu" else None):
+        value, g, dL_dh, dL_dx = _stacked(s, dev, hidden, output, loss, truncate)
+    return [unstack(s, i, value[i], g, dL_dh, dL_dx) for i in range(len(ps))]
+
+
+def launch_batch(problems, **config):
+    """:func:`batch_loss_and_grads` in the two halves of ``reference.jax_grad.launch_batch``.
+    torch computes in the caller's thread, so the work is all in the second half: launched
+    after JAX's, it runs while JAX computes on another core."""
+    return lambda: batch_loss_and_grads(problems, **config)
+
+
+def _stacked(s, dev, hidden, output, loss, truncate):
+    P = {k: torch.tensor(v, requires_grad=True, device=dev) for k, v in s.params.items()}
+    x = torch.tensor(s.xs, requires_grad=True, device=dev)        # (N, T, B, D)
+    real = torch.tensor(s.mask > 0, device=dev)[..., None, None]     # (N, T, 1, 1)
+    phi, theta = _activation(hidden), _activation(output)
+    W_xh_T, W_hh_T = P["W_xh"].transpose(1, 2), P["W_hh"].transpose(1, 2)
+    h = P["h0"]
+    hs = [h]
+    h_in = h
+    for t in range(1, x.shape[1] + 1):
+        # a padded step's h_t is 0: a padded tail cannot overflow, nor send a gradient back
+        h = torch.where(real[:, t - 1], phi(x[:, t - 1] @ W_xh_T + h_in @ W_hh_T + P["b_h"][:, None]), 0.0)
+        hs.append(h)
+        h_in = h.detach() if is_cut(t, truncate) else h
+    z = torch.stack(hs[1:], 1) @ P["W_hy"].transpose(1, 2)[:, None] + P["b_y"][:, None, None]
+    if loss == "squared_error":
+        l = 0.5 * ((theta(z) - torch.tensor(s.ys, device=dev)) ** 2).sum(-1)          # (N, T, B)
+    else:
+        target = torch.tensor(s.ys, device=dev)
+        l = -torch.log_softmax(z, -1).gather(-1, target[..., None])[..., 0]
+    w = torch.tensor(s.w, device=dev)[..., None] * torch.tensor(s.w_b, device=dev)[:, None]
+    L = (w * l).sum((1, 2))                                                             # (N,)
+    keys = list(P)
+    out = torch.autograd.grad(L.sum(), [P[k] for k in keys] + [x] + hs, allow_unused=True)
+    g = {k: _numpy(o, P[k]) for k, o in zip(keys, out)}
+    dL_dh = np.stack([_numpy(o, h) for o, h in zip(out[len(keys) + 1:], hs)], 1)
+    return L.detach().cpu().numpy(), g, dL_dh, _numpy(out[len(keys)], x)
