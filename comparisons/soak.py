@@ -38,10 +38,16 @@ DTYPES = ("float64", "float32")
 BINS = np.linspace(-6, 2, 33)
 
 
+# JAX compiles each configuration's stacked references once per padded shape (about a
+# second each, or a load from the on-disk cache): a block of this many cases pays it once
+MAX_BLOCK = 1000
+
+
 def blocks(cases: int) -> tuple:
     """(cases per block, number of blocks) for a soak of ``cases``: one configuration per
-    block, at most 105 cases (10,000 cases visit each of the 288 configurations once)."""
-    per_block = max(1, min(105, -(-cases // len(CONFIGS))))
+    block, at most MAX_BLOCK cases (10,000 cases visit each of the 288 configurations once,
+    10^6 about three times)."""
+    per_block = max(1, min(MAX_BLOCK, -(-cases // len(CONFIGS))))
     return per_block, -(-cases // per_block)
 
 
@@ -58,7 +64,8 @@ def block_cases(seed: int, block: int, per_block: int) -> list:
 def run_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
     """Check manual.rnn on one block; the tally of its verdicts (runs on a Dask worker)."""
     from comparisons import backends
-    from comparisons.checker import check_case
+    from comparisons.cases import make_problem
+    from comparisons.checker import CHUNK, check_case, references_for
 
     refs, skipped = backends.available(references)
     refs = backends.on_device(refs, device)
@@ -69,22 +76,31 @@ def run_block(seed: int, block: int, per_block: int, references: tuple, device: 
     tally = {"block": block, "cases": 0, "false_alarms": [], "inconclusive": {},
              "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
              "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
-    for case in block_cases(seed, block, per_block):
-        use = {k: v for k, v in refs.items() if not (k == "numeric" and case.truncate)}
-        outcome = check_case(manual, case, use)
-        tally["cases"] += 1
-        if outcome.status == "inconclusive":
-            why = outcome.reason.split(":")[0]
-            tally["inconclusive"][why] = tally["inconclusive"].get(why, 0) + 1
-            continue
-        if outcome.failed:
-            tally["false_alarms"].append({"case": case.to_dict(), "status": outcome.status,
-                                          "reason": outcome.reason, "worst": repr(outcome.worst())})
-        ratio = max((e.max_abs / e.tol for c in outcome.comparisons for e in c.errors.values()), default=0.0)
-        d = case.dtype
-        tally["max_error_over_tolerance"][d] = max(tally["max_error_over_tolerance"][d], ratio)
-        tally["histogram"][d][int(np.searchsorted(BINS, math.log10(max(ratio, 1e-300))))] += 1
+    drawn = block_cases(seed, block, per_block)
+    # one configuration per block: finite differences cannot see truncation
+    use = {k: v for k, v in refs.items() if not (k == "numeric" and drawn[0].truncate)}
+    for start in range(0, len(drawn), CHUNK):
+        chunk = drawn[start:start + CHUNK]
+        arrays = [make_problem(c) for c in chunk]
+        for case, a, prepared in zip(chunk, arrays, references_for(chunk, use, arrays)):
+            _tally(tally, case, check_case(manual, case, use, a, prepared=prepared))
     return tally
+
+
+def _tally(tally: dict, case, outcome) -> None:
+    """Count one outcome into its block's tally."""
+    tally["cases"] += 1
+    if outcome.status == "inconclusive":
+        why = outcome.reason.split(":")[0]
+        tally["inconclusive"][why] = tally["inconclusive"].get(why, 0) + 1
+        return
+    if outcome.failed:
+        tally["false_alarms"].append({"case": case.to_dict(), "status": outcome.status,
+                                      "reason": outcome.reason, "worst": repr(outcome.worst())})
+    ratio = max((e.max_abs / e.tol for c in outcome.comparisons for e in c.errors.values()), default=0.0)
+    d = case.dtype
+    tally["max_error_over_tolerance"][d] = max(tally["max_error_over_tolerance"][d], ratio)
+    tally["histogram"][d][int(np.searchsorted(BINS, math.log10(max(ratio, 1e-300))))] += 1
 
 
 def merge(total: dict, tally: dict) -> dict:
