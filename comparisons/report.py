@@ -29,6 +29,7 @@ FIGURES = {
     "truncation": "truncation.png",
     "lockstep": "lockstep.png",
     "costs": "costs.png",
+    "resolve": "resolve.png",
 }
 
 
@@ -101,6 +102,10 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "lockstep": fig.lockstep(data["lockstep"], out / FIGURES["lockstep"]),
         "costs": fig.costs(cost_data, out / FIGURES["costs"]),
     }
+    if "power" in report["resolving_power"]:
+        from comparisons.resolve import figure as resolve_figure
+        resolve_figure(report["resolving_power"]["power"], out / FIGURES["resolve"])
+        drawn["resolve"] = FIGURES["resolve"]
     options = f"--seed {seed}" + (" --quick" if quick else "")
     # report.json must not depend on where it is written: its command leaves --out to the reader
     report["reproduce"] = f"bptt-xval report {options} --out DIR"

@@ -227,6 +227,8 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
                      and all(g["agree"] for g in figures["gated"])
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
+    progress("resolving power and verdicts on the default mixture")
+    power = resolving(seed, quick)
     agree = sum(r["agree"] for r in records)
     # agreement per compared quantity (W_hh, ..., dL_dh, dL_dx): case x backend comparisons
     targets = {}
@@ -248,6 +250,30 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
                     "skipped_backends": sorted(skipped), "studies_agree": studies_agree,
                     "targets": dict(sorted(targets.items()))},
         "figures_data": figures,
+        "resolving_power": power,
     }
     return report
+
+
+def resolving(seed: int, quick: bool) -> dict:
+    """What the check can see and where it gives no verdict, on the checker's own default
+    mixture: the share of cases that catch a relative error 10^-k planted in each gradient
+    (``comparisons.resolve``), the issue's goals, and the verdicts of ``check_derivation``
+    on the suite's own derivation, the inconclusive ones counted per reason."""
+    from comparisons import check_derivation, resolve
+
+    refs, skipped = backends.available(("torch", "jax"))
+    if len(refs) < 2:
+        return {"skipped": f"needs torch and jax: {skipped}"}
+    cases = 40 if quick else 100
+    power = resolve.resolving_power(cases=cases, seed=seed)
+    goals = {d: [{"relative": rel, "required": need, "worst_share": worst, "met": bool(ok)}
+                 for rel, need, worst, ok in rows] for d, rows in resolve.goals_met(power).items()}
+    result = check_derivation(backends.load("manual"), cases=2 * cases, seed=seed, dtype="both",
+                              shrink_failures=False)
+    inconclusive = {why: len(ids) for why, ids in sorted(result.inconclusive.items())}
+    return {"cases_per_dtype": cases, "power": power, "goals": goals,
+            "verdicts": {"cases": result.cases_run, "false_alarms": len(result.failures),
+                         "inconclusive": sum(inconclusive.values()), "inconclusive_by_reason": inconclusive,
+                         "inconclusive_share": sum(inconclusive.values()) / result.cases_run}}
 

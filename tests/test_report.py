@@ -76,7 +76,7 @@ def test_seed000_view_values_equal(quick_report):
 def test_html_and_markdown_structure(quick_report):
     out, report = quick_report
     html = (out / "report.html").read_text()
-    assert html.count("<img src=\"data:image/png;base64,") == 9  # self-contained
+    assert html.count("<img src=\"data:image/png;base64,") == 10  # self-contained
     assert "<table>" in html and "Environment and reproduction" in html
     assert "bptt-xval report --out" in html
     md = (out / "report.md").read_text()
@@ -124,3 +124,18 @@ def test_report_without_torch_and_jax(tmp_path, monkeypatch):
     assert "No module named 'torch'" in (tmp_path / "report.html").read_text()
     assert report["figures_data"]["truncation"]["references_agree"] is None
     assert report["summary"]["studies_agree"] is False
+
+
+def test_resolving_power_and_inconclusive_share_are_shown(quick_report):
+    out, report = quick_report
+    rp = report["resolving_power"]
+    # measured, not asserted: a planted error of 1e-2 (float32) and 1e-9 (float64) is seen
+    # on every case, one of 1e-6 / 1e-14 (below rounding) on none
+    for dtype, big, small in (("float32", "1e-02", "1e-06"), ("float64", "1e-09", "1e-14")):
+        for target, shares in rp["power"][dtype]["caught"].items():
+            assert shares[big] == 1.0 and shares[small] == 0.0, (dtype, target)
+    assert rp["verdicts"]["false_alarms"] == 0
+    assert rp["verdicts"]["inconclusive_share"] <= 0.01
+    md = (out / "report.md").read_text()
+    assert "What the check can see" in md and "resolve.png" in md and "inconclusive (" in md
+    assert (out / "resolve.png").stat().st_size > 1000
