@@ -133,3 +133,18 @@ def test_resolving_power_goals_on_a_small_fixed_sample():
     for dtype, rows in goals_met(power).items():
         for relative, share, worst, met in rows:
             assert met, f"{dtype}: an error of {relative:.0e} caught in only {worst:.0%} of cases (goal {share:.0%})"
+
+
+def test_worst_case_fallback_for_linear_recurrences():
+    """Identity hidden units keep the deterministic bound gamma_n where it is the larger
+    (long cases); other units, and short cases, keep the probabilistic C u sqrt(n)."""
+    from comparisons.cases import Case
+    from comparisons.tolerances import UNIT_ROUNDOFF, case_tolerance, case_n
+
+    long = Case(seed=1, T=200, B=4, D=3, H=8, O=2, hidden="identity", dtype="float32")
+    tol = case_tolerance(long)
+    n, u = case_n(long), UNIT_ROUNDOFF["float32"] + UNIT_ROUNDOFF["float64"]
+    assert tol.rtol == pytest.approx(n * u / (1 - n * u)) and "worst case" in tol.why
+    assert case_tolerance(long.replace(hidden="tanh")).rtol < tol.rtol
+    short = long.replace(T=3, B=1)
+    assert "worst case" not in case_tolerance(short).why       # n <= C^2: sqrt(n) bound is larger
