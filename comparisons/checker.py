@@ -416,6 +416,17 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
     why = inconclusive_reason(case, references, magnitude)
     if why is not None:
         return Outcome(case, "inconclusive", reason=why)
+    result = run_candidate(fn, case, params, xs, ys, checked)
+    if isinstance(result, Outcome):
+        return result
+    return judge(case, result, references, magnitude, (params, xs, ys))
+
+
+def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
+    """The candidate's half of a check: ``fn`` on the case's arrays (read-only), its return
+    value made ``Gradients`` (``comparisons.outputs``). Returns the Gradients, or the failed
+    ``Outcome`` (raised, bad_output, non_finite). The grader runs this half in a
+    submission's own subprocess and :func:`judge` in its own."""
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
     try:
@@ -426,15 +437,19 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
     except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
         return Outcome(case, "raised", reason=_exception_line(exc), traceback=tb.format_exc())
     try:
-        result = as_gradients(result, params, checked, (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
+        return as_gradients(result, params, checked, (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
     except NonFiniteOutput as exc:
         return Outcome(case, "non_finite", reason=str(exc))
     except BadOutput as exc:
         return Outcome(case, "bad_output", reason=str(exc))
+
+
+def judge(case: Case, result, references: dict, magnitude: dict | None, arrays) -> Outcome:
+    """The references' half: the candidate's ``Gradients`` compared with each reference."""
     comparisons = [compare(result, r, name, case, magnitude) for name, r in references.items()]
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
     return Outcome(case, status, comparisons, result=result, references=references,
-                   magnitude=magnitude, arrays=(params, xs, ys))
+                   magnitude=magnitude, arrays=arrays)
 
 
 def _exception_line(exc: BaseException) -> str:

@@ -106,6 +106,25 @@ def _sizes(text: str) -> dict:
     return sizes
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number; got {text!r}")
+    return value
+
+
+def _size(text: str) -> int:
+    from comparisons.grading import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("memory: ")) from None
+
+
 def _names(text: str) -> tuple:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -186,6 +205,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=_positive_int, default=200)
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
+
+    p = sub.add_parser("grade", help="grade a folder of submissions, each in its own process: a gradebook")
+    p.add_argument("folder", metavar="DIR", help="the submissions: every *.py in DIR")
+    p.add_argument("--convention", required=True,
+                   choices=("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai"),
+                   help="the style the submissions are written in (contract: loss_and_grads)")
+    p.add_argument("--fn", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="the function names, if not the convention's")
+    p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
+                   help="wall-clock seconds per submission (default 60)")
+    p.add_argument("--memory", type=_size, default="2GB", metavar="SIZE",
+                   help="address space per submission (default 2GB)")
+    p.add_argument("--cases", type=_positive_int, default=50)
+    p.add_argument("--seed", type=_non_negative_int, default=0, help="the same cases for every submission")
+    for name in ("hidden", "output", "loss", "reduction"):
+        p.add_argument(f"--{name}", choices={"hidden": HIDDEN, "output": OUTPUT, "loss": LOSS,
+                                             "reduction": REDUCTION}[name], default=None,
+                       help="default: the convention's")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive_int, default=None,
+                       help="submissions run at once (default: one per core)")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
+    p.add_argument("--out", required=True, metavar="OUTDIR", help="gradebook.csv, gradebook.html, gradebook.json")
+    p.add_argument("--force", action="store_true", help="regrade submissions already graded")
 
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
@@ -313,8 +356,31 @@ def _resolve(args) -> int:
     return EXIT_OK if all(ok for rows in goals_met(power).values() for *_, ok in rows) else EXIT_DISAGREE
 
 
+def _grade(args) -> int:
+    from comparisons.grading import class_summary, grade, make_plan, submissions
+
+    submissions(args.folder)                       # no folder, no *.py: exit 2 before any work
+    _writable(args.out)
+    memory = args.memory if isinstance(args.memory, int) else _size(args.memory)
+    plan = make_plan(args.convention, args.fn, cases=args.cases, seed=args.seed, timeout=args.timeout,
+                     memory=memory, hidden=args.hidden, output=args.output, loss=args.loss,
+                     reduction=args.reduction)
+    print(f"grading on {len(plan.cases)} cases (seed {args.seed}); {len(plan.inconclusive)} inconclusive "
+          f"case(s) left out", flush=True)
+    book = grade(args.folder, args.out, plan, workers=args.workers, scheduler=args.scheduler, force=args.force,
+                 progress=lambda line: print(line, flush=True))
+    s = class_summary(book)
+    print(f"{s['verdicts']['agree']} of {s['students']} agree; "
+          + ", ".join(f"{n} {v}" for v, n in s["verdicts"].items() if n and v != "agree"))
+    for m, n, _ in s["mistakes"]:
+        print(f"  {n} x {m}")
+    out = Path(args.out).resolve()
+    print(f"gradebook: {out / 'gradebook.html'} and gradebook.csv")
+    return EXIT_OK
+
+
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
-            "resolve": _resolve, "soak": _soak}
+            "resolve": _resolve, "soak": _soak, "grade": _grade}
 
 
 def console() -> int:

@@ -244,6 +244,10 @@ def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
             except (TypeError, AttributeError):
                 raise exc from None                   # not tensor code either: the NumPy error stands
             except Exception:
+                if isinstance(exc, BadOutput):
+                    # it ran on NumPy arrays and returned something malformed: that is the
+                    # answer (a None return is not a sign of tensor code)
+                    raise exc from None
                 mode["arrays"] = "torch"              # it ran on tensors, then failed: its failure stands
                 raise
             mode["arrays"] = "torch"

@@ -1,0 +1,98 @@
+"""The process one submission runs in: ``python -m comparisons.grade_child SPEC.json OUT``.
+
+Started by ``comparisons.grading`` (never imported by the grader itself). It limits its
+own resources first (before any student code is imported: the limits are set by this
+trusted prologue, and an unprivileged process cannot raise them again), imports the
+submission, runs it on the cases named in SPEC.json — the candidate's half of a check,
+``comparisons.checker.run_candidate`` — and writes what it returned to OUT.json and
+OUT.npz. It computes no reference and gives no verdict: the grader judges the returned
+gradients against references it computed itself, so a submission that patches the suite
+in its own process changes nothing but its own inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+
+import numpy as np
+
+# limits the grader may ask for, by name: (resource, the spec's key)
+LIMITS = {"address_space": resource.RLIMIT_AS, "cpu_seconds": resource.RLIMIT_CPU,
+          "open_files": resource.RLIMIT_NOFILE, "file_size": resource.RLIMIT_FSIZE}
+
+
+def limit(spec: dict) -> None:
+    """Soft and hard limits on this process (inherited by anything it starts); no core
+    files (a segfaulting submission must not fill the disk)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    for name, which in LIMITS.items():
+        value = spec.get("limits", {}).get(name)
+        if value is not None:
+            soft, hard = resource.getrlimit(which)
+            value = int(value) if hard == resource.RLIM_INFINITY else min(int(value), hard)
+            resource.setrlimit(which, (value, value if name != "cpu_seconds" else value + 5))
+
+
+def load(spec: dict):
+    """The submission adapted to the contract; raises the import's own exception."""
+    from comparisons.cli import UsageError, load_convention, load_function
+
+    try:
+        if spec["convention"] == "contract":
+            return load_function(f"{spec['file']}:{(spec.get('fn') or ['loss_and_grads'])[0]}")
+        return load_convention(spec["file"], spec["convention"], spec.get("fn"))
+    except UsageError as exc:
+        raise ImportFailure(str(exc)) from None
+
+
+class ImportFailure(Exception):
+    pass
+
+
+def main(spec_path: str, out: str) -> int:
+    with open(spec_path) as f:
+        spec = json.load(f)
+    limit(spec)
+    from comparisons.cases import Case, make_problem
+    from comparisons.checker import Outcome, run_candidate
+
+    record = {"import_error": None, "cases": []}
+    arrays = {}
+
+    def write():
+        np.savez(out + ".npz", **arrays)
+        with open(out + ".json", "w") as f:
+            json.dump(record, f)
+
+    try:
+        fn = load(spec)
+    except ImportFailure as exc:
+        record["import_error"] = str(exc)
+        write()
+        return 0
+    for i, (case_dict, checked) in enumerate(zip(spec["cases"], spec["checked"])):
+        case = Case(**case_dict)
+        params, xs, ys = make_problem(case)
+        result = run_candidate(fn, case, params, xs, ys, tuple(checked))
+        if isinstance(result, Outcome):
+            record["cases"].append({"status": result.status, "reason": result.reason,
+                                    "traceback": (result.traceback or "")[-4000:]})
+            continue
+        record["cases"].append({"status": "returned", "loss": float(result.loss), "grads": sorted(result.grads),
+                                "dL_dh": result.dL_dh is not None, "dL_dx": result.dL_dx is not None})
+        for name, g in result.grads.items():
+            arrays[f"{i}/{name}"] = np.asarray(g)
+        for name in ("dL_dh", "dL_dx"):
+            if getattr(result, name) is not None:
+                arrays[f"{i}/{name}"] = np.asarray(getattr(result, name))
+    write()
+    # the submission may have left threads or atexit hooks behind: the record is written
+    sys.stdout.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))
