@@ -219,3 +219,62 @@ def lockstep(data: dict, path) -> str:
 def costs(data: dict, path) -> str:
     return _loglog(path, data["T"], data["seconds"], xlabel="T", ylabel="seconds (one gradient, H = 8)",
                    title="Cost as T grows: BPTT and RTRL linear, sum over products quadratic")
+
+
+# rows of the autograd-graph figure, top to bottom, by node kind
+_GRAPH_ROWS = {"loss": 0, "w_y": 1, "TanhBackward0": 2, "AddBackward0": 3, "recurrent": 4, "w_x": 5,
+               "AccumulateGrad": 6}
+
+
+def _graph_row(node) -> int:
+    label = node["label"]
+    if node["type"] == "MulBackward0":
+        return (_GRAPH_ROWS["w_y"] if "w_y" in label else _GRAPH_ROWS["w_x"] if "dL/dw_x" in label
+                else _GRAPH_ROWS["recurrent"] if "w_r" in label else _GRAPH_ROWS["loss"])
+    return _GRAPH_ROWS.get(node["type"], _GRAPH_ROWS["loss"])
+
+
+def autograd_graph(graphs: list, path) -> str:
+    """The autograd graph(s) of seed 000 unrolled (``comparisons.evidence.torch_graph``):
+    one node per grad_fn, placed by its time step (columns, right = later) and kind
+    (rows), labelled with the seed equation it implements; arrows in the order the
+    backward pass runs. One panel per graph (full, truncated)."""
+    fig, axes = plt.subplots(len(graphs), 1, figsize=(15, 5.2 * len(graphs)), squeeze=False)
+    for ax, g in zip(axes[:, 0], graphs):
+        T = g["T"]
+        pos = {}
+        spread = {}
+        for node in g["nodes"]:
+            row = _graph_row(node)
+            if node["step"] is None:                         # a weight's accumulator: far left
+                row = 6 + 0.8 * spread.setdefault("acc", 0)
+                spread["acc"] += 1
+                col = -1.3
+            elif node["step"] == T + 1:                      # the loss's own nodes: a column of their own
+                row = 1.1 * spread.setdefault("loss", 0)
+                spread["loss"] += 1
+                col = T + 1
+            else:
+                col = node["step"] + (0.45 if node["type"] == "TanhBackward0" else 0.0)
+            pos[node["id"]] = (col, -row)
+        for a, b in g["edges"]:
+            ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", mutation_scale=9, color="#888",
+                                         lw=0.8, shrinkA=14, shrinkB=14, connectionstyle="arc3,rad=0.08"))
+        for node in g["nodes"]:
+            x, y = pos[node["id"]]
+            colour = {"TanhBackward0": "#fde2c8", "MulBackward0": "#d6e6f5", "AddBackward0": "#e8e8e8",
+                      "AccumulateGrad": "#d9f0d3"}.get(node["type"], "#f5f5f5")
+            ax.text(x, y, f"{node['type']}\n{node['label'].replace(';  ', chr(10))}", ha="center", va="center",
+                    fontsize=6.2, bbox=dict(boxstyle="round,pad=0.3", fc=colour, ec="#999", lw=0.6))
+        cut = "" if g["truncate"] is None else (f": truncate = {g['truncate']} cuts h[{g['truncate']}] off "
+                                                 f"(detach), so nothing flows to earlier steps")
+        ax.set_title(f"torch's autograd graph of seed 000 unrolled over T = {T}, walked from loss.grad_fn{cut}",
+                     fontsize=10)
+        ax.set_xlim(-2.2, T + 1.8)
+        ax.set_ylim(-8.4, 0.8)
+        ax.set_xticks(range(T + 2), [f"k = {k}" for k in range(T + 1)] + ["loss"])
+        ax.set_yticks([])
+        for side in ("left", "right", "top"):
+            ax.spines[side].set_visible(False)
+    fig.tight_layout()
+    return _save(fig, path)

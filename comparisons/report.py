@@ -30,6 +30,7 @@ FIGURES = {
     "lockstep": "lockstep.png",
     "costs": "costs.png",
     "resolve": "resolve.png",
+    "graph": "autograd_graph.png",
 }
 
 
@@ -101,6 +102,8 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "truncation": fig.truncation(data["truncation"], out / FIGURES["truncation"]),
         "lockstep": fig.lockstep(data["lockstep"], out / FIGURES["lockstep"]),
         "costs": fig.costs(cost_data, out / FIGURES["costs"]),
+        "graph": fig.autograd_graph([data["evidence"]["graph"], data["evidence"]["graph_truncated"]],
+                                    out / FIGURES["graph"]),
     }
     if "power" in report["resolving_power"]:
         from comparisons.resolve import figure as resolve_figure

@@ -14,7 +14,7 @@ import platform
 import numpy as np
 
 import bptt_xval
-from comparisons import backends, studies
+from comparisons import backends, evidence, studies
 from comparisons.cases import Case, as_float64, make_problem
 from comparisons.checker import numeric_is_cheap
 from comparisons.compare import compare
@@ -227,6 +227,8 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
                      and all(g["agree"] for g in figures["gated"])
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
+    progress("evidence from the engines: torch's backward order and graph, JAX's backward loop")
+    figures["evidence"] = evidence.collect(seed)
     progress("resolving power and verdicts on the default mixture")
     power = resolving(seed, quick)
     agree = sum(r["agree"] for r in records)
