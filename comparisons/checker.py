@@ -462,18 +462,20 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def shrink(fn, case: Case, refs: dict, fast=True, space: CaseSpace | None = None) -> Case:
-    """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails.
-
-    Greedy, deterministic: for each size in turn try its lower bound, half, and one less,
-    keep the first that still fails, and repeat until nothing shrinks; h0 and the regime
-    are simplified last. The seed stays, so every shrunk case replays exactly. Every
-    candidate stays inside ``space`` (sizes, h0 kinds, D == O when tied).
-    """
+    """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails
+    (:func:`shrink_with` on ``check_case``)."""
     space = space or CaseSpace()
+    return shrink_with(lambda c: check_case(fn, c, refs, fast=fast, checked=space.checked(c)).failed,
+                       case, space)
 
-    def fails(candidate):
-        return check_case(fn, candidate, refs, fast=fast, checked=space.checked(candidate)).failed
 
+def shrink_with(fails, case: Case, space: CaseSpace | None = None) -> Case:
+    """Greedy, deterministic shrinking by the predicate ``fails(case)``: for each size in
+    turn try its lower bound, half, and one less, keep the first that still fails, and
+    repeat until nothing shrinks; h0 and the regime are simplified last. The seed stays,
+    so every shrunk case replays exactly. Every candidate stays inside ``space`` (sizes,
+    h0 kinds, D == O when tied)."""
+    space = space or CaseSpace()
     tries = 0
     changed = True
     while changed and tries < SHRINK_MAX_TRIES:

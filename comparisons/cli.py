@@ -206,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
 
+    p = sub.add_parser("check-cell", help="check a hand-derived BPTT of any cell against autodiff of its step")
+    p.add_argument("target", metavar="FILE", help="the .py defining the step, the derivation and param_shapes")
+    p.add_argument("--step", default="step", metavar="NAME", help="step(xp, params, x_t, state) (default: step)")
+    p.add_argument("--fn", default="loss_and_grads", metavar="NAME", help="the derivation (default: loss_and_grads)")
+    p.add_argument("--shapes", default="param_shapes", metavar="NAME",
+                   help="the module's dict name -> shape in D and H (default: param_shapes)")
+    p.add_argument("--state", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="the state's names, h first (default: the module's `state`, else h)")
+    p.add_argument("--output", choices=OUTPUT, default="identity")
+    p.add_argument("--loss", choices=LOSS, default="squared_error")
+    p.add_argument("--reduction", choices=REDUCTION, default="mean")
+    p.add_argument("--cases", type=_positive_int, default=100)
+    p.add_argument("--seed", type=_non_negative_int, default=0)
+    p.add_argument("--dtype", choices=("float64", "float32", "both"), default="float64")
+    p.add_argument("--sizes", type=_sizes, default=None, metavar="B=1,T=2:60")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
     p = sub.add_parser("grade", help="grade a folder of submissions, each in its own process: a gradebook")
     p.add_argument("folder", metavar="DIR", help="the submissions: every *.py in DIR")
     p.add_argument("--convention", required=True,
@@ -356,6 +373,25 @@ def _resolve(args) -> int:
     return EXIT_OK if all(ok for rows in goals_met(power).values() for *_, ok in rows) else EXIT_DISAGREE
 
 
+def _check_cell(args) -> int:
+    from comparisons.cells import check_cell
+
+    module = load_module(args.target)
+    step = _function(module, args.target, args.step, "--step")
+    fn = _function(module, args.target, args.fn, "--fn")
+    shapes = getattr(module, args.shapes, None)
+    if not isinstance(shapes, dict):
+        raise UsageError(f"--shapes: {args.target!r} has no dict {args.shapes!r} of parameter shapes "
+                         f"(e.g. param_shapes = {{'W': ('H', 'D'), 'u': ('H',)}})")
+    state = tuple(args.state or getattr(module, "state", ("h",)))
+    result = check_cell(step, fn, param_shapes={k: tuple(v) for k, v in shapes.items()}, state=state,
+                        output=args.output, loss=args.loss, reduction=args.reduction, cases=args.cases,
+                        seed=args.seed, dtype=args.dtype, sizes=args.sizes,
+                        recurrent=tuple(getattr(module, "recurrent", ())))
+    print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.summary())
+    return EXIT_OK if result.ok else EXIT_DISAGREE
+
+
 def _grade(args) -> int:
     from comparisons.grading import class_summary, grade, make_plan, submissions
 
@@ -380,7 +416,7 @@ def _grade(args) -> int:
 
 
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
-            "resolve": _resolve, "soak": _soak, "grade": _grade}
+            "resolve": _resolve, "soak": _soak, "grade": _grade, "check-cell": _check_cell}
 
 
 def console() -> int:

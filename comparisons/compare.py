@@ -48,7 +48,8 @@ def reference_kind(reference: str, case: Case) -> str:
     return "central" if case.hidden == "relu" else "complex_step"
 
 
-def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None = None) -> Comparison:
+def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None = None,
+            kind: str | None = None) -> Comparison:
     """``candidate`` and ``ref`` are ``Gradients``; ``ref`` was computed in float64. The
     parameters compared are the candidate's (the checker passes only the checked ones);
     dL_dh and dL_dx are compared per step where both sides give them.
@@ -57,7 +58,7 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}
-    tol = case_tolerance(case, reference=reference_kind(reference, case), loss=ref.loss)
+    tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss)
     errors = {name: compare_array(np.asarray(g), ref.grads[name], tol, M.get(name, 0.0))
               for name, g in candidate.grads.items()}
     # the loss itself: a wrong forward pass shows here before any gradient

@@ -1,0 +1,512 @@
+"""Any recurrent cell: the user writes one forward step, once, and checks a hand-derived BPTT
+against autodiff of that very step.
+
+    comparisons.check_cell(step, fn, *, param_shapes, state=("h",), output="identity",
+                           loss="squared_error", reduction="mean", cases=100, seed=0,
+                           dtype="float64", sizes=None) -> CheckResult
+
+``step(xp, params, x_t, state) -> state`` is written against the array-API namespace
+``xp`` (``array_api_compat``: NumPy, torch or jax.numpy), ``state`` a tuple of (B, H)
+arrays named by ``state``; its first entry h_t feeds the contract's output layer and loss
+(``cell_loss``, written once against ``xp`` too). The references differentiate ``step``
+itself: torch autograd through a loop of it, ``jax.vjp`` through ``lax.scan`` of it (x64,
+jitted), and float64 central differences through the NumPy step. ``fn(params, xs, ys, *,
+output, loss, reduction, truncate)`` is the candidate; its dL_dh is dL/dh_t (T+1, B, H)
+for the first state entry (the total derivative, as autograd gives it for the h_t node).
+
+Cases are drawn as for Elman (``comparisons.cases.draw_cases``: shapes, regimes, dtypes);
+every H x H block of a parameter gets the regime's spectral radius, as ``cases.py`` sets
+W_hh's, and parameters declared ``recurrent`` (a vector u multiplying h_{t-1}) get it as
+their largest magnitude. Tolerances are the checker's C (u + u64) sqrt(n) with the
+classical scale (the largest reference value; for dL/dh_t the largest of the later
+steps), n counting the cell's stacked gates in H; the recurrence-aware magnitudes of
+``comparisons.tolerances`` are Elman's, and are not used here.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+import textwrap
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bptt_xval.model import BackendUnavailable, Gradients, check_option, LOSS, OUTPUT, REDUCTION, step_weights
+from comparisons.cases import REGIMES, Case, CaseSpace, draw_cases, spectral_radius
+
+STATE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz_0123456789")
+
+
+class NotArrayAPI(TypeError):
+    """The step calls NumPy (or another library) directly: torch and JAX cannot differentiate it."""
+
+
+def _namespace(array):
+    import array_api_compat
+
+    return array_api_compat.array_namespace(array)
+
+
+def not_array_api(step) -> str | None:
+    """The first direct library call in ``step``'s source (``np.tanh``, ``numpy.exp``,
+    ``torch.sigmoid``, ``math.exp``), as "np.tanh (line 3)", or None when it only uses xp."""
+    try:
+        source = textwrap.dedent(inspect.getsource(step))
+    except (OSError, TypeError):
+        return None                                          # no source: the run will tell
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                and node.value.id in ("np", "numpy", "torch", "jnp", "jax", "math", "scipy"):
+            return f"{node.value.id}.{node.attr} (line {node.lineno} of {getattr(step, '__name__', 'step')})"
+    return None
+
+
+def _theta(xp, name, z):
+    if name == "identity":
+        return z
+    if name == "tanh":
+        return xp.tanh(z)
+    if name == "sigmoid":
+        return 1 / (1 + xp.exp(-z))
+    return xp.where(z > 0, z, xp.zeros_like(z))
+
+
+def cell_loss(xp, hs, W_hy, b_y, target, *, output, loss, w):
+    """The contract's output layer and loss on h_1..h_T (hs (T, B, H)), against ``xp``:
+    z_t = h_t W_hy^T + b_y, squared error on theta(z_t) or cross-entropy of softmax(z_t)
+    (``target`` one-hot then), batch mean, the reduction's step weights ``w`` (T,)."""
+    z = hs @ W_hy.T + b_y
+    if loss == "squared_error":
+        l = 0.5 * xp.sum((_theta(xp, output, z) - target) ** 2, axis=-1)
+    else:
+        shifted = z - xp.max(z, axis=-1, keepdims=True)
+        log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=-1, keepdims=True))
+        l = -xp.sum(log_p * target, axis=-1)
+    return xp.sum(w * xp.mean(l, axis=-1))
+
+
+def _targets(ys, loss, O, dtype):
+    return np.eye(O, dtype=dtype)[ys] if loss == "cross_entropy" else ys
+
+
+# --- problems ---------------------------------------------------------------------------------
+
+def _resolve(shape, D, H) -> tuple:
+    out = []
+    for dim in shape:
+        if isinstance(dim, (int, np.integer)):
+            out.append(int(dim))
+            continue
+        letters = str(dim).replace(" ", "")
+        factor, _, letter = letters.rpartition("*") if "*" in letters else ("", "", letters)
+        size = {"D": D, "H": H}.get(letter.strip())
+        if size is None:
+            raise ValueError(f"param_shapes: a dimension is an int, 'D', 'H' or 'k*H'; got {dim!r}")
+        out.append(int(factor or 1) * size)
+    return tuple(out)
+
+
+def make_cell_problem(case: Case, param_shapes: dict, recurrent=()):
+    """(params, xs, ys) for ``case`` and the cell's ``param_shapes`` (letters D and H),
+    W_hy and b_y added; deterministic in the case's seed."""
+    rng = np.random.default_rng(case.seed)
+    T, B, D, H, O = case.T, case.B, case.D, case.H, case.O
+    rho = REGIMES[case.regime]
+    if rho is None:
+        rho = float(rng.uniform(0.3, 1.3))
+    scale_in = 4.0 if case.regime == "saturated" else 1.0
+    params = {}
+    for name, shape in param_shapes.items():
+        dims = _resolve(shape, D, H)
+        if name in recurrent:                                 # a vector u multiplying h_{t-1}
+            params[name] = rho * rng.uniform(0.5, 1.0, size=dims) * rng.choice([-1.0, 1.0], size=dims)
+        elif len(dims) == 2 and dims[1] == H and dims[0] % H == 0:
+            # H x H blocks (W_hh, or LSTM's four stacked): the regime's spectral radius each
+            blocks = []
+            for _ in range(dims[0] // H):
+                M = rng.normal(size=(H, H))
+                blocks.append(rho * M / max(spectral_radius(M), 1e-12))
+            params[name] = np.concatenate(blocks, 0)
+        elif len(dims) == 2:
+            params[name] = rng.normal(size=dims) * scale_in / np.sqrt(dims[1])
+        else:
+            params[name] = rng.normal(size=dims) * 0.1
+    params["W_hy"] = rng.normal(size=(O, H)) / np.sqrt(H)
+    params["b_y"] = rng.normal(size=O) * 0.1
+    xs = rng.normal(size=(T, B, D))
+    if case.loss == "cross_entropy":
+        ys = rng.integers(0, O, size=(T, B))
+    elif case.output == "sigmoid":
+        ys = rng.uniform(0, 1, size=(T, B, O))
+    else:
+        ys = rng.uniform(-1, 1, size=(T, B, O))
+    dtype = np.dtype(case.dtype)
+    params = {k: v.astype(dtype) for k, v in params.items()}
+    return params, xs.astype(dtype), ys if case.loss == "cross_entropy" else ys.astype(dtype)
+
+
+# --- the references ---------------------------------------------------------------------------
+
+def _numpy_forward(step, params, xs, n_state):
+    xp = _namespace(xs)
+    T, B, _ = xs.shape
+    H = params["W_hy"].shape[1]
+    state = tuple(np.zeros((B, H), xs.dtype) for _ in range(n_state))
+    hs = [state[0]]
+    for t in range(T):
+        state = tuple(step(xp, params, xs[t], state))
+        hs.append(state[0])
+    return np.stack(hs)
+
+
+def numpy_loss(step, params, xs, ys, *, n_state, output, loss, reduction):
+    """L by the NumPy step (float64 in, float64 out)."""
+    hs = _numpy_forward(step, params, xs, n_state)
+    T, O = xs.shape[0], params["W_hy"].shape[0]
+    w = step_weights(reduction, T, xs.dtype)[:, None]
+    return float(cell_loss(_namespace(xs), hs[1:], params["W_hy"], params["b_y"],
+                           _targets(ys, loss, O, xs.dtype), output=output, loss=loss, w=w[:, 0]))
+
+
+def torch_reference(step, params, xs, ys, *, n_state, output, loss, reduction) -> Gradients:
+    """torch autograd through a loop of ``step`` (float64)."""
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailable(f"torch: {exc}") from None
+    from reference.torch_autograd import exact
+
+    with exact():
+        P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+        x = torch.tensor(xs, requires_grad=True)
+        xp = _namespace(x)
+        T, B, _ = xs.shape
+        H, O = params["W_hy"].shape[1], params["W_hy"].shape[0]
+        state = tuple(torch.zeros((B, H), dtype=x.dtype, requires_grad=True) for _ in range(n_state))
+        hs = [state[0]]
+        for t in range(T):
+            state = tuple(step(xp, P, x[t], state))
+            hs.append(state[0])
+        L = cell_loss(xp, torch.stack(hs[1:]), P["W_hy"], P["b_y"],
+                      torch.tensor(_targets(ys, loss, O, xs.dtype)), output=output, loss=loss,
+                      w=torch.tensor(step_weights(reduction, T, xs.dtype)))
+        keys = list(P)
+        out = torch.autograd.grad(L, [P[k] for k in keys] + [x] + hs, allow_unused=True)
+        grab = lambda g, like: np.zeros(tuple(like.shape)) if g is None else g.detach().numpy().copy()
+        grads = {k: grab(g, P[k]) for k, g in zip(keys, out)}
+        dL_dh = np.stack([grab(g, h) for g, h in zip(out[len(keys) + 1:], hs)])
+        return Gradients(float(L.detach()), grads, dL_dh, grab(out[len(keys)], x))
+
+
+@functools.lru_cache(maxsize=16)
+def _jax_compiled(step, n_state, output, loss, reduction):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def L(params, eps, xs, target, w):
+        def body(state, inputs):
+            x_t, eps_t = inputs
+            state = tuple(step(jnp, params, x_t, state))
+            h = state[0] + eps_t                       # dL/deps_t = dL/dh_t
+            return (h,) + state[1:], h
+
+        B, H = eps.shape[1:]
+        init = tuple(jnp.zeros((B, H), xs.dtype) for _ in range(n_state))
+        init = (init[0] + eps[0],) + init[1:]
+        _, hs = lax.scan(body, init, (xs, eps[1:]))
+        return cell_loss(jnp, hs, params["W_hy"], params["b_y"], target, output=output, loss=loss, w=w)
+
+    return jax.jit(jax.value_and_grad(L, argnums=(0, 1, 2)))
+
+
+def jax_reference(step, params, xs, ys, *, n_state, output, loss, reduction) -> Gradients:
+    """``jax.value_and_grad`` (reverse mode: jax.vjp) through ``lax.scan`` of ``step``, x64."""
+    try:
+        import jax
+    except ImportError as exc:
+        raise BackendUnavailable(f"jax: {exc}") from None
+    from reference.jax_grad import scope
+
+    T, B, _ = xs.shape
+    H, O = params["W_hy"].shape[1], params["W_hy"].shape[0]
+    with scope():
+        value, (g, g_eps, g_xs) = jax.device_get(_jax_compiled(step, n_state, output, loss, reduction)(
+            params, np.zeros((T + 1, B, H), xs.dtype), xs, _targets(ys, loss, O, xs.dtype),
+            step_weights(reduction, T, xs.dtype)))
+    return Gradients(float(value), {k: np.array(v) for k, v in g.items()}, np.array(g_eps), np.array(g_xs))
+
+
+def numeric_reference(step, params, xs, ys, *, n_state, output, loss, reduction) -> Gradients:
+    """float64 central differences of L through the NumPy step (no dL_dh)."""
+    from reference.numeric import differentiate
+
+    def evaluate(batch):
+        n = len(next(iter(batch.values())))
+        return np.array([numpy_loss(step, {k: v[i] for k, v in batch.items()}, xs, ys, n_state=n_state,
+                                    output=output, loss=loss, reduction=reduction) for i in range(n)])
+
+    L0, grads = differentiate(params, evaluate, analytic=False, row_cost=xs.size * 8)
+    return Gradients(L0, grads, None)
+
+
+REFERENCES = {"torch": torch_reference, "jax": jax_reference, "numeric": numeric_reference}
+# central differences cost (parameters x steps) forward steps in Python: only small cases
+NUMERIC_MAX_WORK = 4_000
+
+
+# --- the check ----------------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    """A cell: its step, parameter shapes, state names, and (built-in ones) a hand derivation."""
+
+    name: str
+    step: object
+    param_shapes: dict
+    state: tuple = ("h",)
+    derivation: object = None
+    recurrent: tuple = ()
+    outputs: tuple = OUTPUT
+    losses: tuple = LOSS
+    notes: dict = field(default_factory=dict)
+
+
+def _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype):
+    if not callable(step):
+        raise TypeError(f"step: expected a callable step(xp, params, x_t, state); got {type(step).__name__}")
+    if not callable(fn):
+        raise TypeError(f"fn: expected a callable with the loss_and_grads signature; got {type(fn).__name__}")
+    if not isinstance(param_shapes, dict) or not param_shapes:
+        raise TypeError(f"param_shapes: expected a dict name -> shape in 'D' and 'H'; got {param_shapes!r}")
+    for name, shape in param_shapes.items():
+        if name in ("W_hy", "b_y"):
+            raise ValueError(f"param_shapes: {name!r} is the output layer's, added by the checker")
+        if not isinstance(shape, tuple) or not shape:
+            raise ValueError(f"param_shapes[{name!r}]: expected a tuple such as ('H', 'D'); got {shape!r}")
+        _resolve(shape, 2, 3)
+    if isinstance(state, str) or not isinstance(state, tuple) or not state \
+            or not all(isinstance(s, str) and s and set(s) <= STATE_NAME_CHARS for s in state):
+        raise ValueError(f"state: expected a tuple of names, h_t first, e.g. ('h', 'c'); got {state!r}")
+    check_option("output", output, OUTPUT)
+    check_option("loss", loss, LOSS)
+    check_option("reduction", reduction, REDUCTION)
+    if loss == "cross_entropy" and output != "identity":
+        raise ValueError(f"output: loss='cross_entropy' applies softmax to z_t itself, so output must be "
+                         f"'identity'; got {output!r}")
+    if isinstance(cases, bool) or not isinstance(cases, (int, np.integer)) or cases < 1:
+        raise ValueError(f"cases: expected a positive int; got {cases!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative int; got {seed!r}")
+    if dtype not in ("float64", "float32", "both"):
+        raise ValueError(f"dtype: expected 'float64', 'float32' or 'both'; got {dtype!r}")
+    direct = not_array_api(step)
+    if direct is not None:
+        raise NotArrayAPI(f"step: calls {direct} directly; write it against xp (xp.{direct.split('.')[1].split()[0]}) "
+                          f"so that torch and JAX can differentiate the very same step")
+
+
+def _gates(param_shapes) -> int:
+    """How many H-blocks the widest parameter stacks (LSTM: 4): n counts them."""
+    widest = 1
+    for shape in param_shapes.values():
+        first = str(shape[0]).replace(" ", "")
+        if "*" in first and first.endswith("H"):
+            widest = max(widest, int(first.split("*")[0]))
+    return widest
+
+
+def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss="squared_error",
+               reduction="mean", cases=100, seed=0, dtype="float64", sizes=None, recurrent=(),
+               references=("torch", "jax", "numeric"), shrink_failures=True):
+    """Check ``fn``, a hand-derived BPTT of the cell whose forward step is ``step``
+    (module docstring), on ``cases`` random problems. Returns ``CheckResult`` as
+    ``check_derivation`` does: failures name the parameter, the first departing step of
+    dL/dh_t, the error sizes and the smallest failing case. ``recurrent``: names of vector
+    parameters that multiply h_{t-1} elementwise (IndRNN's u): they get the regime's size."""
+    from comparisons.checker import CheckResult, Failure, Outcome, _exception_line, _read_only, shrink_with
+    from comparisons.compare import compare
+    from comparisons.outputs import BadOutput, NonFiniteOutput, as_gradients
+
+    _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype)
+    refs = {}
+    skipped = {}
+    for name in references:
+        if name not in REFERENCES:
+            raise ValueError(f"references: expected names from {tuple(REFERENCES)}; got {name!r}")
+        try:
+            __import__({"torch": "torch", "jax": "jax", "numeric": "numpy"}[name])
+            refs[name] = REFERENCES[name]
+        except ImportError as exc:
+            skipped[name] = str(exc)
+    if not refs:
+        raise BackendUnavailable(f"references: none available ({skipped})")
+    space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
+    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
+    drawn = []
+    for i, d in enumerate(dtypes):
+        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
+                            output=output, loss=loss, reduction=reduction)
+    n_state = len(state)
+    config = dict(n_state=n_state, output=output, loss=loss, reduction=reduction)
+    gates = _gates(param_shapes)
+
+    def run(case):
+        params, xs, ys = make_cell_problem(case, param_shapes, recurrent)
+        p64 = {k: v.astype(np.float64) for k, v in params.items()}
+        xs64 = xs.astype(np.float64)
+        ys64 = ys if loss == "cross_entropy" else ys.astype(np.float64)
+        n_params = sum(v.size for v in params.values())
+        results = {}
+        with np.errstate(all="ignore"):
+            for name, ref in refs.items():
+                if name == "numeric" and n_params * case.T > NUMERIC_MAX_WORK:
+                    continue
+                try:
+                    results[name] = ref(step, p64, xs64, ys64, **config)
+                except (NotArrayAPI, BackendUnavailable):
+                    raise
+                except Exception as exc:     # the user's step failed under this namespace
+                    raise NotArrayAPI(f"step: failed under {name} ({_exception_line(exc)}); write it "
+                                      f"against xp only (array_api_compat namespaces)") from exc
+        finite = all(np.isfinite(r.loss) and all(np.all(np.isfinite(g)) for g in r.grads.values())
+                     for r in results.values())
+        if not finite:
+            return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
+        limit = float(np.finfo(case.dtype).max) * 1e-3
+        if any(abs(r.loss) > limit or any(np.max(np.abs(g), initial=0) > limit for g in r.grads.values())
+               for r in results.values()):
+            return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case")
+        inputs = _read_only({"xs": xs, "ys": ys, **params})
+        xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
+        try:
+            with np.errstate(all="ignore"):
+                got = fn(inputs, xs_ro, ys_ro, output=output, loss=loss, reduction=reduction, truncate=None)
+            got = as_gradients(got, params, tuple(params), (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
+        except NonFiniteOutput as exc:
+            return Outcome(case, "non_finite", reason=str(exc))
+        except BadOutput as exc:
+            return Outcome(case, "bad_output", reason=str(exc))
+        except (Exception, SystemExit) as exc:
+            import traceback
+            return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
+        # n counts the cell's stacked gates: an LSTM step sums 4H-long products
+        tol_case = case.replace(H=gates * case.H)
+        comparisons = []
+        for name, r in results.items():
+            c = compare(got, r, name, tol_case, None, kind="central" if name == "numeric" else "autodiff")
+            comparisons.append(c)
+        status = "agree" if all(c.ok for c in comparisons) else "disagree"
+        return Outcome(case, status, comparisons, result=got, references=results)
+
+    failures, inconclusive, ids = [], {}, []
+    for case in drawn:
+        outcome = run(case)
+        if outcome.status == "inconclusive":
+            ids.append(case.id)
+            inconclusive.setdefault(outcome.reason.split(":")[0], []).append(case.id)
+            continue
+        if not outcome.failed:
+            continue
+        worst = outcome.worst()
+        if worst is None:
+            f = Failure(case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
+                        outcome.traceback)
+        else:
+            reference, target, err, _ = worst
+            steps = {}
+            for c in outcome.comparisons:
+                for k, t in c.first_bad.items():
+                    steps.setdefault(k, t)
+            failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
+            f = Failure(case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
+                        err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
+        if shrink_failures and f.status in ("disagree", "non_finite", "raised"):
+            f.shrunk = shrink_with(lambda c: run(c).failed, case, space)
+        failures.append(f)
+    return CheckResult(not failures, failures, len(drawn), ids, skipped, sorted(refs), {},
+                       space.to_dict(), [], inconclusive)
+
+
+# --- the built-in cells: a step each, against xp, and the hand derivation in manual/ ----------
+
+def elman_step(xp, p, x_t, state):
+    """The contract's model: h_t = tanh(W_xh x_t + W_hh h_{t-1} + b_h)."""
+    (h,) = state
+    return (xp.tanh(x_t @ p["W_xh"].T + h @ p["W_hh"].T + p["b_h"]),)
+
+
+def _sigmoid(xp, v):
+    return 1 / (1 + xp.exp(-v))
+
+
+def lstm_step(xp, p, x_t, state):
+    """PyTorch's LSTM (gates i, f, g, o stacked in W_ih (4H, D), W_hh (4H, H), one bias b)."""
+    h, c = state
+    H = h.shape[-1]
+    a = x_t @ p["W_ih"].T + h @ p["W_hh"].T + p["b"]
+    i, f = _sigmoid(xp, a[:, :H]), _sigmoid(xp, a[:, H:2 * H])
+    g, o = xp.tanh(a[:, 2 * H:3 * H]), _sigmoid(xp, a[:, 3 * H:])
+    c = f * c + i * g
+    return o * xp.tanh(c), c
+
+
+def gru_step(xp, p, x_t, state):
+    """PyTorch's GRU (gates r, z, n stacked; b_ih and b_hh apart, r applied to W_hn h + b_hn)."""
+    (h,) = state
+    H = h.shape[-1]
+    gi = x_t @ p["W_ih"].T + p["b_ih"]
+    gh = h @ p["W_hh"].T + p["b_hh"]
+    r = _sigmoid(xp, gi[:, :H] + gh[:, :H])
+    z = _sigmoid(xp, gi[:, H:2 * H] + gh[:, H:2 * H])
+    n = xp.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    return ((1 - z) * n + z * h,)
+
+
+def indrnn_step(xp, p, x_t, state):
+    """IndRNN: h_t = relu(W x_t + u * h_{t-1} + b), each unit recurring on itself."""
+    (h,) = state
+    a = x_t @ p["W"].T + p["u"] * h + p["b"]
+    return (xp.where(a > 0, a, xp.zeros_like(a)),)
+
+
+def _gated(cell):
+    def loss_and_grads(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean",
+                       truncate=None):
+        from manual.gated import CELLS as GATED
+
+        if output != "identity" or loss != "squared_error" or truncate is not None:
+            raise ValueError(f"manual.gated.{cell}: identity output, squared error and full BPTT only")
+        return GATED[cell](params, xs, ys, reduction=reduction)
+    loss_and_grads.__name__ = f"{cell}_loss_and_grads"
+    return loss_and_grads
+
+
+def _builtin():
+    from manual import indrnn, rnn
+
+    return {
+        "elman": Cell("elman", elman_step, {"W_xh": ("H", "D"), "W_hh": ("H", "H"), "b_h": ("H",)},
+                      derivation=rnn.loss_and_grads),
+        "lstm": Cell("lstm", lstm_step, {"W_ih": ("4*H", "D"), "W_hh": ("4*H", "H"), "b": ("4*H",)},
+                     state=("h", "c"), derivation=_gated("lstm"), outputs=("identity",), losses=("squared_error",)),
+        "gru": Cell("gru", gru_step, {"W_ih": ("3*H", "D"), "W_hh": ("3*H", "H"), "b_ih": ("3*H",),
+                                      "b_hh": ("3*H",)},
+                    derivation=_gated("gru"), outputs=("identity",), losses=("squared_error",)),
+        "indrnn": Cell("indrnn", indrnn_step, {"W": ("H", "D"), "u": ("H",), "b": ("H",)},
+                       derivation=indrnn.loss_and_grads, recurrent=("u",)),
+    }
+
+
+def builtin_cells() -> dict:
+    """The built-in cells by name: each a step and its hand derivation in manual/."""
+    return _builtin()
+
+
+def check_builtin(name: str, **kwargs):
+    """``check_cell`` of a built-in cell's own derivation."""
+    cell = _builtin()[name]
+    return check_cell(cell.step, kwargs.pop("fn", cell.derivation), param_shapes=cell.param_shapes,
+                      state=cell.state, recurrent=cell.recurrent, **kwargs)

@@ -1,0 +1,206 @@
+"""check_cell: any recurrent cell, its forward step written once against xp, its hand
+derivation checked against torch, JAX and finite differences of that very step."""
+
+import numpy as np
+import pytest
+
+from comparisons.cells import (NotArrayAPI, builtin_cells, check_builtin, check_cell, elman_step, gru_step,
+                               lstm_step, make_cell_problem)
+from comparisons.cases import Case
+
+# few distinct shapes: JAX compiles its reference once per shape
+SIZES = {"T": (1, 6), "B": 2, "D": 3, "H": (2, 3), "O": 2}
+
+
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "indrnn"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_builtin_derivations_agree(name, dtype):
+    result = check_builtin(name, cases=10, seed=1, dtype=dtype, sizes=SIZES)
+    assert result.ok, result.summary()
+    assert result.references == ["jax", "numeric", "torch"]
+
+
+def gru_by_hand(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean",
+                truncate=None, bug=None):
+    """A GRU backward pass as a course solution writes it: gates by name, one loop back in
+    time, the bugs public solutions have behind ``bug``."""
+    T, N, _ = xs.shape
+    Wi, Wh, bi, bh = params["W_ih"], params["W_hh"], params["b_ih"], params["b_hh"]
+    H = Wh.shape[1]
+    sig = lambda v: 1 / (1 + np.exp(-v))
+    h = [np.zeros((N, H))]
+    cache = []
+    for t in range(T):
+        gi, gh = xs[t] @ Wi.T + bi, h[-1] @ Wh.T + bh
+        r = sig(gi[:, :H] + gh[:, :H])
+        z = sig(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        h.append((1 - z) * n + z * h[-1])
+        cache.append((r, z, n, gh))
+    w = np.full(T, 1 / T) if reduction == "mean" else np.ones(T)
+    out = [h[t + 1] @ params["W_hy"].T + params["b_y"] for t in range(T)]
+    L = sum(w[t] * 0.5 * ((out[t] - ys[t]) ** 2).sum(-1).mean() for t in range(T))
+    grads = {k: np.zeros_like(v) for k, v in params.items()}
+    dh_all = np.zeros((T + 1, N, H))
+    dh_next = np.zeros((N, H))
+    for t in reversed(range(T)):
+        dy = w[t] * (out[t] - ys[t]) / N
+        grads["W_hy"] += dy.T @ h[t + 1]
+        grads["b_y"] += dy.sum(0)
+        dh = dy @ params["W_hy"] + dh_next
+        dh_all[t + 1] = dh
+        r, z, n, gh = cache[t]
+        dn = dh * (1 - z) * (1 - n ** 2)
+        dz = dh * (h[t] - n) * z * (1 - z)
+        dr = 0 * dn if bug == "no_reset_path" else dn * gh[:, 2 * H:] * r * (1 - r)
+        dgi = np.concatenate([dr, dz, dn], 1)
+        dgh = np.concatenate([dr, dz, dn * r], 1)
+        grads["W_ih"] += dgi.T @ xs[t]
+        h_used = h[t + 1] if bug == "h_t_not_h_prev" else h[t]
+        grads["W_hh"] += dgh.T @ h_used
+        grads["b_ih"] += dgi.sum(0)
+        grads["b_hh"] += dgh.sum(0)
+        dh_next = dh * z + dgh @ Wh
+    dh_all[0] = dh_next
+    return L, grads, dh_all
+
+
+def test_a_course_style_gru_agrees():
+    result = check_cell(gru_step, gru_by_hand, param_shapes=builtin_cells()["gru"].param_shapes,
+                        cases=8, seed=2, sizes=SIZES, reduction="mean")
+    assert result.ok, result.summary()
+
+
+@pytest.mark.parametrize("bug, parameter", [("no_reset_path", None), ("h_t_not_h_prev", "W_hh")])
+def test_planted_gru_mistakes_are_caught_located_and_shrunk(bug, parameter):
+    def wrong(params, xs, ys, **config):
+        return gru_by_hand(params, xs, ys, bug=bug, **config)
+
+    result = check_cell(gru_step, wrong, param_shapes=builtin_cells()["gru"].param_shapes, cases=6, seed=4,
+                        sizes=SIZES)
+    assert not result.ok
+    f = result.failures[0]
+    assert f.status == "disagree"
+    if parameter:              # only the weight gradient is off: dL/dh_t agrees at every step
+        assert parameter in f.parameters and f.step is None and "dL_dh" not in f.parameters
+    else:                      # the carried error is off: located in time
+        assert f.step is not None and 0 <= f.step <= f.case.T and "dL_dh" in f.parameters
+    assert f.shrunk is not None and f.shrunk.T <= f.case.T and f.shrunk.H <= f.case.H
+
+
+def test_transposed_recurrence_in_elman_is_caught():
+    from comparisons.diagnosis import mistaken_loss_and_grads
+
+    def wrong(params, xs, ys, **config):
+        return mistaken_loss_and_grads("transposed_recurrence", params, xs, ys, **config)
+
+    result = check_cell(elman_step, wrong, param_shapes=builtin_cells()["elman"].param_shapes, cases=6, seed=5,
+                        sizes={**SIZES, "H": 3, "T": (3, 6)})
+    assert not result.ok
+    assert result.failures[0].steps.get("dL_dh") is not None
+
+
+def test_a_step_that_calls_numpy_directly_is_a_clear_error():
+    def numpy_step(xp, p, x_t, state):
+        (h,) = state
+        return (np.tanh(x_t @ p["W"].T + h @ p["U"].T),)
+
+    with pytest.raises(NotArrayAPI, match=r"calls np\.tanh \(line 3 of numpy_step\) directly; write it against xp"):
+        check_cell(numpy_step, lambda *a, **k: None, param_shapes={"W": ("H", "D"), "U": ("H", "H")}, cases=2)
+
+
+def test_the_same_step_on_three_namespaces():
+    import array_api_compat
+    import jax.numpy as jnp
+    import torch
+
+    for name, step in (("lstm", lstm_step), ("gru", gru_step), ("elman", elman_step)):
+        cell = builtin_cells()[name]
+        case = Case(seed=3, T=1, B=2, D=3, H=4, O=2)
+        params, xs, _ = make_cell_problem(case, cell.param_shapes)
+        state = tuple(np.full((2, 4), 0.1 * (i + 1)) for i in range(len(cell.state)))
+        ref = step(array_api_compat.array_namespace(xs), params, xs[0], state)
+        as_torch = step(array_api_compat.array_namespace(torch.zeros(1)),
+                        {k: torch.tensor(v) for k, v in params.items()}, torch.tensor(xs[0]),
+                        tuple(torch.tensor(s) for s in state))
+        import jax
+        with jax.enable_x64(True):
+            as_jax = step(jnp, {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(xs[0]),
+                          tuple(jnp.asarray(s) for s in state))
+            as_jax = [np.asarray(a) for a in as_jax]
+        for a, b, c in zip(ref, as_torch, as_jax):
+            np.testing.assert_allclose(b.numpy(), a, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(c, a, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(param_shapes={}), TypeError, "param_shapes"),
+    (dict(param_shapes={"W": ("H", "Q")}), ValueError, "'D', 'H'"),
+    (dict(param_shapes={"W_hy": ("H", "H")}), ValueError, "output layer"),
+    (dict(param_shapes={"W": ("H", "D")}, state="h"), ValueError, "state"),
+    (dict(param_shapes={"W": ("H", "D")}, loss="hinge"), ValueError, "loss"),
+    (dict(param_shapes={"W": ("H", "D")}, cases=0), ValueError, "cases"),
+    (dict(param_shapes={"W": ("H", "D")}, dtype="float16"), ValueError, "dtype"),
+])
+def test_bad_arguments_are_named(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        check_cell(elman_step, lambda *a, **k: None, **kwargs)
+
+
+LEAKY = '''
+import numpy as np
+
+# a leaky tanh RNN, h_t = (1 - a) h_{t-1} + a tanh(W x_t + U h_{t-1} + b), as its author wrote it
+param_shapes = {"W": ("H", "D"), "U": ("H", "H"), "b": ("H",)}
+ALPHA = 0.5
+
+
+def step(xp, p, x, state):
+    (h,) = state
+    return ((1 - ALPHA) * h + ALPHA * xp.tanh(x @ p["W"].T + h @ p["U"].T + p["b"]),)
+
+
+def loss_and_grads(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean", truncate=None):
+    T, B, _ = xs.shape
+    W, U, b, V, c = (params[k] for k in ("W", "U", "b", "W_hy", "b_y"))
+    h = [np.zeros((B, U.shape[0]))]
+    s = []
+    for t in range(T):
+        s.append(np.tanh(xs[t] @ W.T + h[-1] @ U.T + b))
+        h.append((1 - ALPHA) * h[-1] + ALPHA * s[-1])
+    w = 1.0 / T if reduction == "mean" else 1.0
+    y = [h[t + 1] @ V.T + c for t in range(T)]
+    L = sum(w * 0.5 * ((y[t] - ys[t]) ** 2).sum(-1).mean() for t in range(T))
+    g = {k: np.zeros_like(v) for k, v in params.items()}
+    dh = np.zeros((T + 1, B, U.shape[0]))
+    carry = np.zeros((B, U.shape[0]))
+    for t in reversed(range(T)):
+        dy = w * (y[t] - ys[t]) / B
+        g["W_hy"] += dy.T @ h[t + 1]
+        g["b_y"] += dy.sum(0)
+        dh[t + 1] = dy @ V + carry
+        da = dh[t + 1] * ALPHA * (1 - s[t] ** 2)
+        g["W"] += da.T @ xs[t]
+        g["U"] += da.T @ h[t]
+        g["b"] += da.sum(0)
+        carry = dh[t + 1] * (1 - ALPHA) + da @ U
+    dh[0] = carry
+    return L, g, dh
+'''
+
+
+def test_cli_check_cell_on_a_users_own_cell(tmp_path, capsys):
+    from comparisons.cli import main
+
+    path = tmp_path / "leaky.py"
+    path.write_text(LEAKY)
+    argv = ["check-cell", str(path), "--cases", "6", "--sizes", "B=2,D=3,H=3,O=2,T=1:5"]
+    assert main(argv) == 0, capsys.readouterr()
+    assert "AGREES: 6 of 6" in capsys.readouterr().out
+    path.write_text(LEAKY.replace("carry = dh[t + 1] * (1 - ALPHA) + da @ U", "carry = da @ U"))
+    assert main(argv) == 1
+    out = capsys.readouterr().out
+    assert "DISAGREES" in out and "dL/dh_t first departs" in out
+    path.write_text(LEAKY.replace("xp.tanh(", "np.tanh("))
+    assert main(argv) == 2
+    assert "calls np.tanh" in capsys.readouterr().err
