@@ -278,3 +278,18 @@ def autograd_graph(graphs: list, path) -> str:
             ax.spines[side].set_visible(False)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def cell_norms(data: dict, path) -> str:
+    """||dL/dh_t|| across time for every built-in cell at a matched spectral radius, the
+    loss at the last step (``comparisons.cells.other_cells_study``)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    for (name, d), style in zip(data.items(), ("-", "--", "-.", ":")):
+        ax.semilogy(range(len(d["dL_dh_norms"])), _positive(d["dL_dh_norms"]), style, lw=1.8, label=name)
+    ax.set_xlabel("t")
+    ax.set_ylabel("||dL/dh_t||")
+    ax.set_title("Gradients back through time, every H x H block at spectral radius 0.9, loss at t = T")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)

@@ -31,6 +31,7 @@ FIGURES = {
     "costs": "costs.png",
     "resolve": "resolve.png",
     "graph": "autograd_graph.png",
+    "cells": "cells.png",
 }
 
 
@@ -102,6 +103,7 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "truncation": fig.truncation(data["truncation"], out / FIGURES["truncation"]),
         "lockstep": fig.lockstep(data["lockstep"], out / FIGURES["lockstep"]),
         "costs": fig.costs(cost_data, out / FIGURES["costs"]),
+        "cells": fig.cell_norms(data["cells"], out / FIGURES["cells"]),
         "graph": fig.autograd_graph([data["evidence"]["graph"], data["evidence"]["graph_truncated"]],
                                     out / FIGURES["graph"]),
     }

@@ -223,8 +223,12 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["truncation"] = studies.truncation_study(seed, loaded)
     figures["lockstep"] = studies.lockstep(seed, loaded)
     figures["gated"] = studies.gated_study(seed)
+    progress("other cells: check_cell on every built-in cell")
+    from comparisons.cells import other_cells_study
+    figures["cells"] = other_cells_study(seed)
     studies_agree = bool(all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
                      and all(g["agree"] for g in figures["gated"])
+                     and all(c["agree"] for c in figures["cells"].values())
                      and figures["truncation"]["references_agree"]
                      and all(run["agree"] for run in figures["lockstep"].values()))
     progress("evidence from the engines: torch's backward order and graph, JAX's backward loop")

@@ -76,7 +76,7 @@ def test_seed000_view_values_equal(quick_report):
 def test_html_and_markdown_structure(quick_report):
     out, report = quick_report
     html = (out / "report.html").read_text()
-    assert html.count("<img src=\"data:image/png;base64,") == 11  # self-contained
+    assert html.count("<img src=\"data:image/png;base64,") == 12  # self-contained
     assert "<table>" in html and "Environment and reproduction" in html
     assert "bptt-xval report --out" in html
     md = (out / "report.md").read_text()
