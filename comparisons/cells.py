@@ -331,16 +331,13 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     from comparisons.outputs import BadOutput, NonFiniteOutput, as_gradients
 
     _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype)
-    refs = {}
-    skipped = {}
-    for name in references:
-        if name not in REFERENCES:
-            raise ValueError(f"references: expected names from {tuple(REFERENCES)}; got {name!r}")
-        try:
-            __import__({"torch": "torch", "jax": "jax", "numeric": "numpy"}[name])
-            refs[name] = REFERENCES[name]
-        except ImportError as exc:
-            skipped[name] = str(exc)
+    from comparisons import backends
+
+    unknown = [name for name in references if name not in REFERENCES]
+    if unknown:
+        raise ValueError(f"references: expected names from {tuple(REFERENCES)}; got {unknown}")
+    found, skipped = backends.available(tuple(references))      # a missing library is a skip
+    refs = {name: REFERENCES[name] for name in references if name in found}
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
     space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
@@ -523,9 +520,14 @@ def other_cells_study(seed: int = 0, cases: int = 6) -> dict:
         result = check_builtin(name, cases=cases, seed=seed, dtype="both", sizes=sizes)
         case = Case(seed=seed * 1000 + 77, T=40, B=1, D=3, H=8, O=2, regime="near_edge", reduction="last")
         params, xs, ys = make_cell_problem(case, cell.param_shapes, cell.recurrent)
-        r = torch_reference(cell.step, params, xs, ys, n_state=len(cell.state), output="identity",
+        from comparisons import backends
+
+        autodiff = [REFERENCES[n] for n in ("torch", "jax") if n in backends.available(("torch", "jax"))[0]]
+        norms = []
+        if autodiff:
+            r = autodiff[0](cell.step, params, xs, ys, n_state=len(cell.state), output="identity",
                             loss="squared_error", reduction="last")
-        out[name] = {"agree": bool(result.ok), "cases": result.cases_run,
-                     "failures": [f.describe() for f in result.failures[:2]],
-                     "dL_dh_norms": [float(np.linalg.norm(r.dL_dh[t])) for t in range(case.T + 1)]}
+            norms = [float(np.linalg.norm(r.dL_dh[t])) for t in range(case.T + 1)]
+        out[name] = {"agree": bool(result.ok), "cases": result.cases_run, "references": result.references,
+                     "failures": [f.describe() for f in result.failures[:2]], "dL_dh_norms": norms}
     return out

@@ -338,7 +338,13 @@ def jax_backward_loop(T: int = 4, B: int = 1, D: int = 2, H: int = 3, seed: int 
 
 
 def collect(seed: int = 0) -> dict:
-    """Everything the report's section "Autodiff runs the same recurrence" shows."""
+    """Everything the report's section "Autodiff runs the same recurrence" shows
+    ({"skipped": why} without torch and JAX: the evidence is theirs)."""
+    from comparisons import backends
+
+    _, skipped = backends.available(("torch", "jax"))
+    if skipped:
+        return {"skipped": "; ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))}
     return {"torch_order": torch_order(6, 0.9, seed=seed),
             "torch_order_truncated": torch_order(6, 0.9, truncate=2, seed=seed),
             "torch_matrix_order": torch_matrix_order(5, 3, seed=seed),

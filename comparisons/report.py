@@ -104,9 +104,10 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         "lockstep": fig.lockstep(data["lockstep"], out / FIGURES["lockstep"]),
         "costs": fig.costs(cost_data, out / FIGURES["costs"]),
         "cells": fig.cell_norms(data["cells"], out / FIGURES["cells"]),
-        "graph": fig.autograd_graph([data["evidence"]["graph"], data["evidence"]["graph_truncated"]],
-                                    out / FIGURES["graph"]),
     }
+    if "graph" in data["evidence"]:
+        drawn["graph"] = fig.autograd_graph([data["evidence"]["graph"], data["evidence"]["graph_truncated"]],
+                                            out / FIGURES["graph"])
     if "power" in report["resolving_power"]:
         from comparisons.resolve import figure as resolve_figure
         resolve_figure(report["resolving_power"]["power"], out / FIGURES["resolve"])
