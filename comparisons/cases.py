@@ -114,12 +114,22 @@ def make_problem(case: Case):
         xs = np.eye(D)[rng.integers(0, D, size=(T, B))]
     else:
         xs = rng.normal(size=(T, B, D))
+    return in_dtype(case, params, xs, draw_targets(rng, case))
+
+
+def draw_targets(rng, case: Case):
+    """y_t for the case's loss: class indices (cross-entropy), values in (0, 1) for a sigmoid
+    output, else in (-1, 1)."""
+    T, B, O = case.T, case.B, case.O
     if case.loss == "cross_entropy":
-        ys = rng.integers(0, O, size=(T, B))
-    elif case.output == "sigmoid":
-        ys = rng.uniform(0, 1, size=(T, B, O))
-    else:
-        ys = rng.uniform(-1, 1, size=(T, B, O))
+        return rng.integers(0, O, size=(T, B))
+    if case.output == "sigmoid":
+        return rng.uniform(0, 1, size=(T, B, O))
+    return rng.uniform(-1, 1, size=(T, B, O))
+
+
+def in_dtype(case: Case, params: dict, xs, ys):
+    """(params, xs, ys) cast to the case's dtype (integer class targets unchanged)."""
     dtype = np.dtype(case.dtype)
     params = {k: v.astype(dtype) for k, v in params.items()}
     return params, xs.astype(dtype), ys if case.loss == "cross_entropy" else ys.astype(dtype)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, check_option, LOSS, OUTPUT, REDUCTION, step_weights
-from comparisons.cases import REGIMES, Case, CaseSpace, draw_cases, spectral_radius
+from comparisons.cases import REGIMES, Case, CaseSpace, draw_cases, draw_targets, in_dtype, spectral_radius
 
 STATE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz_0123456789")
 
@@ -136,15 +136,7 @@ def make_cell_problem(case: Case, param_shapes: dict, recurrent=()):
     params["W_hy"] = rng.normal(size=(O, H)) / np.sqrt(H)
     params["b_y"] = rng.normal(size=O) * 0.1
     xs = rng.normal(size=(T, B, D))
-    if case.loss == "cross_entropy":
-        ys = rng.integers(0, O, size=(T, B))
-    elif case.output == "sigmoid":
-        ys = rng.uniform(0, 1, size=(T, B, O))
-    else:
-        ys = rng.uniform(-1, 1, size=(T, B, O))
-    dtype = np.dtype(case.dtype)
-    params = {k: v.astype(dtype) for k, v in params.items()}
-    return params, xs.astype(dtype), ys if case.loss == "cross_entropy" else ys.astype(dtype)
+    return in_dtype(case, params, xs, draw_targets(rng, case))
 
 
 # --- the references ---------------------------------------------------------------------------

@@ -132,15 +132,20 @@ def compiled(hidden, output, loss, reduction, truncate):
 
         T = xs.shape[0]
         _, hs = lax.scan(step, params["h0"] + eps[0], (xs, eps[1:], jnp.arange(1, T + 1)))
-        z = _mm(hs, params["W_hy"].T) + params["b_y"]
-        if loss == "squared_error":
-            l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
-        else:
-            log_p = jax.nn.log_softmax(z, -1)
-            l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
-        return jnp.sum(w * _mm(l_tb, w_b))
+        return _loss(params, hs, ys, w, w_b, theta, loss)
 
     return jax.jit(jax.value_and_grad(L, argnums=(0, 1, 2)))
+
+
+def _loss(params, hs, ys, w, w_b, theta, loss):
+    """The output layer and loss on h_1..h_T: sum_t w_t sum_b w_b l_tb."""
+    z = _mm(hs, params["W_hy"].T) + params["b_y"]
+    if loss == "squared_error":
+        l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
+    else:
+        log_p = jax.nn.log_softmax(z, -1)
+        l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
+    return jnp.sum(w * _mm(l_tb, w_b))
 
 
 def _pad(array: np.ndarray, shape: tuple, fill=0) -> np.ndarray:
@@ -223,13 +228,7 @@ def stacked_compiled(hidden, output, loss, reduction, truncate):
 
         T = xs.shape[0]
         _, hs = lax.scan(step, params["h0"] + eps[0], (xs, eps[1:], jnp.arange(1, T + 1), mask))
-        z = _mm(hs, params["W_hy"].T) + params["b_y"]
-        if loss == "squared_error":
-            l_tb = 0.5 * jnp.sum((theta(z) - ys) ** 2, -1)
-        else:
-            log_p = jax.nn.log_softmax(z, -1)
-            l_tb = -jnp.take_along_axis(log_p, ys[..., None], -1)[..., 0]
-        return jnp.sum(w * _mm(l_tb, w_b))
+        return _loss(params, hs, ys, w, w_b, theta, loss)
 
     return jax.jit(jax.vmap(jax.value_and_grad(L, argnums=(0, 1, 2))))
 
