@@ -78,12 +78,13 @@ def forward_mode_study(seed: int) -> dict:
 
 
 def gated_study(seed: int) -> list:
-    """LSTM and GRU: manual BPTT against torch.nn.LSTM / nn.GRU and JAX, both dtypes.
-
-    The error scale is the cell's largest gradient entry (coarser than the RNN's
-    sum-of-|terms| magnitude, and so more lenient on small entries), n counts 4H for the
-    stacked gates."""
+    """LSTM and GRU: manual BPTT against torch.nn.LSTM / nn.GRU and JAX, both dtypes,
+    compared by the checker's own ``compare`` (what ``check_cell`` uses for every cell:
+    the classical scale, n counting the stacked gates in H, dL/dh_t per step). nn.LSTM and
+    nn.GRU are PyTorch's own modules, a reference independent of any step we wrote."""
     import importlib
+
+    from comparisons.compare import compare
 
     rows = []
     for cell in gated.CELLS:
@@ -93,7 +94,8 @@ def gated_study(seed: int) -> list:
             m = gated.CELLS[cell](params, xs, ys)
             # float32 is compared with float64 references on the same values
             p64 = {k: v.astype(np.float64) for k, v in params.items()}
-            tol = tolerance(dtype, T, B, D, 4 * H, O)           # four stacked gates
+            gates = 4 if cell == "lstm" else 3
+            case = Case(seed=seed, T=T, B=B, D=D, H=gates * H, O=O, dtype=dtype)   # n counts the gates
             row = {"cell": cell, "dtype": dtype, "errors": {}}
             for name, module in (("torch.nn", "reference.torch_autograd"), ("jax", "reference.jax_grad")):
                 try:
@@ -102,11 +104,8 @@ def gated_study(seed: int) -> list:
                     continue
                 ref = importlib.import_module(module).gated_loss_and_grads(
                     cell, p64, xs.astype(np.float64), ys.astype(np.float64))
-                scale = max(float(np.abs(g).max()) for g in ref.grads.values())
-                errs = {k: compare_array(m.grads[k], ref.grads[k], tol, scale) for k in ref.grads}
-                if ref.dL_dh is not None:
-                    errs["dL_dh"] = compare_array(m.dL_dh, ref.dL_dh, tol, float(np.abs(ref.dL_dh).max()))
-                row["errors"][name] = {k: e.to_dict() for k, e in errs.items()}
+                c = compare(m, ref, name, case, None, kind="autodiff")
+                row["errors"][name] = {k: e.to_dict() for k, e in c.errors.items() if k != "dL_dx"}
             row["agree"] = all(e["ok"] for errs in row["errors"].values() for e in errs.values())
             rows.append(row)
     return rows
