@@ -461,6 +461,14 @@ def indrnn_step(xp, p, x_t, state):
     return (xp.where(a > 0, a, xp.zeros_like(a)),)
 
 
+def mgu_step(xp, p, x_t, state):
+    """The minimal gated unit: one gate f scales both the carry and the candidate's input."""
+    (h,) = state
+    f = _sigmoid(xp, x_t @ p["W_f"].T + h @ p["U_f"].T + p["b_f"])
+    s = xp.tanh(x_t @ p["W_h"].T + (f * h) @ p["U_h"].T + p["b_h"])
+    return ((1 - f) * h + f * s,)
+
+
 def _gated(cell):
     def loss_and_grads(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean",
                        truncate=None):
@@ -474,7 +482,7 @@ def _gated(cell):
 
 
 def _builtin():
-    from manual import indrnn, rnn
+    from manual import indrnn, mgu, rnn
 
     return {
         "elman": Cell("elman", elman_step, {"W_xh": ("H", "D"), "W_hh": ("H", "H"), "b_h": ("H",)},
@@ -486,6 +494,9 @@ def _builtin():
                     derivation=_gated("gru"), outputs=("identity",), losses=("squared_error",)),
         "indrnn": Cell("indrnn", indrnn_step, {"W": ("H", "D"), "u": ("H",), "b": ("H",)},
                        derivation=indrnn.loss_and_grads, recurrent=("u",)),
+        "mgu": Cell("mgu", mgu_step, {"W_f": ("H", "D"), "U_f": ("H", "H"), "b_f": ("H",),
+                                      "W_h": ("H", "D"), "U_h": ("H", "H"), "b_h": ("H",)},
+                    derivation=mgu.loss_and_grads),
     }
 
 

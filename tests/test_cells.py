@@ -5,14 +5,14 @@ import numpy as np
 import pytest
 
 from comparisons.cells import (NotArrayAPI, builtin_cells, check_builtin, check_cell, elman_step, gru_step,
-                               lstm_step, make_cell_problem)
+                               lstm_step, make_cell_problem, mgu_step)
 from comparisons.cases import Case
 
 # few distinct shapes: JAX compiles its reference once per shape
 SIZES = {"T": (1, 6), "B": 2, "D": 3, "H": (2, 3), "O": 2}
 
 
-@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "indrnn"])
+@pytest.mark.parametrize("name", ["elman", "lstm", "gru", "indrnn", "mgu"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_builtin_derivations_agree(name, dtype):
     result = check_builtin(name, cases=10, seed=1, dtype=dtype, sizes=SIZES)
@@ -114,7 +114,7 @@ def test_the_same_step_on_three_namespaces():
     import jax.numpy as jnp
     import torch
 
-    for name, step in (("lstm", lstm_step), ("gru", gru_step), ("elman", elman_step)):
+    for name, step in (("lstm", lstm_step), ("gru", gru_step), ("elman", elman_step), ("mgu", mgu_step)):
         cell = builtin_cells()[name]
         case = Case(seed=3, T=1, B=2, D=3, H=4, O=2)
         params, xs, _ = make_cell_problem(case, cell.param_shapes)
@@ -204,3 +204,18 @@ def test_cli_check_cell_on_a_users_own_cell(tmp_path, capsys):
     path.write_text(LEAKY.replace("xp.tanh(", "np.tanh("))
     assert main(argv) == 2
     assert "calls np.tanh" in capsys.readouterr().err
+
+
+def test_mgu_gate_without_recurrence_is_caught_and_located():
+    """A derivation that treats the gate as input-only (as if U_f were 0: the gate's
+    recurrent path ignored, forward and backward) is caught, and located in time."""
+    from manual import mgu
+
+    source_fn = mgu.loss_and_grads
+
+    def wrong(params, xs, ys, **config):
+        g = source_fn({**params, "U_f": np.zeros_like(params["U_f"])}, xs, ys, **config)
+        return g.loss, {**g.grads}, g.dL_dh
+    result = check_cell(mgu_step, wrong, param_shapes=builtin_cells()["mgu"].param_shapes, cases=6, seed=7,
+                        sizes={**SIZES, "T": (3, 6)})
+    assert not result.ok and result.failures[0].step is not None
