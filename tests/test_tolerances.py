@@ -24,6 +24,16 @@ FALSE_ALARMS = [
     # Dask soak seed 4102025: a float32 ReLU pre-activation at 0 took the other branch (now inconclusive)
     Case(seed=832434946, T=21, B=4, D=2, H=1, O=3, regime="edge", h0="none", dtype="float32", hidden="relu",
          output="identity", loss="cross_entropy", reduction="mean", truncate=4, inputs="one_hot"),
+    # the 10^6 soak, seed 318650666: an h0 gradient vanished to 1e-221 through 198 sigmoid steps,
+    # whose squared magnitude underflowed to a zero scale; the same at 1e-180 through 129
+    # saturated tanh steps (error 1.5e-10 relative there: phi' from a rounded h near 1); and
+    # a cross-entropy loss whose scale came from |z_t| instead of the forward pass's error
+    Case(seed=1764886684, T=198, B=1, D=2, H=2, O=2, regime="generic", h0="vector", dtype="float64",
+         hidden="sigmoid", output="tanh", loss="squared_error", reduction="last"),
+    Case(seed=1279009262, T=129, B=2, D=1, H=1, O=2, regime="near_edge", h0="vector", dtype="float64",
+         hidden="tanh", output="identity", loss="squared_error", reduction="last"),
+    Case(seed=1453840674, T=153, B=3, D=1, H=4, O=2, regime="expansive", h0="vector", dtype="float64",
+         hidden="tanh", output="identity", loss="cross_entropy", reduction="mean"),
     # soak seed 777: float32 overflows where the float64 references do not (now inconclusive)
     Case(seed=1447484037, T=155, B=2, D=1, H=6, O=3, regime="expansive", h0="none", dtype="float32",
          hidden="relu", output="tanh", loss="squared_error", reduction="last", truncate=4, inputs="one_hot"),
@@ -148,3 +158,13 @@ def test_worst_case_fallback_for_linear_recurrences():
     assert case_tolerance(long.replace(hidden="tanh")).rtol < tol.rtol
     short = long.replace(T=3, B=1)
     assert "worst case" not in case_tolerance(short).why       # n <= C^2: sqrt(n) bound is larger
+
+
+def test_vanishing_gradients_keep_a_scale():
+    """Squares of 1e-200 underflow: the sizes are computed scaled, never 0 for nonzero terms."""
+    from comparisons.tolerances import _root_sum_squares, _summed
+
+    tiny = np.full((3, 1, 2), 1e-200)
+    assert _summed(tiny, np.ones((3, 1, 2))) == pytest.approx(np.sqrt(3) * 1e-200)
+    assert _root_sum_squares(tiny, (0, 1))[0] == pytest.approx(np.sqrt(3) * 1e-200)
+    assert _summed(np.zeros((2, 1, 1)), np.ones((2, 1, 1))) == 0.0
