@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("dask.distributed")
 
 from comparisons.cli import main  # noqa: E402
-from comparisons.soak import soak  # noqa: E402
+from comparisons.measure.soak import soak  # noqa: E402
 
 KEYS = ("cases", "false_alarms", "inconclusive_by_reason", "max_error_over_tolerance", "histogram")
 

@@ -7,9 +7,11 @@ the planted errors check that the tighter bound still sees what it must.
 import numpy as np
 import pytest
 
-from comparisons import backends, check_derivation, checker
-from comparisons.cases import Case, as_float64, make_problem
-from comparisons.tolerances import magnitudes, propagate
+from comparisons import check_derivation
+
+from comparisons.check import backends, checker
+from comparisons.check.cases import Case, as_float64, make_problem
+from comparisons.check.tolerances import magnitudes, propagate
 from manual import rnn
 
 REFS = dict(backends.available(("torch", "jax", "numeric"))[0])
@@ -138,7 +140,7 @@ def test_soak_draws_a_fresh_seed_and_says_which(capsys, tmp_path, monkeypatch):
 def test_resolving_power_goals_on_a_small_fixed_sample():
     """Issue 14's goals on 40 default cases per dtype (seed 7, never used to set a constant):
     float32 1e-3 caught in >= 90% of cases and 1e-4 in >= 50%; float64 1e-11 and 1e-12 likewise."""
-    from comparisons.resolve import goals_met, resolving_power
+    from comparisons.measure.resolve import goals_met, resolving_power
     power = resolving_power(cases=40, seed=7)
     for dtype, rows in goals_met(power).items():
         for relative, share, worst, met in rows:
@@ -148,8 +150,8 @@ def test_resolving_power_goals_on_a_small_fixed_sample():
 def test_worst_case_fallback_for_linear_recurrences():
     """Identity hidden units keep the deterministic bound gamma_n where it is the larger
     (long cases); other units, and short cases, keep the probabilistic C u sqrt(n)."""
-    from comparisons.cases import Case
-    from comparisons.tolerances import UNIT_ROUNDOFF, case_tolerance, case_n
+    from comparisons.check.cases import Case
+    from comparisons.check.tolerances import UNIT_ROUNDOFF, case_tolerance, case_n
 
     long = Case(seed=1, T=200, B=4, D=3, H=8, O=2, hidden="identity", dtype="float32")
     tol = case_tolerance(long)
@@ -162,9 +164,10 @@ def test_worst_case_fallback_for_linear_recurrences():
 
 def test_vanishing_gradients_keep_a_scale():
     """Squares of 1e-200 underflow: the sizes are computed scaled, never 0 for nonzero terms."""
-    from comparisons.tolerances import _root_sum_squares, _summed
+    from comparisons.check.tolerances import _root_sum_squares, _summed
 
     tiny = np.full((3, 1, 2), 1e-200)
     assert _summed(tiny, np.ones((3, 1, 2))) == pytest.approx(np.sqrt(3) * 1e-200)
     assert _root_sum_squares(tiny, (0, 1))[0] == pytest.approx(np.sqrt(3) * 1e-200)
     assert _summed(np.zeros((2, 1, 1)), np.ones((2, 1, 1))) == 0.0
+

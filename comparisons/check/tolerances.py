@@ -31,14 +31,14 @@ with probability at least 1 - 2 exp(-lambda^2 (1-u)^2 / 2): sqrt(n), not the wor
   hidden units: :func:`worst_case_applies`) rtol is at least the deterministic
   gamma_n = n u / (1 - n u), which needs no assumption about the roundings at all.
 - Where the recurrence can grow a rounding error to the size of the signal (rtol times
-  the amplification reaching ILL_CONDITIONED in ``comparisons.checker``), no verdict is
+  the amplification reaching ILL_CONDITIONED in ``comparisons.check.checker``), no verdict is
   possible: the case is inconclusive, "ill-conditioned beyond float32/float64", decided
   from the case and the references alone.
 - The reference's own error: autodiff and complex-step differences are float64-exact
   to the same order (the u64 term). Central differences (ReLU only) add truncation
   error of order d^2 |L'''| (rtol 1e-6) and rounding error eps |L| / d = eps^(2/3) |L|
   (an absolute term: it scales with the loss, not with the gradient); near a kink they
-  are left out of the case (``comparisons.checker.near_a_kink``).
+  are left out of the case (``comparisons.check.checker.near_a_kink``).
 
 A derivation error, by contrast, is O(1) relative (a dropped term, a wrong factor) or
 at least one step's contribution, many orders above these bounds; float32 rounding
@@ -145,7 +145,7 @@ def worst_case_applies(case) -> bool:
 
 
 def case_tolerance(case, **kwargs) -> Tolerance:
-    """``tolerance`` for a ``comparisons.cases.Case`` (the worst-case fallback where
+    """``tolerance`` for a ``comparisons.check.cases.Case`` (the worst-case fallback where
     :func:`worst_case_applies`)."""
     kwargs.setdefault("worst_case", worst_case_applies(case))
     return tolerance(case.dtype, case.T, case.B, case.D, case.H, case.O, **kwargs)
@@ -379,6 +379,7 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # float32 computation must overflow, as torch's does in float32 on the same arrays
     forward = float(max(np.max(np.abs(a), initial=0), np.max(np.abs(z), initial=0)))
     T, B = xs.shape[:2]
+    smooth = case.hidden in ("tanh", "sigmoid")
     with np.errstate(over="ignore", invalid="ignore"):
         d = np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
         # J_t = diag(phi'(a_t)) W_hh, t = 1..T: the recurrence's own Jacobians on this case
@@ -417,7 +418,6 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # ~2u, not relative, so a saturated unit (phi' ~ 1e-9) still passes 2u |dL/dh_t| on;
     # in units of rtol (C u sqrt(n)) that is 2 / sqrt(n) of |dL/dh_t| (ReLU's and the
     # identity's phi' are exact)
-    smooth = case.hidden in ("tanh", "sigmoid")
     n = case_n(case)
     e = np.abs(dL_dh[1:]) * (d + 2 / np.sqrt(n) if smooth else d)
     terms = np.zeros_like(dL_dh)

@@ -53,7 +53,7 @@ def blocks(cases: int) -> tuple:
 
 def block_cases(seed: int, block: int, per_block: int) -> list:
     """The cases of one block: its configuration, dtype and inputs follow from its index."""
-    from comparisons.cases import CaseSpace, draw_cases
+    from comparisons.check.cases import CaseSpace, draw_cases
 
     config = CONFIGS[block % len(CONFIGS)]
     # every fourth block draws one-hot inputs (the language-model case of the conventions)
@@ -63,9 +63,9 @@ def block_cases(seed: int, block: int, per_block: int) -> list:
 
 def run_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
     """Check manual.rnn on one block; the tally of its verdicts (runs on a Dask worker)."""
-    from comparisons import backends
-    from comparisons.cases import make_problem
-    from comparisons.checker import CHUNK, check_case, references_for
+    from comparisons.check import backends
+    from comparisons.check.cases import make_problem
+    from comparisons.check.checker import CHUNK, check_case, references_for
 
     refs, skipped = backends.available(references)
     refs = backends.on_device(refs, device)
@@ -131,8 +131,10 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from comparisons import atomic, reproducer
-    from comparisons.cases import Case
+    from comparisons import atomic
+
+    from comparisons.check import reproducer
+    from comparisons.check.cases import Case
 
     references = tuple(references)
     per_block, n_blocks = blocks(cases)
@@ -178,3 +180,4 @@ def summary(total: dict) -> str:
             f"{total['inconclusive']} ({100 * total['inconclusive'] / max(total['cases'], 1):.2f}%) "
             f"{total['inconclusive_by_reason']}  max error/tolerance: float64 {m['float64']:.3g}, "
             f"float32 {m['float32']:.3g}  seed: {total['seed']}")
+
