@@ -355,6 +355,12 @@ def _soak(args) -> int:
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
                  progress=lambda line: print(line, flush=True), device=args.device)
     print(summary(total))
+    try:
+        from comparisons.measure.soak import figure
+        figure(total, out.with_suffix(".png"))
+        print(f"figure: {out.with_suffix('.png')}")
+    except ImportError:         # the soak extra alone has no matplotlib (the report extra does)
+        print("figure: not drawn (matplotlib is not installed)")
     print(json.dumps({k: total[k] for k in ("cases", "false_alarms", "inconclusive", "max_error_over_tolerance")}))
     return EXIT_DISAGREE if total["false_alarms"] else EXIT_OK
 
