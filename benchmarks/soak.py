@@ -1,15 +1,15 @@
 """Soak in one process, without Dask: ``python benchmarks/soak.py [--cases N] [--seed S]``.
 
-The same blocks and verdicts as ``bptt-xval soak`` (comparisons/soak.py), run inline: for
+The same blocks and verdicts as ``bptt-xval soak`` (comparisons/measure/soak.py), run inline: for
 a quick look, or a machine without dask. Prints the tally and the error / tolerance quantiles.
 """
 
 import argparse
 import sys
 
-from comparisons import backends, reproducer
-from comparisons.cases import Case
-from comparisons.soak import BINS, blocks, empty, merge, run_block, summary
+from comparisons.check import backends, reproducer
+from comparisons.check.cases import Case
+from comparisons.measure.soak import BINS, blocks, empty, merge, run_block, summary
 
 
 def main(argv=None) -> int:

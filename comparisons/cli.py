@@ -60,7 +60,7 @@ def load_function(spec: str):
 def load_convention(path: str, convention: str, names, device: str = "cpu"):
     """The derivation in FILE written in ``convention``'s style, adapted to the contract:
     its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
-    from comparisons.conventions import CONVENTIONS
+    from comparisons.check.conventions import CONVENTIONS
 
     adapter, default_names = CONVENTIONS[convention]
     names = names or default_names
@@ -117,7 +117,7 @@ def _positive_float(text: str) -> float:
 
 
 def _size(text: str) -> int:
-    from comparisons.grading import parse_size
+    from comparisons.grading.gradebook import parse_size
 
     try:
         return parse_size(text)
@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _writable(folder: str) -> None:
     """--out must be a folder we can write, checked before any work: one line, exit 2."""
-    from comparisons.checker import _writable_folder
+    from comparisons.check.checker import _writable_folder
 
     try:
         _writable_folder("--out", folder)
@@ -265,10 +265,10 @@ def _writable(folder: str) -> None:
 
 
 def _progress_report(args) -> int:
-    from comparisons.report import write_report
+    from comparisons.report.build import write_report
 
     _writable(args.out)
-    from comparisons.report_data import report_cases
+    from comparisons.report.data import report_cases
 
     units = len(report_cases(args.seed, args.quick)) + 3
     if args.no_progress:
@@ -292,7 +292,7 @@ def _progress_report(args) -> int:
 
 
 def _check(args) -> int:
-    from comparisons.checker import check_derivation
+    from comparisons.check.checker import check_derivation
 
     if args.convention is not None:
         fn = load_convention(args.target, args.convention, args.fn, args.device)
@@ -316,7 +316,7 @@ def _check(args) -> int:
 
 
 def _replay(args) -> int:
-    from comparisons.checker import failure_from, replay
+    from comparisons.check.checker import failure_from, replay
 
     outcome = replay(args.reproducer, load_function(args.fn), params=args.params)
     if outcome.status == "agree":
@@ -330,7 +330,7 @@ def _replay(args) -> int:
 
 
 def _bench(args) -> int:
-    from comparisons.bench import run, table
+    from comparisons.measure.bench import run, table
 
     _writable(args.out)
     results = run(args.repeats, args.quick, args.out, progress=lambda m: print(m, file=sys.stderr))
@@ -342,11 +342,11 @@ def _bench(args) -> int:
 def _soak(args) -> int:
     import secrets
 
-    from comparisons.soak import soak, summary
+    from comparisons.measure.soak import soak, summary
 
     out = Path(args.out)
     _writable(str(out.parent))
-    from comparisons import backends
+    from comparisons.check import backends
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
     print(f"seed: {seed}", flush=True)
@@ -355,13 +355,19 @@ def _soak(args) -> int:
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
                  progress=lambda line: print(line, flush=True), device=args.device)
     print(summary(total))
+    try:
+        from comparisons.measure.soak import figure
+        figure(total, out.with_suffix(".png"))
+        print(f"figure: {out.with_suffix('.png')}")
+    except ImportError:         # the soak extra alone has no matplotlib (the report extra does)
+        print("figure: not drawn (matplotlib is not installed)")
     print(json.dumps({k: total[k] for k in ("cases", "false_alarms", "inconclusive", "max_error_over_tolerance")}))
     return EXIT_DISAGREE if total["false_alarms"] else EXIT_OK
 
 
 def _resolve(args) -> int:
     from comparisons import atomic
-    from comparisons.resolve import figure, goals_met, resolving_power, table
+    from comparisons.measure.resolve import figure, goals_met, resolving_power, table
 
     _writable(args.out)
     power = resolving_power(args.cases, args.seed)
@@ -374,7 +380,7 @@ def _resolve(args) -> int:
 
 
 def _check_cell(args) -> int:
-    from comparisons.cells import check_cell
+    from comparisons.check.cells import check_cell
 
     module = load_module(args.target)
     step = _function(module, args.target, args.step, "--step")
@@ -393,7 +399,7 @@ def _check_cell(args) -> int:
 
 
 def _grade(args) -> int:
-    from comparisons.grading import class_summary, grade, make_plan, submissions
+    from comparisons.grading.gradebook import class_summary, grade, make_plan, submissions
 
     submissions(args.folder)                       # no folder, no *.py: exit 2 before any work
     _writable(args.out)

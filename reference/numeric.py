@@ -11,7 +11,7 @@ Every parameter entry theta_i is perturbed and the loss re-evaluated:
 - central differences, (L(theta + d e_i) - L(theta - d e_i)) / 2d with
   d = eps^(1/3) max(1, |theta_i|) for ReLU (not analytic at 0). Truncation error
   O(d^2 L''') and rounding error O(eps |L| / d) balance at about eps^(2/3) ~ 4e-11
-  relative; the tolerances in ``comparisons.tolerances`` allow for that.
+  relative; the tolerances in ``comparisons.check.tolerances`` allow for that.
 
 The forward pass is this module's own (``reference`` never imports ``manual``) and is
 vectorised over a leading axis N of perturbed parameter sets, so all 2P (or P)

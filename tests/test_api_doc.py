@@ -31,6 +31,6 @@ def test_every_documented_subcommand_exists():
 
 
 def test_documented_mistakes_are_the_catalog():
-    from comparisons.diagnosis import MISTAKES
-    section = API.split("## `comparisons.diagnosis.MISTAKES`")[1].split("\n## ")[0]
+    from comparisons.check.diagnosis import MISTAKES
+    section = API.split("## `comparisons.check.diagnosis.MISTAKES`")[1].split("\n## ")[0]
     assert set(re.findall(r"`(\w+)`", section)) - {"mistaken_loss_and_grads"} >= set(MISTAKES)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from bptt_xval.model import HIDDEN, OUTPUT, REDUCTION
-from comparisons import backends
-from comparisons.cases import Case, make_problem
-from comparisons.checker import check_case, reference_results
-from comparisons.compare import compare
+from comparisons.check import backends
+from comparisons.check.cases import Case, make_problem
+from comparisons.check.checker import check_case, reference_results
+from comparisons.check.compare import compare
 
 CONFIGS = [dict(hidden=h, output=o, loss=l, reduction=r)
            for h, o, l, r in itertools.product(HIDDEN, OUTPUT, ("squared_error", "cross_entropy"), REDUCTION)
@@ -108,7 +108,7 @@ def test_jax_compilation_cache_follows_the_environment(tmp_path, setting):
     folder = tmp_path / "cache"
     env = {**os.environ, "BPTT_XVAL_JAX_CACHE": {"folder": str(folder), "off": "off", "unset": ""}[setting],
            "JAX_COMPILATION_CACHE_DIR": ""}
-    code = ("from comparisons.cases import Case, make_problem; from reference import jax_grad; "
+    code = ("from comparisons.check.cases import Case, make_problem; from reference import jax_grad; "
             "jax_grad.loss_and_grads(*make_problem(Case(seed=0, T=3, B=2, D=2, H=3, O=2))); "
             "print(jax_grad.CACHE_DIR)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from comparisons import bench
+from comparisons.measure import bench
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():

@@ -4,9 +4,9 @@ derivation checked against torch, JAX and finite differences of that very step."
 import numpy as np
 import pytest
 
-from comparisons.cells import (NotArrayAPI, builtin_cells, check_builtin, check_cell, elman_step, gru_step,
+from comparisons.check.cells import (NotArrayAPI, builtin_cells, check_builtin, check_cell, elman_step, gru_step,
                                lstm_step, make_cell_problem, mgu_step)
-from comparisons.cases import Case
+from comparisons.check.cases import Case
 
 # few distinct shapes: JAX compiles its reference once per shape
 SIZES = {"T": (1, 6), "B": 2, "D": 3, "H": (2, 3), "O": 2}
@@ -89,7 +89,7 @@ def test_planted_gru_mistakes_are_caught_located_and_shrunk(bug, parameter):
 
 
 def test_transposed_recurrence_in_elman_is_caught():
-    from comparisons.diagnosis import mistaken_loss_and_grads
+    from comparisons.check.diagnosis import mistaken_loss_and_grads
 
     def wrong(params, xs, ys, **config):
         return mistaken_loss_and_grads("transposed_recurrence", params, xs, ys, **config)

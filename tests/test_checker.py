@@ -6,10 +6,12 @@ import functools
 import numpy as np
 import pytest
 
-from comparisons import assert_derivation, backends, check_derivation, checker
-from comparisons.cases import Case, make_problem
-from comparisons.checker import replay
-from comparisons.diagnosis import COMPUTED, MISTAKES, mistaken_loss_and_grads
+from comparisons import assert_derivation, check_derivation
+
+from comparisons.check import backends, checker
+from comparisons.check.cases import Case, make_problem
+from comparisons.check.checker import replay
+from comparisons.check.diagnosis import COMPUTED, MISTAKES, mistaken_loss_and_grads
 from manual import rnn, scalar_rnn
 from reference import jax_grad, torch_autograd
 
@@ -123,7 +125,7 @@ def test_reproducer_round_trip(tmp_path):
 
 
 def test_corrupt_reproducer_is_rejected(tmp_path):
-    from comparisons.reproducer import ReproducerError, load, save
+    from comparisons.check.reproducer import ReproducerError, load, save
     path = save(Case(seed=1, T=3, B=1, D=1, H=2, O=1), tmp_path)
     path.write_text('{"format": "something-else"}')
     with pytest.raises(ReproducerError, match="not a"):
@@ -160,7 +162,7 @@ def _verdict(outcome):
 def test_fast_path_verdicts_equal_the_slow_paths(mistake):
     """Padded JAX buckets and finite differences only where cheap change no verdict: per
     case, the same status, the same failing targets, the same first departing step."""
-    from comparisons.cases import draw_cases
+    from comparisons.check.cases import draw_cases
 
     fn = backends.load("manual") if mistake is None else functools.partial(mistaken_loss_and_grads, mistake)
     refs, _ = backends.available(backends.REFERENCES)

@@ -89,7 +89,7 @@ def test_cli_as_a_process(user_file):
 
 
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
-    import comparisons.report as report
+    import comparisons.report.build as report
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import styles
-from comparisons import check_derivation, conventions
-from comparisons.cases import draw_cases, make_problem, CaseSpace
+from comparisons import check_derivation
+from comparisons.check import conventions
+from comparisons.check.cases import draw_cases, make_problem, CaseSpace
 from comparisons.cli import load_module, main
 from reference import torch_autograd
 

@@ -1,4 +1,4 @@
-"""Autodiff runs the same recurrence (comparisons.evidence): the order torch delivers
+"""Autodiff runs the same recurrence (comparisons.report.evidence): the order torch delivers
 dL/dh[k], its values, the graph, JAX's backward loop, and the teaching notebook."""
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comparisons import evidence
+from comparisons.report import evidence
 
 ROOT = Path(__file__).parents[1]
 

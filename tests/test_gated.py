@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from bptt_xval.model import REDUCTION
-from comparisons import studies
-from comparisons.cases import make_gated_problem
+from comparisons.report import studies
+from comparisons.check.cases import make_gated_problem
 from manual import gated
 from reference import jax_grad, torch_autograd
 

@@ -29,7 +29,7 @@ def test_default_check_holds_no_gpu_memory_beyond_the_context():
 
 
 def test_report_agrees_on_the_gpu(tmp_path):
-    from comparisons.report_data import collect
+    from comparisons.report.data import collect
     report = collect(0, quick=False)
     assert report["summary"]["disagree"] == 0, [c["id"] for c in report["cases"] if not c["agree"]]
 
@@ -43,7 +43,8 @@ def test_check_with_references_on_the_gpu():
 def test_eecs498_code_checked_with_cuda_tensors(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     import styles
-    from comparisons import check_derivation, conventions
+    from comparisons import check_derivation
+    from comparisons.check import conventions
     from comparisons.cli import load_module
     path = tmp_path / "eecs498.py"
     path.write_text(styles.cs231n_source(torch=True))

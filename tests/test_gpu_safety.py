@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from comparisons import check_derivation, tf32
+from comparisons import check_derivation
+
+from comparisons.check import tf32
 from comparisons.cli import main
 from manual import rnn
 
@@ -72,7 +74,7 @@ before = settings()
 from comparisons import check_derivation
 from manual import rnn
 from benchmarks.soak import main as soak
-from comparisons import studies
+from comparisons.report import studies
 assert check_derivation(rnn.loss_and_grads, cases=6, dtype="both").ok
 assert soak(["--cases", "12", "--seed", "5"]) == 0
 studies.gated_study(0)

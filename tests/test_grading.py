@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from comparisons.cli import main
-from comparisons.grading import COLUMNS, VERDICTS, class_summary, grade, make_plan, parse_size
+from comparisons.grading.gradebook import COLUMNS, VERDICTS, class_summary, grade, make_plan, parse_size
 from styles import cs231n_source
 
 GOOD = cs231n_source()
@@ -22,8 +22,8 @@ def _first(body: str) -> str:
 
 
 CHEAT = """
-import comparisons.checker, comparisons.compare, reference.torch_autograd
-comparisons.checker.judge = comparisons.checker.compare = comparisons.compare.compare = None
+import comparisons.check.checker, comparisons.check.compare, reference.torch_autograd
+comparisons.check.checker.judge = comparisons.check.checker.compare = comparisons.check.compare.compare = None
 reference.torch_autograd.loss_and_grads = None
 """
 # file -> (its source, the verdict it must get, a diagnosis it must carry or None)

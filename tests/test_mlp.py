@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from comparisons.cases import make_mlp_problem
-from comparisons.tolerances import compare_array, tolerance
+from comparisons.check.cases import make_mlp_problem
+from comparisons.check.tolerances import compare_array, tolerance
 from manual import mlp
 from reference import jax_grad, numeric, torch_autograd
 

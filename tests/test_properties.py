@@ -3,9 +3,9 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comparisons import backends
-from comparisons.checker import check_case
-from comparisons.strategies import cases
+from comparisons.check import backends
+from comparisons.check.checker import check_case
+from comparisons.check.strategies import cases
 
 REFS = {"torch": backends.load("torch")}
 

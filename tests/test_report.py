@@ -6,7 +6,7 @@ import re
 import pytest
 
 from comparisons import atomic
-from comparisons.report import write_report
+from comparisons.report.build import write_report
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comparisons import check_derivation
-from comparisons.cases import CaseSpace, draw_cases
+from comparisons.check.cases import CaseSpace, draw_cases
 from comparisons.cli import main
-from comparisons.strategies import cases as case_strategy
+from comparisons.check.strategies import cases as case_strategy
 from reference import jax_grad, torch_autograd
 
 
@@ -201,7 +201,7 @@ def test_each_case_space_control(space, check):
 
 
 def test_one_hot_inputs_are_one_hot_rows():
-    from comparisons.cases import make_problem
+    from comparisons.check.cases import make_problem
     for case in draw_cases(10, 1, space=CaseSpace.make(inputs="one_hot")):
         xs = make_problem(case)[1]
         assert set(np.unique(xs)) <= {0.0, 1.0} and np.all(xs.sum(-1) == 1)
@@ -277,7 +277,7 @@ def test_clipping_is_diagnosed_with_its_c_and_only_clipped_cases_fail():
 
 
 def _problem(case):
-    from comparisons.cases import make_problem
+    from comparisons.check.cases import make_problem
     return make_problem(case)
 
 
@@ -345,7 +345,7 @@ def test_cli_unreadable_reproducer_is_exit_2(mine, tmp_path, capsys):
 
 
 def test_cli_ctrl_c_in_check_exits_130(mine, monkeypatch, capsys, tmp_path):
-    import comparisons.checker as checker
+    import comparisons.check.checker as checker
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

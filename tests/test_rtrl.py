@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from comparisons import check_derivation
-from comparisons.cases import Case, make_problem
+from comparisons.check.cases import Case, make_problem
 from manual import rnn, rtrl
 from reference import jax_grad
 

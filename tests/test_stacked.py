@@ -5,9 +5,9 @@ gives, to float64 rounding: the padding is exact, so the verdicts cannot move.""
 import numpy as np
 import pytest
 
-from comparisons import backends
-from comparisons.cases import Case, as_float64, draw_cases, make_problem
-from comparisons.checker import reference_results, references_for
+from comparisons.check import backends
+from comparisons.check.cases import Case, as_float64, draw_cases, make_problem
+from comparisons.check.checker import reference_results, references_for
 from reference.stacked import groups
 
 CONFIGS = [dict(),

@@ -2,7 +2,9 @@
 
 import pytest
 
-from comparisons import backends, studies
+from comparisons.check import backends
+
+from comparisons.report import studies
 
 
 @pytest.fixture(scope="module")

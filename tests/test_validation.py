@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from bptt_xval.model import BackendUnavailable
-from comparisons import backends, check_derivation
+from comparisons import check_derivation
+from comparisons.check import backends
 from conftest import small_problem
 from manual import scalar_rnn
 

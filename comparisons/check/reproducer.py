@@ -15,7 +15,7 @@ import numpy as np
 
 from bptt_xval.model import PARAM_KEYS
 from comparisons import atomic
-from comparisons.cases import Case, make_problem
+from comparisons.check.cases import Case, make_problem
 
 FORMAT = "bptt-xval-reproducer/1"
 

@@ -53,7 +53,7 @@ def blocks(cases: int) -> tuple:
 
 def block_cases(seed: int, block: int, per_block: int) -> list:
     """The cases of one block: its configuration, dtype and inputs follow from its index."""
-    from comparisons.cases import CaseSpace, draw_cases
+    from comparisons.check.cases import CaseSpace, draw_cases
 
     config = CONFIGS[block % len(CONFIGS)]
     # every fourth block draws one-hot inputs (the language-model case of the conventions)
@@ -63,9 +63,9 @@ def block_cases(seed: int, block: int, per_block: int) -> list:
 
 def run_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
     """Check manual.rnn on one block; the tally of its verdicts (runs on a Dask worker)."""
-    from comparisons import backends
-    from comparisons.cases import make_problem
-    from comparisons.checker import CHUNK, check_case, references_for
+    from comparisons.check import backends
+    from comparisons.check.cases import make_problem
+    from comparisons.check.checker import CHUNK, check_case, references_for
 
     refs, skipped = backends.available(references)
     refs = backends.on_device(refs, device)
@@ -131,8 +131,10 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from comparisons import atomic, reproducer
-    from comparisons.cases import Case
+    from comparisons import atomic
+
+    from comparisons.check import reproducer
+    from comparisons.check.cases import Case
 
     references = tuple(references)
     per_block, n_blocks = blocks(cases)
@@ -144,6 +146,9 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
             total = saved                                   # resume: keep what is done
             progress(f"resuming: {len(total['blocks_done'])} of {n_blocks} blocks already done")
     todo = sorted(set(range(n_blocks)) - set(total["blocks_done"]))
+    # rates count this run's cases over this run's time; "seconds" adds up across resumes
+    # (a run killed between two writes loses only the time since its last write)
+    done_before, seconds_before = total["cases"], total.get("seconds", 0.0)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=":0")
     started = time.perf_counter()
@@ -157,16 +162,17 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
                     if reproducers is not None:
                         reproducer.save(Case(**alarm["case"]), reproducers, alarm)
                     progress(f"FALSE ALARM {alarm['case']}: {alarm['status']} {alarm['reason']} {alarm['worst']}")
+                total["seconds"] = seconds_before + time.perf_counter() - started
                 if out is not None:
                     atomic.write_text(out, json.dumps(total, indent=1, sort_keys=True) + "\n")
                 if i % 20 == 0 or i == len(futures):
-                    rate = total["cases"] / max(time.perf_counter() - started, 1e-9)
+                    rate = (total["cases"] - done_before) / max(time.perf_counter() - started, 1e-9)
                     progress(f"{total['cases']} cases, {total['false_alarms']} false alarms, "
                              f"{total['inconclusive']} inconclusive, {rate:.1f} cases/s")
     finally:
         if cluster is not None:
             cluster.close()
-    total["seconds"] = time.perf_counter() - started
+    total["seconds"] = seconds_before + time.perf_counter() - started
     if out is not None:
         atomic.write_text(out, json.dumps(total, indent=1, sort_keys=True) + "\n")
     return total
@@ -178,3 +184,38 @@ def summary(total: dict) -> str:
             f"{total['inconclusive']} ({100 * total['inconclusive'] / max(total['cases'], 1):.2f}%) "
             f"{total['inconclusive_by_reason']}  max error/tolerance: float64 {m['float64']:.3g}, "
             f"float32 {m['float32']:.3g}  seed: {total['seed']}")
+
+
+def figure(total: dict, path) -> None:
+    """The distribution of error / tolerance per dtype, on log axes, with the line at 1 a
+    false alarm would cross: the margin a reader checks at a glance."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.asarray(total["histogram_log10_edges"])
+    width = edges[1] - edges[0]
+    # bin 0 holds everything below 10^edges[0] (exact agreement included), the last
+    # everything from 10^edges[-1] up
+    left = np.concatenate([[edges[0] - width], edges])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for d, colour in zip(DTYPES, ("#1f77b4", "#d62728")):
+        counts = np.asarray(total["histogram"][d], dtype=float)
+        if counts.sum() == 0:
+            continue
+        ax.step(left, counts / counts.sum(), where="post", color=colour,
+                label=f"{d}: {int(counts.sum()):,} conclusive cases, largest "
+                      f"{total['max_error_over_tolerance'][d]:.2g}")
+    ax.axvline(0.0, color="black", lw=1.2, ls="--")
+    ax.text(0.05, 0.95, "false alarm", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_xlabel("log10(largest error / tolerance) per case")
+    ax.set_ylabel("share of cases")
+    ax.set_title(f"soak of {total['cases']:,} correct cases (seed {total['seed']}): "
+                 f"{total['false_alarms']} false alarms", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+

@@ -17,7 +17,9 @@ with probability at least 1 - 2 exp(-lambda^2 (1-u)^2 / 2): sqrt(n), not the wor
   sum of |terms| of each sum (so cancellation cannot fake a tight scale), carried along the
   recurrence through its own Jacobians J_t = diag(phi'(a_t)) W_hh as the covariance of
   independent per-step errors (:func:`propagate`): errors fade where the recurrence
-  contracts and grow where it expands, as the product of Jacobians the report draws. The
+  contracts and grow where it expands, as the product of Jacobians the report draws (with
+  phi' allowed its own rounding, 2 (u + u64): a unit that float64 saturates to phi' = 0
+  still passes errors on, as the exact phi' does). The
   first version took the largest later step's size instead (no growth): in expansive
   regimes that was too tight (issue 14's false alarm, t = 19 of an expansive T = 21 case);
   and it multiplied a linear n with a linear sum of |terms|, 10^4 too loose in float32.
@@ -31,14 +33,14 @@ with probability at least 1 - 2 exp(-lambda^2 (1-u)^2 / 2): sqrt(n), not the wor
   hidden units: :func:`worst_case_applies`) rtol is at least the deterministic
   gamma_n = n u / (1 - n u), which needs no assumption about the roundings at all.
 - Where the recurrence can grow a rounding error to the size of the signal (rtol times
-  the amplification reaching ILL_CONDITIONED in ``comparisons.checker``), no verdict is
+  the amplification reaching ILL_CONDITIONED in ``comparisons.check.checker``), no verdict is
   possible: the case is inconclusive, "ill-conditioned beyond float32/float64", decided
   from the case and the references alone.
 - The reference's own error: autodiff and complex-step differences are float64-exact
   to the same order (the u64 term). Central differences (ReLU only) add truncation
   error of order d^2 |L'''| (rtol 1e-6) and rounding error eps |L| / d = eps^(2/3) |L|
   (an absolute term: it scales with the loss, not with the gradient); near a kink they
-  are left out of the case (``comparisons.checker.near_a_kink``).
+  are left out of the case (``comparisons.check.checker.near_a_kink``).
 
 A derivation error, by contrast, is O(1) relative (a dropped term, a wrong factor) or
 at least one step's contribution, many orders above these bounds; float32 rounding
@@ -145,7 +147,7 @@ def worst_case_applies(case) -> bool:
 
 
 def case_tolerance(case, **kwargs) -> Tolerance:
-    """``tolerance`` for a ``comparisons.cases.Case`` (the worst-case fallback where
+    """``tolerance`` for a ``comparisons.check.cases.Case`` (the worst-case fallback where
     :func:`worst_case_applies`)."""
     kwargs.setdefault("worst_case", worst_case_applies(case))
     return tolerance(case.dtype, case.T, case.B, case.D, case.H, case.O, **kwargs)
@@ -379,10 +381,20 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # float32 computation must overflow, as torch's does in float32 on the same arrays
     forward = float(max(np.max(np.abs(a), initial=0), np.max(np.abs(z), initial=0)))
     T, B = xs.shape[:2]
+    smooth = case.hidden in ("tanh", "sigmoid")
     with np.errstate(over="ignore", invalid="ignore"):
         d = np.abs(ACTIVATIONS[case.hidden][1](a, h[1:]))
-        # J_t = diag(phi'(a_t)) W_hh, t = 1..T: the recurrence's own Jacobians on this case
-        J = np.nan_to_num(ACTIVATIONS[case.hidden][1](a, h[1:])[..., None] * params["W_hh"])
+        # J_t = diag(phi'(a_t)) W_hh, t = 1..T: the recurrence's own Jacobians on this case,
+        # the paths rounding errors travel. phi' = 1 - h^2 (h (1 - h)) is computed from a
+        # rounded h, here and in every implementation, so the phi' an error really meets
+        # may exceed this one by up to 2 (u + u64) absolute: a unit whose float64 h rounds
+        # to +-1 has phi' = 0 here, a closed path, while the exact phi' (2e-20) keeps it
+        # open; the gradient that flows through it is real and no rounded 1 - h^2 sees it
+        # (soak seed 644692166: an h0 gradient 9% off in every autodiff reference, exact in
+        # the complex step). Errors are carried with phi' + 2 (u + u64) (ReLU's and the
+        # identity's phi' are exact).
+        slack = 2 * (UNIT_ROUNDOFF[case.dtype] + UNIT_ROUNDOFF["float64"]) if smooth else 0.0
+        J = np.nan_to_num((ACTIVATIONS[case.hidden][1](a, h[1:]) + slack)[..., None] * params["W_hh"])
         W_hh_abs = np.abs(params["W_hh"])
         a_terms = np.abs(xs) @ np.abs(params["W_xh"]).T + np.abs(h[:-1]) @ W_hh_abs.T + np.abs(params["b_h"])
         local = np.abs(h).copy()                        # h_0: given, not computed
@@ -417,7 +429,6 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # ~2u, not relative, so a saturated unit (phi' ~ 1e-9) still passes 2u |dL/dh_t| on;
     # in units of rtol (C u sqrt(n)) that is 2 / sqrt(n) of |dL/dh_t| (ReLU's and the
     # identity's phi' are exact)
-    smooth = case.hidden in ("tanh", "sigmoid")
     n = case_n(case)
     e = np.abs(dL_dh[1:]) * (d + 2 / np.sqrt(n) if smooth else d)
     terms = np.zeros_like(dL_dh)

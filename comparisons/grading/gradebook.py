@@ -5,7 +5,7 @@ common mistakes out.
                     [--workers K | --scheduler ADDRESS] --out gradebook/
 
 Every submission is checked on the same cases (one seed, recorded), in a process of its
-own (``comparisons.grade_child``) with resource limits, a fresh working folder and its
+own (``comparisons.grading.child``) with resource limits, a fresh working folder and its
 output captured; the grader never imports student code. The split is the checker's own:
 the child runs the candidate's half (``run_candidate``) and returns the gradients; the
 grader computes the references once for the class and judges every submission itself
@@ -47,7 +47,7 @@ CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeple
 OUTPUT_KEPT = 64 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256
 FILE_SIZE = 256 * 2 ** 20        # the largest file a submission may write
-SUITE_ROOT = str(Path(__file__).resolve().parent.parent)
+SUITE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def parse_size(text) -> int:
@@ -91,10 +91,10 @@ class Plan:
 def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeout: float = 60.0,
               memory: int = 2 * 2 ** 30, hidden=None, output=None, loss=None, reduction=None) -> Plan:
     """Draw the class's cases from the convention's case space and compute their references."""
-    from comparisons import backends
-    from comparisons.cases import CaseSpace, draw_cases
-    from comparisons.checker import inconclusive_reason, references_for
-    from comparisons.conventions import CONVENTIONS
+    from comparisons.check import backends
+    from comparisons.check.cases import CaseSpace, draw_cases
+    from comparisons.check.checker import inconclusive_reason, references_for
+    from comparisons.check.conventions import CONVENTIONS
 
     if convention not in CONVENTION_NAMES:
         raise ValueError(f"convention: expected one of {CONVENTION_NAMES}; got {convention!r}")
@@ -166,7 +166,7 @@ def run_submission(name: str, source: bytes, spec: dict, timeout: float) -> dict
                "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "comparisons.grade_child", str(results / "spec.json"),
+        child = subprocess.Popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
                                   str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
@@ -219,8 +219,8 @@ def _case_text(case) -> str:
 
 def judge_submission(raw: dict, plan: Plan) -> dict:
     """The gradebook row of one submission from what its process returned."""
-    from comparisons.checker import Outcome, failure_from, judge
-    from comparisons.cases import make_problem
+    from comparisons.check.checker import Outcome, failure_from, judge
+    from comparisons.check.cases import make_problem
 
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
            "step": "", "diagnosis": "", "seconds": round(raw["seconds"], 2), "detail": "", "smallest_case": "",
@@ -367,7 +367,7 @@ def write_csv(book: dict, path) -> None:
 
 def class_summary(book: dict) -> dict:
     """{"verdicts": {verdict: count}, "mistakes": [(name, count, description)], "students": n}."""
-    from comparisons.diagnosis import MISTAKES
+    from comparisons.check.diagnosis import MISTAKES
 
     rows = list(book["rows"].values())
     verdicts = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}

@@ -4,8 +4,8 @@ not, where (parameter, time step), by how much, and on what smallest case?
 For every drawn case the checker runs the candidate on the case's arrays (read-only, so
 an in-place write is caught) and the references in float64 on the same values, then
 compares per parameter, the loss, and dL/dh_t and dL/dx_t per step
-(``comparisons.compare``). A candidate that raises, returns the wrong structure
-(``comparisons.outputs``) or non-finite values fails that case with the reason; it
+(``comparisons.check.compare``). A candidate that raises, returns the wrong structure
+(``comparisons.check.outputs``) or non-finite values fails that case with the reason; it
 never crashes the checker. A case whose float64 reference itself overflows is
 "non-finite", reported apart from disagreement. The public names are documented in
 docs/api.md.
@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
-from comparisons import backends, reproducer
-from comparisons.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
-from comparisons.compare import compare
-from comparisons.diagnosis import MISTAKES, diagnose, error_patterns
-from comparisons.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
-from comparisons.tolerances import case_tolerance, magnitudes, magnitudes_many
+from comparisons.check import backends, reproducer
+from comparisons.check.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
+from comparisons.check.compare import compare
+from comparisons.check.diagnosis import MISTAKES, diagnose, error_patterns
+from comparisons.check.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
+from comparisons.check.tolerances import case_tolerance, magnitudes, magnitudes_many
 from reference.numeric import states
 from reference.stacked import groups
 
@@ -424,7 +424,7 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
 
 def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
     """The candidate's half of a check: ``fn`` on the case's arrays (read-only), its return
-    value made ``Gradients`` (``comparisons.outputs``). Returns the Gradients, or the failed
+    value made ``Gradients`` (``comparisons.check.outputs``). Returns the Gradients, or the failed
     ``Outcome`` (raised, bad_output, non_finite). The grader runs this half in a
     submission's own subprocess and :func:`judge` in its own."""
     inputs = _read_only({"xs": xs, "ys": ys, **params})
@@ -568,7 +568,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
 
     Returns ``CheckResult(ok, failures, cases_run, ...)``; ``ok`` is True when every
     conclusive case agrees with every available reference within tolerance
-    (``comparisons.tolerances``). Each failure names its case, the worst parameter,
+    (``comparisons.check.tolerances``). Each failure names its case, the worst parameter,
     the first departing step of dL/dh_t (and dL/dx_t), the error sizes, how the wrong
     gradients are off, the catalogued mistakes they match, and (``shrink_failures``)
     the smallest failing case. ``dtype`` is "float64", "float32" or "both".
@@ -576,7 +576,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     The case space, narrowed to what ``fn`` supports: ``sizes`` ({"B": 1, "T": (2, 60)}),
     ``h0`` ("none", "vector", "batch" or a tuple), ``inputs`` ("dense" or "one_hot"),
     ``params`` (the gradients ``fn`` returns; the others are named in ``not_checked``).
-    A convention adapter (``comparisons.conventions``) carries its own defaults in
+    A convention adapter (``comparisons.check.conventions``) carries its own defaults in
     ``fn.case_space``; explicit arguments win over them.
 
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.

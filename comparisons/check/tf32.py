@@ -6,7 +6,7 @@ accumulates in float32. torch on CUDA uses it for cuDNN's RNNs by default and fo
 float32 matmul once a script calls ``torch.set_float32_matmul_precision("high")``; JAX
 uses it for float32 products on NVIDIA GPUs unless ``precision="highest"``. A float32
 derivation run that way is right, and still fails a float32 check by ~1e-4 to 1e-3
-relative: the diagnosis ``tf32_matmuls`` says why (``comparisons.diagnosis``).
+relative: the diagnosis ``tf32_matmuls`` says why (``comparisons.check.diagnosis``).
 
 To tell that apart from a real mistake of the same size, the diagnosis computes what
 TF32 arithmetic gives on the case (:func:`loss_and_grads`, every product's operands

@@ -16,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import PARAM_KEYS
-from comparisons import backends
-from comparisons.cases import draw_cases, make_problem
-from comparisons.checker import inconclusive_reason, reference_results
-from comparisons.compare import compare
+from comparisons.check import backends
+from comparisons.check.cases import draw_cases, make_problem
+from comparisons.check.checker import inconclusive_reason, reference_results
+from comparisons.check.compare import compare
 
 EXPONENTS = {"float32": (2, 3, 4, 5, 6), "float64": (9, 10, 11, 12, 13, 14)}
 TARGETS = PARAM_KEYS + ("dL_dh",)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients, validate
-from comparisons.outputs import BadOutput, InputModified, to_numpy
+from comparisons.check.outputs import BadOutput, InputModified, to_numpy
 from manual.activations import ACTIVATIONS
 from manual.rnn import Forward, output_error
 

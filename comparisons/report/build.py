@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from comparisons import atomic
-from comparisons.report_data import collect
-from comparisons.studies import costs
+from comparisons.report.data import collect
+from comparisons.report.studies import costs
 
 TEMPLATES = Path(__file__).parent / "templates"
 FIGURES = {
@@ -81,7 +81,7 @@ def render(report: dict, figures: dict, out: Path, command: str, cost_data: dict
 
 def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict:
     """Run and write the whole report into ``out``; returns the report dict."""
-    from comparisons import figures as fig
+    from comparisons.report import figures as fig
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -109,7 +109,7 @@ def write_report(out, seed: int = 0, quick: bool = False, progress=None) -> dict
         drawn["graph"] = fig.autograd_graph([data["evidence"]["graph"], data["evidence"]["graph_truncated"]],
                                             out / FIGURES["graph"])
     if "power" in report["resolving_power"]:
-        from comparisons.resolve import figure as resolve_figure
+        from comparisons.measure.resolve import figure as resolve_figure
         resolve_figure(report["resolving_power"]["power"], out / FIGURES["resolve"])
         drawn["resolve"] = FIGURES["resolve"]
     options = f"--seed {seed}" + (" --quick" if quick else "")

@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients, is_cut, step_weights, validate
-from comparisons import tf32
-from comparisons.compare import compare
+from comparisons.check import tf32
+from comparisons.check.compare import compare
 from manual.activations import ACTIVATIONS
 from manual.rnn import forward, output_error
 
@@ -193,7 +193,7 @@ def diagnose(result, case, arrays, reference, magnitude=None) -> tuple[list, dic
 
 def _tf32(result, case, arrays, reference, magnitude) -> bool:
     """Computed, not guessed: the correct gradients in TF32 arithmetic on this case
-    (``comparisons.tf32``), and the candidate's errors set beside theirs."""
+    (``comparisons.check.tf32``), and the candidate's errors set beside theirs."""
     mine = compare(result, reference, "reference", case, magnitude).errors
     targets = [k for k in mine if k != "loss"]
     size = dict.fromkeys(targets, 0.0)

@@ -93,7 +93,7 @@ def torch_matrix_order(T: int = 5, H: int = 3, dtype: str = "float64", seed: int
     """The same on the contract's matrix RNN (a loss at every step): hooks on h_0..h_T, the
     order delivered and the largest difference from manual.rnn's dL/dh_t."""
     torch = _torch()
-    from comparisons.cases import Case, make_problem
+    from comparisons.check.cases import Case, make_problem
     from manual.rnn import loss_and_grads
 
     case = Case(seed=seed, T=T, B=1, D=2, H=H, O=2, h0="vector", dtype=dtype)
@@ -340,7 +340,7 @@ def jax_backward_loop(T: int = 4, B: int = 1, D: int = 2, H: int = 3, seed: int 
 def collect(seed: int = 0) -> dict:
     """Everything the report's section "Autodiff runs the same recurrence" shows
     ({"skipped": why} without torch and JAX: the evidence is theirs)."""
-    from comparisons import backends
+    from comparisons.check import backends
 
     _, skipped = backends.available(("torch", "jax"))
     if skipped:

@@ -13,9 +13,9 @@ import time
 
 import numpy as np
 
-from comparisons import backends
-from comparisons.cases import Case, make_gated_problem, make_mlp_problem, make_problem
-from comparisons.tolerances import case_tolerance, compare_array, tolerance
+from comparisons.check import backends
+from comparisons.check.cases import Case, make_gated_problem, make_mlp_problem, make_problem
+from comparisons.check.tolerances import case_tolerance, compare_array, tolerance
 from manual import gated, mlp, rtrl, scalar_rnn
 
 # Lockstep runs in float64: each step's gradients differ by rounding (~1e-16 relative),
@@ -84,7 +84,7 @@ def gated_study(seed: int) -> list:
     nn.GRU are PyTorch's own modules, a reference independent of any step we wrote."""
     import importlib
 
-    from comparisons.compare import compare
+    from comparisons.check.compare import compare
 
     rows = []
     for cell in gated.CELLS:

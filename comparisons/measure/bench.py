@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from bptt_xval.model import step_weights
-from comparisons import atomic, backends
-from comparisons.cases import Case, make_problem
+from comparisons import atomic
+from comparisons.check import backends
+from comparisons.check.cases import Case, make_problem
 
 RESULTS = Path("benchmarks") / "results"
 # (label, T, B, D, H, O) in float32; the goals of issue 7 are stated for these sizes
@@ -183,7 +184,7 @@ def checker_rate(cases: int = 200, slow_cases: int = 50) -> dict:
     import functools
 
     from comparisons import check_derivation
-    from comparisons.diagnosis import mistaken_loss_and_grads
+    from comparisons.check.diagnosis import mistaken_loss_and_grads
 
     manual = backends.load("manual")
     started = time.perf_counter()

@@ -3,7 +3,7 @@
 A ``Case`` is a small frozen record (shapes, regime, h0 kind, dtype, configuration and
 a seed); :func:`make_problem` turns it into ``(params, xs, ys)`` deterministically, so a
 case is replayed, shrunk or written to a report by value. :func:`draw_cases` gives the
-default mixture used by the checker and the report; ``comparisons.strategies`` gives the
+default mixture used by the checker and the report; ``comparisons.check.strategies`` gives the
 same space as Hypothesis strategies.
 
 Regimes set the spectral radius rho of W_hh exactly (W_hh = rho M / rho(M)):

@@ -235,7 +235,7 @@ def _graph_row(node) -> int:
 
 
 def autograd_graph(graphs: list, path) -> str:
-    """The autograd graph(s) of seed 000 unrolled (``comparisons.evidence.torch_graph``):
+    """The autograd graph(s) of seed 000 unrolled (``comparisons.report.evidence.torch_graph``):
     one node per grad_fn, placed by its time step (columns, right = later) and kind
     (rows), labelled with the seed equation it implements; arrows in the order the
     backward pass runs. One panel per graph (full, truncated)."""
@@ -282,7 +282,7 @@ def autograd_graph(graphs: list, path) -> str:
 
 def cell_norms(data: dict, path) -> str:
     """||dL/dh_t|| across time for every built-in cell at a matched spectral radius, the
-    loss at the last step (``comparisons.cells.other_cells_study``)."""
+    loss at the last step (``comparisons.check.cells.other_cells_study``)."""
     fig, ax = plt.subplots(figsize=(7.5, 4))
     for (name, d), style in zip(data.items(), ("-", "--", "-.", ":")):
         ax.semilogy(range(len(d["dL_dh_norms"])), _positive(d["dL_dh_norms"]), style, lw=1.8, label=name)

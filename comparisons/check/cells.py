@@ -14,13 +14,13 @@ jitted), and float64 central differences through the NumPy step. ``fn(params, xs
 output, loss, reduction, truncate)`` is the candidate; its dL_dh is dL/dh_t (T+1, B, H)
 for the first state entry (the total derivative, as autograd gives it for the h_t node).
 
-Cases are drawn as for Elman (``comparisons.cases.draw_cases``: shapes, regimes, dtypes);
+Cases are drawn as for Elman (``comparisons.check.cases.draw_cases``: shapes, regimes, dtypes);
 every H x H block of a parameter gets the regime's spectral radius, as ``cases.py`` sets
 W_hh's, and parameters declared ``recurrent`` (a vector u multiplying h_{t-1}) get it as
 their largest magnitude. Tolerances are the checker's C (u + u64) sqrt(n) with the
 classical scale (the largest reference value; for dL/dh_t the largest of the later
 steps), n counting the cell's stacked gates in H; the recurrence-aware magnitudes of
-``comparisons.tolerances`` are Elman's, and are not used here.
+``comparisons.check.tolerances`` are Elman's, and are not used here.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, check_option, LOSS, OUTPUT, REDUCTION, step_weights
-from comparisons.cases import REGIMES, Case, CaseSpace, draw_cases, draw_targets, in_dtype, spectral_radius
+from comparisons.check.cases import REGIMES, Case, CaseSpace, draw_cases, draw_targets, in_dtype, spectral_radius
 
 STATE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz_0123456789")
 
@@ -318,12 +318,12 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     ``check_derivation`` does: failures name the parameter, the first departing step of
     dL/dh_t, the error sizes and the smallest failing case. ``recurrent``: names of vector
     parameters that multiply h_{t-1} elementwise (IndRNN's u): they get the regime's size."""
-    from comparisons.checker import CheckResult, Failure, Outcome, _exception_line, _read_only, shrink_with
-    from comparisons.compare import compare
-    from comparisons.outputs import BadOutput, NonFiniteOutput, as_gradients
+    from comparisons.check.checker import CheckResult, Failure, Outcome, _exception_line, _read_only, shrink_with
+    from comparisons.check.compare import compare
+    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
 
     _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype)
-    from comparisons import backends
+    from comparisons.check import backends
 
     unknown = [name for name in references if name not in REFERENCES]
     if unknown:
@@ -523,7 +523,7 @@ def other_cells_study(seed: int = 0, cases: int = 6) -> dict:
         result = check_builtin(name, cases=cases, seed=seed, dtype="both", sizes=sizes)
         case = Case(seed=seed * 1000 + 77, T=40, B=1, D=3, H=8, O=2, regime="near_edge", reduction="last")
         params, xs, ys = make_cell_problem(case, cell.param_shapes, cell.recurrent)
-        from comparisons import backends
+        from comparisons.check import backends
 
         autodiff = [REFERENCES[n] for n in ("torch", "jax") if n in backends.available(("torch", "jax"))[0]]
         norms = []

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from comparisons.cases import Case
-from comparisons.tolerances import case_tolerance, compare_array, compare_steps
+from comparisons.check.cases import Case
+from comparisons.check.tolerances import case_tolerance, compare_array, compare_steps
 
 
 @dataclass
@@ -54,7 +54,7 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     parameters compared are the candidate's (the checker passes only the checked ones);
     dL_dh and dL_dx are compared per step where both sides give them.
 
-    ``magnitude`` is ``comparisons.tolerances.magnitudes`` for the case (the phi'-free
+    ``magnitude`` is ``comparisons.check.tolerances.magnitudes`` for the case (the phi'-free
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}

@@ -3,8 +3,8 @@ product bound, per-step contributions, precision growth and the seed-000 view.
 
 Each backend's errors are measured against a float64 autodiff baseline from a
 *different* library (manual and numeric against jax, jax against torch, torch against
-jax), with the same ``comparisons.compare`` the checker uses. Rendering lives in
-``comparisons.figures`` and ``comparisons.report``; this module only computes.
+jax), with the same ``comparisons.check.compare`` the checker uses. Rendering lives in
+``comparisons.report.figures`` and ``comparisons.report.build``; this module only computes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import platform
 import numpy as np
 
 import bptt_xval
-from comparisons import backends, evidence, studies
-from comparisons.cases import Case, as_float64, make_problem
-from comparisons.checker import numeric_is_cheap
-from comparisons.compare import compare
-from comparisons.tolerances import case_tolerance, magnitudes
+from comparisons.check import backends
+from comparisons.report import evidence, studies
+from comparisons.check.cases import Case, as_float64, make_problem
+from comparisons.check.checker import numeric_is_cheap
+from comparisons.check.compare import compare
+from comparisons.check.tolerances import case_tolerance, magnitudes
 from manual.activations import ACTIVATIONS
 from manual.scalar_rnn import seed000
 from reference.numeric import states
@@ -224,7 +225,7 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["lockstep"] = studies.lockstep(seed, loaded)
     figures["gated"] = studies.gated_study(seed)
     progress("other cells: check_cell on every built-in cell")
-    from comparisons.cells import other_cells_study
+    from comparisons.check.cells import other_cells_study
     figures["cells"] = other_cells_study(seed)
     studies_agree = bool(all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
                      and all(g["agree"] for g in figures["gated"])
@@ -264,9 +265,10 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
 def resolving(seed: int, quick: bool) -> dict:
     """What the check can see and where it gives no verdict, on the checker's own default
     mixture: the share of cases that catch a relative error 10^-k planted in each gradient
-    (``comparisons.resolve``), the issue's goals, and the verdicts of ``check_derivation``
+    (``comparisons.measure.resolve``), the issue's goals, and the verdicts of ``check_derivation``
     on the suite's own derivation, the inconclusive ones counted per reason."""
-    from comparisons import check_derivation, resolve
+    from comparisons import check_derivation
+    from comparisons.measure import resolve
 
     refs, skipped = backends.available(("torch", "jax"))
     if len(refs) < 2:

@@ -1,10 +1,10 @@
-"""The process one submission runs in: ``python -m comparisons.grade_child SPEC.json OUT``.
+"""The process one submission runs in: ``python -m comparisons.grading.child SPEC.json OUT``.
 
-Started by ``comparisons.grading`` (never imported by the grader itself). It limits its
+Started by ``comparisons.grading.gradebook`` (never imported by the grader itself). It limits its
 own resources first (before any student code is imported: the limits are set by this
 trusted prologue, and an unprivileged process cannot raise them again), imports the
 submission, runs it on the cases named in SPEC.json — the candidate's half of a check,
-``comparisons.checker.run_candidate`` — and writes what it returned to OUT.json and
+``comparisons.check.checker.run_candidate`` — and writes what it returned to OUT.json and
 OUT.npz. It computes no reference and gives no verdict: the grader judges the returned
 gradients against references it computed itself, so a submission that patches the suite
 in its own process changes nothing but its own inputs.
@@ -56,8 +56,8 @@ def main(spec_path: str, out: str) -> int:
     with open(spec_path) as f:
         spec = json.load(f)
     limit(spec)
-    from comparisons.cases import Case, make_problem
-    from comparisons.checker import Outcome, run_candidate
+    from comparisons.check.cases import Case, make_problem
+    from comparisons.check.checker import Outcome, run_candidate
 
     record = {"import_error": None, "cases": []}
     arrays = {}

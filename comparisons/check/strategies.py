@@ -1,11 +1,11 @@
-"""Hypothesis strategies over the same case space as ``comparisons.cases``.
+"""Hypothesis strategies over the same case space as ``comparisons.check.cases``.
 
 For property tests of your own derivation::
 
     from hypothesis import given
-    from comparisons.strategies import cases
-    from comparisons.checker import check_case
-    from comparisons import backends
+    from comparisons.check.strategies import cases
+    from comparisons.check.checker import check_case
+    from comparisons.check import backends
 
     @given(cases(hidden="tanh"))
     def test_mine(case):
@@ -22,7 +22,7 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from bptt_xval.model import HIDDEN, LOSS, OUTPUT, REDUCTION
-from comparisons.cases import DTYPES, REGIMES, Case, CaseSpace
+from comparisons.check.cases import DTYPES, REGIMES, Case, CaseSpace
 
 
 @st.composite
