@@ -1,6 +1,9 @@
 """check_cell: any recurrent cell, its forward step written once against xp, its hand
 derivation checked against torch, JAX and finite differences of that very step."""
 
+import gc
+import os
+
 import numpy as np
 import pytest
 
@@ -219,3 +222,24 @@ def test_mgu_gate_without_recurrence_is_caught_and_located():
     result = check_cell(mgu_step, wrong, param_shapes=builtin_cells()["mgu"].param_shapes, cases=6, seed=7,
                         sizes={**SIZES, "T": (3, 6)})
     assert not result.ok and result.failures[0].step is not None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="counts memory maps through Linux's /proc")
+def test_repeated_checks_free_their_jax_executables():
+    """JAX compiles a cell once per case shape; kept alive, the executables' memory maps pile
+    up until LLVM cannot allocate and the process segfaults (seen after seven 120-case
+    calls). Each call frees its own: a second call leaves the map count where the first did."""
+    pytest.importorskip("jax")
+    from comparisons.check.cells import check_builtin
+
+    def maps():
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
+    check_builtin("elman", cases=12, seed=5, dtype="both", references=("jax",), shrink_failures=False)
+    gc.collect()
+    after_first = maps()
+    check_builtin("elman", cases=12, seed=6, dtype="both", references=("jax",), shrink_failures=False)
+    gc.collect()
+    # without freeing, 12 new shapes add ~40 maps each
+    assert maps() - after_first < 100
