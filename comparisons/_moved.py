@@ -36,13 +36,13 @@ class _Alias(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def create_module(self, spec):
         module = importlib.import_module(self.targets[spec.name])
-        self._own_spec = module.__spec__
+        spec.loader_state = module.__spec__     # the import system overwrites it next
         return module
 
     def exec_module(self, module):
         # The import system has just stamped the alias's spec on the real module; give
         # the module its own back, so reloads and pickles still name where it lives.
-        module.__spec__ = self._own_spec
+        module.__spec__ = module.__spec__.loader_state
 
 
 def install(package: str) -> None:

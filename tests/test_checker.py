@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 
 from comparisons import assert_derivation, check_derivation
-
 from comparisons.check import backends, checker
 from comparisons.check.cases import Case, make_problem
 from comparisons.check.checker import replay

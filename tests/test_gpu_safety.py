@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from comparisons import check_derivation
-
 from comparisons.check import tf32
 from comparisons.cli import main
 from manual import rnn

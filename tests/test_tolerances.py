@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from comparisons import check_derivation
-
 from comparisons.check import backends, checker
 from comparisons.check.cases import Case, as_float64, make_problem
 from comparisons.check.tolerances import magnitudes, propagate

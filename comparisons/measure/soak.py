@@ -132,7 +132,6 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     from dask.distributed import Client, LocalCluster, as_completed
 
     from comparisons import atomic
-
     from comparisons.check import reproducer
     from comparisons.check.cases import Case
 

@@ -1,4 +1,4 @@
-"""The report's figures, drawn with matplotlib from ``report_data.collect``'s output.
+"""The report's figures, drawn with matplotlib from ``data.collect``'s output.
 
 Each function takes the data and a path, writes one PNG and returns the file name.
 Backends are told apart by line style and marker as well as colour, so overlaid curves
