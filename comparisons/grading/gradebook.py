@@ -150,6 +150,14 @@ class _Tail:
         return out + (f"\n[... {self.dropped} more bytes not kept]" if self.dropped else "")
 
 
+# One spawn at a time across the grader's threads: a fresh-clone CI run hung with two Dask
+# threads inside Popen's fork/exec at once (one in _fork_exec, one waiting on its error pipe,
+# every other thread on the GIL); concurrent vfork-based spawns from threads are a known
+# CPython hazard (gh-104372, gh-120998). Spawning takes milliseconds; the children still run
+# in parallel.
+_SPAWNING = threading.Lock()
+
+
 def run_submission(name: str, source: bytes, spec: dict, timeout: float) -> dict:
     """Run one submission in its own process (a Dask task): a fresh temporary folder as its
     working directory and HOME, limits set by the child before the submission is imported,
@@ -166,9 +174,10 @@ def run_submission(name: str, source: bytes, spec: dict, timeout: float) -> dict
                "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
         started = time.perf_counter()
-        child = subprocess.Popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
-                                  str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        with _SPAWNING:
+            child = subprocess.Popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
+                                      str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
         timed_out = False
         try:
