@@ -174,6 +174,13 @@ def validate(params, xs, ys, *, hidden, output, loss, reduction, truncate) -> Pr
     return Problem(dict(params), xs, ys, dtype, T, B, D, H, O)
 
 
+def validated(problem, **config) -> Problem:
+    """``problem`` as :func:`validate` returns it: a ``Problem`` (validate's own result, as
+    the checker hands its many internal reference calls, on arrays it made itself) is
+    taken as it is, a (params, xs, ys) triple is validated against ``config``."""
+    return problem if isinstance(problem, Problem) else validate(*problem, **config)
+
+
 def step_weights(reduction: str, T: int, dtype) -> np.ndarray:
     """w_t with L = sum_t w_t l_t: 1/T ("mean"), 1 ("sum"), or [t == T] ("last")."""
     if reduction == "mean":

@@ -431,7 +431,24 @@ def console() -> int:
     padded shape otherwise). A library call never does: the setting is the whole process's
     (reference/jax_grad.py). ``BPTT_XVAL_JAX_CACHE=off`` turns it off here too."""
     os.environ.setdefault("BPTT_XVAL_JAX_CACHE", "default")
-    return main()
+    exit_now(main())
+
+
+def exit_now(code: int) -> None:
+    """End the command's process without the interpreter's teardown, which spent 0.75 s of
+    a 3.2 s cold ``check --cases 100`` freeing torch's and XLA's native state (measured:
+    from the last line printed to the process's end). What a clean exit owes is done
+    first: the atexit handlers (a user's module may have registered some) and flushing
+    stdout and stderr. mypy ends its command the same way (``mypy.util.hard_exit``)."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):      # a closed pipe or stream: nothing left to say
+            pass
+    os._exit(code)
 
 
 def main(argv=None) -> int:

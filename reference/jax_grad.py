@@ -28,7 +28,7 @@ import os
 
 import numpy as np
 
-from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validate_gated, validate_mlp
+from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validated, validate_gated, validate_mlp
 from reference.stacked import bucket, stack, unstack
 
 if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
@@ -250,8 +250,9 @@ def launch_batch(problems, *, hidden="tanh", output="identity", loss="squared_er
     """:func:`batch_loss_and_grads` in two halves: starts the computation (JAX dispatches
     asynchronously, so it runs on another core while the caller goes on) and returns a
     function that waits for it and returns the ``Gradients``."""
-    ps = [validate(*problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
-                   truncate=truncate) for problem in problems]
+    # a Problem is validate()'s own result: the checker validates each case once for all
+    ps = [validated(problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                    truncate=truncate) for problem in problems]
     _require_jax()
     if not ps:
         return list

@@ -18,7 +18,7 @@ import contextlib
 
 import numpy as np
 
-from bptt_xval.model import (BackendUnavailable, Gradients, is_cut, step_weights, validate,
+from bptt_xval.model import (BackendUnavailable, Gradients, is_cut, step_weights, validate, validated,
                              validate_gated, validate_mlp)
 
 try:
@@ -192,8 +192,9 @@ def batch_loss_and_grads(problems, *, hidden="tanh", output="identity", loss="sq
     Returns one ``Gradients`` per problem."""
     from reference.stacked import stack, unstack
 
-    ps = [validate(*problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
-                   truncate=truncate) for problem in problems]
+    # a Problem is validate()'s own result: the checker validates each case once for all
+    ps = [validated(problem, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                    truncate=truncate) for problem in problems]
     if not ps:
         return []
     dev = device_for(device)

@@ -88,6 +88,29 @@ def test_cli_as_a_process(user_file):
     assert proc.returncode == 2 and proc.stderr.startswith("error:")
 
 
+def test_the_command_exits_fast_yet_cleanly(tmp_path):
+    """``console()`` skips the interpreter's teardown (os._exit) but first runs the atexit
+    handlers, a user's among them, and flushes what it printed into a pipe; the exit
+    code is main()'s."""
+    marker = tmp_path / "atexit-ran"
+    user = tmp_path / "with_atexit.py"
+    user.write_text(textwrap.dedent(f"""
+        import atexit, pathlib
+        from manual.rnn import loss_and_grads as good
+        atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+        def wrong(params, xs, ys, **config):
+            r = good(params, xs, ys, **config)
+            return r._replace(grads={{**r.grads, "b_h": r.grads["b_h"] * 1.5}})
+    """))
+    command = [sys.executable, "-c", "from comparisons.cli import console; console()", "check"]
+    proc = subprocess.run(command + [f"{user}:good", "--cases", "2"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.startswith("AGREES"), proc.stderr
+    assert marker.read_text() == "yes"
+    proc = subprocess.run(command + [f"{user}:wrong", "--cases", "2"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 1 and "b_h differs" in proc.stdout, proc.stderr
+
+
 def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
     import comparisons.report.build as report
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options
+from bptt_xval.model import BackendUnavailable, PARAM_KEYS, check_options, validate
 from comparisons.check import backends, reproducer
 from comparisons.check.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
 from comparisons.check.compare import compare
@@ -253,7 +253,7 @@ def _arrays(result) -> list:
 
 
 def _finite(result) -> bool:
-    return np.isfinite(result.loss) and all(np.all(np.isfinite(a)) for a in _arrays(result))
+    return np.isfinite(result.loss) and all(np.isfinite(a).all() for a in _arrays(result))
 
 
 def _representable(result, dtype: str) -> bool:
@@ -348,6 +348,8 @@ def references_for(cases: list, refs: dict, arrays: list | None = None) -> list:
     references within float64 rounding (tested against the case-by-case path)."""
     arrays = [make_problem(c) for c in cases] if arrays is None else arrays
     data64 = [as_float64(c, *a) for c, a in zip(cases, arrays)]
+    # validated once here for every stacked reference (they take a Problem as validated)
+    problems = [validate(*d, **c.config()) for c, d in zip(cases, data64)]
     out = [{} for _ in cases]
     with np.errstate(all="ignore"):
         forwards = [states(p, x, hidden=c.hidden, output=c.output) for c, (p, x, _) in zip(cases, data64)]
@@ -370,7 +372,7 @@ def references_for(cases: list, refs: dict, arrays: list | None = None) -> list:
                 for idx, padded in groups(sizes, STACK_SIZE if compiled else TORCH_STACK):
                     shape = dict(sizes=padded, cases=STACK_SIZE) if compiled else {}
                     members = [chosen[j] for j in idx]
-                    launched.append((name, members, launch([data64[i] for i in members], **dict(config), **shape)))
+                    launched.append((name, members, launch([problems[i] for i in members], **dict(config), **shape)))
         for name, ref, i in by_case:
             out[i][name] = ref(*data64[i], **cases[i].config())
         for name, members, collect in launched:

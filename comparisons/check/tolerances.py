@@ -51,6 +51,7 @@ inside a float64 derivation (u32 ~ 6e-8 against rtol ~ 1e-14) is caught as well,
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,10 +204,30 @@ def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
     limit = tol.rtol * scale + tol.atol + TINY
     bad = np.nonzero(per_step_abs > limit)[0]
     first_bad = int(bad.max()) + first_t if bad.size else None
-    per_step = [Error(float(a), _rel(float(a), float(s)), float(t), (i + first_t,))
-                for i, (a, s, t) in enumerate(zip(per_step_abs, scale, limit))]
-    worst = int(np.argmax(per_step_abs / limit))
-    return per_step, per_step[worst], first_bad
+    per_step = StepErrors(per_step_abs, scale, limit, first_t)
+    return per_step, per_step[int(np.argmax(per_step_abs / limit))], first_bad
+
+
+class StepErrors(Sequence):
+    """The ``Error`` of each step, made when asked for: the checker reads only the worst
+    step and the first departing one, so a Python object per step per reference per case
+    (a fifth of a warm check's time) is built only for the report and the diagnosis."""
+
+    def __init__(self, max_abs: np.ndarray, scale: np.ndarray, tol: np.ndarray, first_t: int):
+        self.max_abs, self.scale, self.tol, self.first_t = max_abs, scale, tol, first_t
+
+    def __len__(self) -> int:
+        return len(self.max_abs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        i = range(len(self))[i]
+        a = float(self.max_abs[i])
+        return Error(a, _rel(a, float(self.scale[i])), float(self.tol[i]), (i + self.first_t,))
+
+    def __repr__(self) -> str:
+        return f"StepErrors({list(self)!r})"
 
 
 def propagate(local: np.ndarray, J: np.ndarray, *, backward: bool, cut=None) -> np.ndarray:
@@ -293,8 +314,6 @@ def magnitudes_many(jobs: list) -> list:
     for a group of cases stacked along the batch axis (its rows are independent; the
     steps and units are zero-padded, and zeros carry no error), not once per case: the
     loop over time is paid per group."""
-    from reference.stacked import groups
-
     gens = [_magnitudes(*job) for job in jobs]
     results = [None] * len(gens)
     requests = {}
@@ -306,8 +325,7 @@ def magnitudes_many(jobs: list) -> list:
         for i, (local, J, backward, cut) in requests.items():
             keys.setdefault((backward, None if cut is None else tuple(np.nonzero(cut)[0])), []).append(i)
         for (backward, _), idx in keys.items():
-            sizes = [(requests[i][0].shape[0], 1, 1, requests[i][0].shape[2], 1) for i in idx]
-            for group, (Np, _, _, Hp, _) in groups(sizes, largest=64):
+            for group in _propagation_groups([requests[i][0].shape for i in idx]):
                 members = [idx[j] for j in group]
                 Np = max(requests[i][0].shape[0] for i in members)
                 Hp = max(requests[i][0].shape[2] for i in members)
@@ -338,6 +356,38 @@ def magnitudes_many(jobs: list) -> list:
             except StopIteration as done:
                 results[i] = done.value
     return results
+
+
+# cases per propagate() call, and the most rows x Hp^2 entries of a stacked covariance
+# (0.5 MB: beyond, measured on this machine, NumPy's batched products slow by 3x per row,
+# 66 rows of H = 48 taking 2.6 ms a step)
+PROPAGATE_GROUP = 64
+PROPAGATE_ENTRIES = 2 ** 16
+
+
+def _propagation_groups(shapes: list) -> list:
+    """Groups of indices into ``shapes`` [(N, B, H)] that propagate() runs stacked.
+
+    Its cost per step is a fixed overhead (some twenty NumPy calls) plus rows x Hp^3 for the
+    two products: the steps are padded within a length bucket (64, 256, ... steps), the
+    cases sorted by H so that wide cases share groups with wide ones, and a group's rows
+    bounded by PROPAGATE_ENTRIES / Hp^2. (Splitting further by H, to pad less, cost more
+    in per-step overhead than it saved in products: measured on the default mixture.)"""
+    from reference.stacked import coarse
+
+    order = sorted(range(len(shapes)), key=lambda i: (coarse(shapes[i][0], 64), -shapes[i][2], -shapes[i][0]))
+    out, current, rows = [], [], 0
+    for i in order:
+        N, B, H = shapes[i]
+        if current:
+            first = shapes[current[0]]      # the group's largest H
+            if (coarse(N, 64) != coarse(first[0], 64) or len(current) >= PROPAGATE_GROUP
+                    or (rows + B) * first[2] ** 2 > PROPAGATE_ENTRIES):
+                out.append(current)
+                current, rows = [], 0
+        current.append(i)
+        rows += B
+    return out + ([current] if current else [])
 
 
 def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forward=None):
