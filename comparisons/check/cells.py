@@ -17,10 +17,14 @@ for the first state entry (the total derivative, as autograd gives it for the h_
 Cases are drawn as for Elman (``comparisons.check.cases.draw_cases``: shapes, regimes, dtypes);
 every H x H block of a parameter gets the regime's spectral radius, as ``cases.py`` sets
 W_hh's, and parameters declared ``recurrent`` (a vector u multiplying h_{t-1}) get it as
-their largest magnitude. Tolerances are the checker's C (u + u64) sqrt(n) with the
-classical scale (the largest reference value; for dL/dh_t the largest of the later
-steps), n counting the cell's stacked gates in H; the recurrence-aware magnitudes of
-``comparisons.check.tolerances`` are Elman's, and are not used here.
+their largest magnitude. Tolerances are the checker's C (u + u64) sqrt(n), n counting the
+cell's stacked gates in H, times a scale per compared quantity: the largest reference value
+(for dL/dh_t, the largest of the later steps'), or, where larger, the magnitude Monte Carlo
+arithmetic measures for the case (``comparisons.check.montecarlo``: torch's loop of the
+step rerun with every rounding perturbed), which carries rounding through the cell's real
+recurrence as ``comparisons.check.tolerances`` does analytically for Elman. A case whose
+measured error growth reaches a tenth of the gradients' size is inconclusive
+("ill-conditioned beyond"), as in ``check_derivation``; without torch, the classical scale.
 """
 
 from __future__ import annotations
@@ -244,6 +248,24 @@ def numeric_reference(step, params, xs, ys, *, n_state, output, loss, reduction)
     return Gradients(L0, grads, None)
 
 
+def cell_magnitudes(step, params, xs, ys, case: Case, reference: Gradients, config: dict) -> dict:
+    """The size each compared quantity's rounding error is measured against, on this case:
+    Monte Carlo arithmetic through torch's loop of ``step`` (``comparisons.check.montecarlo``),
+    never below the classical scale the checker used before (the largest |reference| value;
+    per step, the largest of the later steps', as errors of later steps arrive at their own
+    size), so it only ever widens a tolerance where the recurrence measurably grows the error."""
+    from comparisons.check import montecarlo
+
+    M = montecarlo.magnitudes(reference, lambda: torch_reference(step, params, xs, ys, **config),
+                              case.dtype, case.seed)
+    for target in ("dL_dh", "dL_dx"):
+        ref = getattr(reference, target)
+        if target in M and ref is not None:
+            later = np.maximum.accumulate(np.abs(ref).reshape(len(ref), -1).max(1)[::-1])[::-1]
+            M[target] = np.maximum(M[target], later)
+    return M
+
+
 REFERENCES = {"torch": torch_reference, "jax": jax_reference, "numeric": numeric_reference}
 # central differences cost (parameters x steps) forward steps in Python: only small cases
 NUMERIC_MAX_WORK = 4_000
@@ -310,6 +332,74 @@ def _gates(param_shapes) -> int:
     return widest
 
 
+def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h",), recurrent=(),
+                    output="identity", loss="squared_error", reduction="mean"):
+    """One case of :func:`check_cell` (its arguments, validated there; ``refs`` name ->
+    reference from REFERENCES): the ``Outcome``, with "inconclusive" decided from the case
+    and the references alone."""
+    from comparisons.check.checker import ILL_CONDITIONED, Outcome, _exception_line, _read_only
+    from comparisons.check.compare import compare
+    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+    from comparisons.check.tolerances import case_tolerance
+
+    config = dict(n_state=len(state), output=output, loss=loss, reduction=reduction)
+    gates = _gates(param_shapes)
+    params, xs, ys = make_cell_problem(case, param_shapes, recurrent)
+    p64 = {k: v.astype(np.float64) for k, v in params.items()}
+    xs64 = xs.astype(np.float64)
+    ys64 = ys if loss == "cross_entropy" else ys.astype(np.float64)
+    n_params = sum(v.size for v in params.values())
+    results = {}
+    with np.errstate(all="ignore"):
+        for name, ref in refs.items():
+            if name == "numeric" and n_params * case.T > NUMERIC_MAX_WORK:
+                continue
+            try:
+                results[name] = ref(step, p64, xs64, ys64, **config)
+            except (NotArrayAPI, BackendUnavailable):
+                raise
+            except Exception as exc:     # the user's step failed under this namespace
+                raise NotArrayAPI(f"step: failed under {name} ({_exception_line(exc)}); write it "
+                                  f"against xp only (array_api_compat namespaces)") from exc
+    finite = all(np.isfinite(r.loss) and all(np.all(np.isfinite(g)) for g in r.grads.values())
+                 for r in results.values())
+    if not finite:
+        return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
+    limit = float(np.finfo(case.dtype).max) * 1e-3
+    if any(abs(r.loss) > limit or any(np.max(np.abs(g), initial=0) > limit for g in r.grads.values())
+           for r in results.values()):
+        return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case")
+    magnitude = None
+    if "torch" in results:
+        magnitude = cell_magnitudes(step, p64, xs64, ys64, case, results["torch"], config)
+        rtol = case_tolerance(case.replace(H=gates * case.H)).rtol
+        if rtol * magnitude["amplification"] >= ILL_CONDITIONED:
+            return Outcome(case, "inconclusive", reason=(
+                f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
+                f"{magnitude['amplification']:.3g} times beyond the gradients' size"))
+    inputs = _read_only({"xs": xs, "ys": ys, **params})
+    xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
+    try:
+        with np.errstate(all="ignore"):
+            got = fn(inputs, xs_ro, ys_ro, output=output, loss=loss, reduction=reduction, truncate=None)
+        got = as_gradients(got, params, tuple(params), (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
+    except NonFiniteOutput as exc:
+        return Outcome(case, "non_finite", reason=str(exc))
+    except BadOutput as exc:
+        return Outcome(case, "bad_output", reason=str(exc))
+    except (Exception, SystemExit) as exc:
+        import traceback
+        return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
+    # n counts the cell's stacked gates: an LSTM step sums 4H-long products
+    tol_case = case.replace(H=gates * case.H)
+    comparisons = []
+    for name, r in results.items():
+        c = compare(got, r, name, tol_case, magnitude, kind="central" if name == "numeric" else "autodiff")
+        comparisons.append(c)
+    status = "agree" if all(c.ok for c in comparisons) else "disagree"
+    return Outcome(case, status, comparisons, result=got, references=results)
+
+
 def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss="squared_error",
                reduction="mean", cases=100, seed=0, dtype="float64", sizes=None, recurrent=(),
                references=("torch", "jax", "numeric"), shrink_failures=True):
@@ -318,9 +408,7 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     ``check_derivation`` does: failures name the parameter, the first departing step of
     dL/dh_t, the error sizes and the smallest failing case. ``recurrent``: names of vector
     parameters that multiply h_{t-1} elementwise (IndRNN's u): they get the regime's size."""
-    from comparisons.check.checker import CheckResult, Failure, Outcome, _exception_line, _read_only, shrink_with
-    from comparisons.check.compare import compare
-    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+    from comparisons.check.checker import CheckResult, Failure, shrink_with
 
     _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype)
     from comparisons.check import backends
@@ -338,57 +426,8 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     for i, d in enumerate(dtypes):
         drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
                             output=output, loss=loss, reduction=reduction)
-    n_state = len(state)
-    config = dict(n_state=n_state, output=output, loss=loss, reduction=reduction)
-    gates = _gates(param_shapes)
-
-    def run(case):
-        params, xs, ys = make_cell_problem(case, param_shapes, recurrent)
-        p64 = {k: v.astype(np.float64) for k, v in params.items()}
-        xs64 = xs.astype(np.float64)
-        ys64 = ys if loss == "cross_entropy" else ys.astype(np.float64)
-        n_params = sum(v.size for v in params.values())
-        results = {}
-        with np.errstate(all="ignore"):
-            for name, ref in refs.items():
-                if name == "numeric" and n_params * case.T > NUMERIC_MAX_WORK:
-                    continue
-                try:
-                    results[name] = ref(step, p64, xs64, ys64, **config)
-                except (NotArrayAPI, BackendUnavailable):
-                    raise
-                except Exception as exc:     # the user's step failed under this namespace
-                    raise NotArrayAPI(f"step: failed under {name} ({_exception_line(exc)}); write it "
-                                      f"against xp only (array_api_compat namespaces)") from exc
-        finite = all(np.isfinite(r.loss) and all(np.all(np.isfinite(g)) for g in r.grads.values())
-                     for r in results.values())
-        if not finite:
-            return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
-        limit = float(np.finfo(case.dtype).max) * 1e-3
-        if any(abs(r.loss) > limit or any(np.max(np.abs(g), initial=0) > limit for g in r.grads.values())
-               for r in results.values()):
-            return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case")
-        inputs = _read_only({"xs": xs, "ys": ys, **params})
-        xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
-        try:
-            with np.errstate(all="ignore"):
-                got = fn(inputs, xs_ro, ys_ro, output=output, loss=loss, reduction=reduction, truncate=None)
-            got = as_gradients(got, params, tuple(params), (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
-        except NonFiniteOutput as exc:
-            return Outcome(case, "non_finite", reason=str(exc))
-        except BadOutput as exc:
-            return Outcome(case, "bad_output", reason=str(exc))
-        except (Exception, SystemExit) as exc:
-            import traceback
-            return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
-        # n counts the cell's stacked gates: an LSTM step sums 4H-long products
-        tol_case = case.replace(H=gates * case.H)
-        comparisons = []
-        for name, r in results.items():
-            c = compare(got, r, name, tol_case, None, kind="central" if name == "numeric" else "autodiff")
-            comparisons.append(c)
-        status = "agree" if all(c.ok for c in comparisons) else "disagree"
-        return Outcome(case, status, comparisons, result=got, references=results)
+    run = functools.partial(check_cell_case, step, fn, refs=refs, param_shapes=param_shapes, state=state,
+                            recurrent=recurrent, output=output, loss=loss, reduction=reduction)
 
     failures, inconclusive, ids = [], {}, []
     for case in drawn:
