@@ -197,9 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=_positive_int, default=None,
                        help="LocalCluster worker processes (default: one per core)")
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
-    p.add_argument("--out", default="benchmarks/results/soak.json", help="the tally, rewritten as blocks finish")
+    p.add_argument("--out", default=None, help="the tally, rewritten as blocks finish (default: "
+                   "benchmarks/results/soak.json, with --cells soak-cells.json)")
     p.add_argument("--references", type=_names, default=("torch", "jax", "numeric"), metavar="NAME[,NAME]")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where torch and JAX compute")
+    p.add_argument("--cells", action="store_true",
+                   help="check_cell on every built-in cell's own derivation (LSTM, GRU, IndRNN, MGU, Elman)")
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
@@ -344,7 +347,9 @@ def _soak(args) -> int:
 
     from comparisons.measure.soak import soak, summary
 
-    out = Path(args.out)
+    if args.cells and args.device != "cpu":
+        raise UsageError("--cells: check_cell computes its references on the CPU; drop --device")
+    out = Path(args.out or f"benchmarks/results/soak{'-cells' if args.cells else ''}.json")
     _writable(str(out.parent))
     from comparisons.check import backends
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
@@ -353,7 +358,7 @@ def _soak(args) -> int:
     import os
     total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
-                 progress=lambda line: print(line, flush=True), device=args.device)
+                 progress=lambda line: print(line, flush=True), device=args.device, cells=args.cells)
     print(summary(total))
     try:
         from comparisons.measure.soak import figure

@@ -87,6 +87,69 @@ def run_block(seed: int, block: int, per_block: int, references: tuple, device: 
     return tally
 
 
+# --- the cells soak: check_cell on every built-in cell's own derivation ---------------------
+
+# check_cell runs case by case (a JAX compilation per case shape, Monte Carlo arithmetic's
+# eight perturbed torch runs): blocks of this many cases, half float64, half float32
+MAX_CELL_BLOCK = 40
+
+
+def cell_configs() -> list:
+    """(cell name, configuration) for every configuration a built-in cell's derivation
+    supports (the gated ones: identity output and squared error; every reduction)."""
+    from comparisons.check.cells import builtin_cells
+
+    out = []
+    for name, cell in builtin_cells().items():
+        for o, l, r in itertools.product(cell.outputs, cell.losses, REDUCTION):
+            if not (l == "cross_entropy" and o != "identity"):
+                out.append((name, dict(output=o, loss=l, reduction=r)))
+    return out
+
+
+def cell_blocks(cases: int) -> tuple:
+    """(cases per block, number of blocks) for a cells soak of ``cases``."""
+    per_block = max(2, min(MAX_CELL_BLOCK, -(-cases // len(cell_configs()))))
+    return per_block, -(-cases // per_block)
+
+
+def cell_block_cases(seed: int, block: int, per_block: int) -> tuple:
+    """(cell name, configuration, cases) of one block of a cells soak: its cell and
+    configuration follow from its index, its cases (half in each dtype) from seed and index."""
+    from comparisons.check.cases import CaseSpace, draw_cases
+
+    name, config = cell_configs()[block % len(cell_configs())]
+    space = CaseSpace.make(None, "none", None, None, False, loss=config["loss"])
+    drawn = []
+    for i, d in enumerate(DTYPES):
+        drawn += draw_cases((per_block + i) // 2, (seed * 1_000_003 + block) * 2 + i, dtype=d, space=space, **config)
+    return name, config, drawn
+
+
+def run_cell_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
+    """check_cell's verdicts on one block: a built-in cell's own (correct) derivation."""
+    from comparisons.check import backends
+    from comparisons.check.cells import REFERENCES, _jax_compiled, builtin_cells, check_cell_case
+
+    found, skipped = backends.available(references)
+    refs = {n: REFERENCES[n] for n in references if n in found}
+    name, config, drawn = cell_block_cases(seed, block, per_block)
+    cell = builtin_cells()[name]
+    tally = {"block": block, "cell": name, "cases": 0, "false_alarms": [], "inconclusive": {},
+             "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
+             "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
+    try:
+        for case in drawn:
+            outcome = check_cell_case(cell.step, cell.derivation, case, refs, param_shapes=cell.param_shapes,
+                                      state=cell.state, recurrent=cell.recurrent, **config)
+            _tally(tally, case, outcome)
+            if tally["false_alarms"] and "cell" not in tally["false_alarms"][-1]:
+                tally["false_alarms"][-1]["cell"] = name
+    finally:
+        _jax_compiled.cache_clear()      # one shape per case: free this block's executables
+    return tally
+
+
 def _tally(tally: dict, case, outcome) -> None:
     """Count one outcome into its block's tally."""
     tally["cases"] += 1
@@ -118,8 +181,8 @@ def merge(total: dict, tally: dict) -> dict:
     return total
 
 
-def empty(cases: int, seed: int, per_block: int, references: tuple) -> dict:
-    return {"cases_asked": cases, "seed": seed, "per_block": per_block, "references": list(references),
+def empty(cases: int, seed: int, per_block: int, references: tuple, kind: str = "elman") -> dict:
+    return {"kind": kind, "cases_asked": cases, "seed": seed, "per_block": per_block, "references": list(references),
             "cases": 0, "false_alarms": 0, "false_alarm_cases": [], "inconclusive": 0,
             "inconclusive_by_reason": {}, "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
             "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "histogram_log10_edges": BINS.tolist(),
@@ -127,8 +190,11 @@ def empty(cases: int, seed: int, per_block: int, references: tuple) -> dict:
 
 
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
-         references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu") -> dict:
-    """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally."""
+         references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu",
+         cells: bool = False) -> dict:
+    """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally.
+    ``cells``: ``check_cell`` on the built-in cells' own derivations instead of
+    ``check_derivation`` on ``manual.rnn`` (a false alarm's record names its cell)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     from comparisons import atomic
@@ -136,12 +202,14 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     from comparisons.check.cases import Case
 
     references = tuple(references)
-    per_block, n_blocks = blocks(cases)
-    total = empty(cases, seed, per_block, references)
+    kind, runner = ("cells", run_cell_block) if cells else ("elman", run_block)
+    per_block, n_blocks = cell_blocks(cases) if cells else blocks(cases)
+    total = empty(cases, seed, per_block, references, kind)
     out = Path(out) if out else None
     if out is not None and out.is_file():
         saved = json.loads(out.read_text())
-        if all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")):
+        if saved.get("kind", "elman") == kind and \
+                all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")):
             total = saved                                   # resume: keep what is done
             progress(f"resuming: {len(total['blocks_done'])} of {n_blocks} blocks already done")
     todo = sorted(set(range(n_blocks)) - set(total["blocks_done"]))
@@ -153,12 +221,12 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     started = time.perf_counter()
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(run_block, seed, b, per_block, references, device, pure=False) for b in todo]
+            futures = [client.submit(runner, seed, b, per_block, references, device, pure=False) for b in todo]
             for i, future in enumerate(as_completed(futures), 1):
                 tally = future.result()
                 merge(total, tally)
                 for alarm in tally["false_alarms"]:
-                    if reproducers is not None:
+                    if reproducers is not None and not cells:     # a cell's case replays by its seed
                         reproducer.save(Case(**alarm["case"]), reproducers, alarm)
                     progress(f"FALSE ALARM {alarm['case']}: {alarm['status']} {alarm['reason']} {alarm['worst']}")
                 total["seconds"] = seconds_before + time.perf_counter() - started
