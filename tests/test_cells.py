@@ -300,3 +300,20 @@ def test_monte_carlo_arithmetic_perturbs_the_backward_pass():
     # a float64 candidate's roundings are 2^29 times smaller: the magnitudes, in units of u, alike
     M64 = montecarlo.magnitudes(exact, run, "float64", seed=3)
     assert 0.01 < M64["W_hh"] / M["W_hh"] < 100
+
+
+def test_a_step_written_with_in_place_sums_is_checked():
+    """NumPy-style ``a += ...`` in the step: torch runs it in place (add_), which Monte Carlo
+    arithmetic perturbs in place; the correct derivation agrees."""
+    from manual.rnn import loss_and_grads
+
+    def step(xp, p, x_t, state):
+        (h,) = state
+        a = x_t @ p["W_xh"].T
+        a += h @ p["W_hh"].T
+        a += p["b_h"]
+        return (xp.tanh(a),)
+
+    result = check_cell(step, loss_and_grads, param_shapes={"W_xh": ("H", "D"), "W_hh": ("H", "H"), "b_h": ("H",)},
+                        cases=8, seed=3, dtype="both", sizes=SIZES)
+    assert result.ok, result.summary()

@@ -44,3 +44,24 @@ def test_cli_soak_prints_the_contract_json(tmp_path, capsys):
     assert json.loads(out.read_text())["cases"] == 6
     # the distribution of error / tolerance, drawn next to the tally
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_cells_soak_same_verdicts_with_one_or_two_workers_and_never_mixes_tallies(tmp_path):
+    """``--cells``: check_cell on the built-in cells' own derivations, block by block; the
+    verdicts do not depend on the worker count, and an Elman tally in the same file is
+    never resumed as a cells one."""
+    out = tmp_path / "soak.json"
+    soak(4, 5, workers=1, references=("torch",), out=out, progress=lambda line: None)
+    lines = []
+    one = soak(8, 5, workers=1, references=("torch",), out=out, progress=lines.append, cells=True)
+    assert not any(line.startswith("resuming") for line in lines)
+    two = soak(8, 5, workers=2, references=("torch",), progress=lambda line: None, cells=True)
+    assert {k: one[k] for k in KEYS} == {k: two[k] for k in KEYS}
+    assert one["kind"] == "cells" and one["cases"] == 8 and one["false_alarms"] == 0
+    assert one["max_error_over_tolerance"]["float32"] > 0
+    assert json.loads(out.read_text())["kind"] == "cells"
+
+
+def test_cells_soak_refuses_a_gpu(tmp_path, capsys):
+    assert main(["soak", "--cells", "--device", "cuda", "--cases", "2", "--out", str(tmp_path / "s.json")]) == 2
+    assert "--cells" in capsys.readouterr().err

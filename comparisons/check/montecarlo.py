@@ -41,7 +41,7 @@ UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
 # ATen operations that round nothing: their result is a value already held (or a constant)
 EXACT = frozenset("""
     _to_copy _unsafe_view alias as_strided cat clone constant_pad_nd contiguous copy copy_ detach
-    diagonal empty empty_like expand fill fill_ full full_like gather index index_put index_select
+    diagonal empty empty_like expand fill fill_ full full_like gather index index_select
     lift_fresh masked_fill narrow new_empty new_full new_zeros new_ones ones ones_like permute relu
     scatter select select_backward slice slice_backward split squeeze stack t threshold_backward
     transpose unbind unsqueeze view where zero_ zeros zeros_like neg abs max amax min amin maximum
