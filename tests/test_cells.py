@@ -317,3 +317,23 @@ def test_a_step_written_with_in_place_sums_is_checked():
     result = check_cell(step, loss_and_grads, param_shapes={"W_xh": ("H", "D"), "W_hh": ("H", "H"), "b_h": ("H",)},
                         cases=8, seed=3, dtype="both", sizes=SIZES)
     assert result.ok, result.summary()
+
+
+def test_finite_differences_across_a_kink_step_aside():
+    """Cells soak seed 2140288438: on an IndRNN case (ReLU) a central difference crossed a
+    kink and disagreed with torch and JAX by 144 times its tolerance, flagging the correct
+    derivation. Finite differences that disagree with autodiff now leave the case to torch
+    and JAX; where they agree (a smooth GRU case), they still judge."""
+    from comparisons.check.cells import REFERENCES, check_cell_case
+
+    cells = builtin_cells()
+    indrnn = cells["indrnn"]
+    case = Case(seed=1491172578, T=34, B=1, D=5, H=5, O=3, regime="near_edge", dtype="float64", reduction="sum")
+    outcome = check_cell_case(indrnn.step, indrnn.derivation, case, dict(REFERENCES),
+                              param_shapes=indrnn.param_shapes, recurrent=indrnn.recurrent, reduction="sum")
+    assert outcome.status == "agree", [(c.reference, c.failing()) for c in outcome.comparisons]
+    assert [c.reference for c in outcome.comparisons] == ["torch", "jax"]
+    gru = cells["gru"]
+    smooth = Case(seed=4, T=5, B=2, D=3, H=3, O=2, regime="generic", dtype="float32")
+    outcome = check_cell_case(gru.step, gru.derivation, smooth, dict(REFERENCES), param_shapes=gru.param_shapes)
+    assert outcome.status == "agree" and [c.reference for c in outcome.comparisons] == ["torch", "jax", "numeric"]
