@@ -216,13 +216,15 @@ def _stacked(s, dev, hidden, output, loss, truncate):
     x = torch.tensor(s.xs, requires_grad=True, device=dev)        # (N, T, B, D)
     real = torch.tensor(s.mask > 0, device=dev)[..., None, None]     # (N, T, 1, 1)
     phi, theta = _activation(hidden), _activation(output)
-    W_xh_T, W_hh_T = P["W_xh"].transpose(1, 2), P["W_hh"].transpose(1, 2)
+    W_hh_T = P["W_hh"].transpose(1, 2)
+    # every step's input term at once: the loop below holds only the recurrence
+    inputs = x @ P["W_xh"].transpose(1, 2)[:, None] + P["b_h"][:, None, None]      # (N, T, B, H)
     h = P["h0"]
     hs = [h]
     h_in = h
     for t in range(1, x.shape[1] + 1):
         # a padded step's h_t is 0: a padded tail cannot overflow, nor send a gradient back
-        h = torch.where(real[:, t - 1], phi(x[:, t - 1] @ W_xh_T + h_in @ W_hh_T + P["b_h"][:, None]), 0.0)
+        h = torch.where(real[:, t - 1], phi(inputs[:, t - 1] + h_in @ W_hh_T), 0.0)
         hs.append(h)
         h_in = h.detach() if is_cut(t, truncate) else h
     z = torch.stack(hs[1:], 1) @ P["W_hy"].transpose(1, 2)[:, None] + P["b_y"][:, None, None]
