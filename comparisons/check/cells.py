@@ -77,11 +77,14 @@ def _theta(xp, name, z):
     return xp.where(z > 0, z, xp.zeros_like(z))
 
 
-def cell_loss(xp, hs, W_hy, b_y, target, *, output, loss, w):
+def cell_loss(xp, hs, W_hy, b_y, target, *, output, loss, w, on_z=None):
     """The contract's output layer and loss on h_1..h_T (hs (T, B, H)), against ``xp``:
     z_t = h_t W_hy^T + b_y, squared error on theta(z_t) or cross-entropy of softmax(z_t)
-    (``target`` one-hot then), batch mean, the reduction's step weights ``w`` (T,)."""
+    (``target`` one-hot then), batch mean, the reduction's step weights ``w`` (T,).
+    ``on_z``: called on z, its result used instead (the Monte Carlo runs hook z's gradient)."""
     z = hs @ W_hy.T + b_y
+    if on_z is not None:
+        z = on_z(z)
     if loss == "squared_error":
         l = 0.5 * xp.sum((_theta(xp, output, z) - target) ** 2, axis=-1)
     else:
@@ -166,8 +169,38 @@ def numpy_loss(step, params, xs, ys, *, n_state, output, loss, reduction):
                            _targets(ys, loss, O, xs.dtype), output=output, loss=loss, w=w[:, 0]))
 
 
-def torch_reference(step, params, xs, ys, *, n_state, output, loss, reduction) -> Gradients:
-    """torch autograd through a loop of ``step`` (float64)."""
+def _output_rounding(torch, rounding, target, w, output, loss):
+    """For a Monte Carlo run: a hook on z_t's gradient adding the rounding error of
+    dL/dz_t = w_t / B (theta(z_t) - y_t) theta'(z_t) (squared error) or w_t / B (p_t - y_t)
+    (cross-entropy) as a derivation computes it, u U(-1, 1) times its terms: w_t / B
+    (|o| + |y|) (|theta'| + 2), since theta' = 1 - o^2 or o (1 - o) from a rounded o errs by
+    2u absolute, not relatively (cells soak seed 1562306193: an IndRNN whose output sigmoid
+    saturated, dL/dz_t exactly 0 in float32 where it is 1e-12, while torch's graph of
+    1 / (1 + exp(-z)) stays relatively accurate and so its perturbed runs never showed it)."""
+    u, generator = rounding
+
+    def on_z(z):
+        with torch.no_grad():
+            B = z.shape[1]
+            if loss == "squared_error":
+                o = _theta(torch, output, z)
+                slope = {"identity": torch.ones_like(o), "tanh": 1 - o ** 2, "sigmoid": o * (1 - o)}[output]
+                terms = (o.abs() + target.abs()) * (slope.abs() + (0.0 if output == "identity" else 2.0))
+            else:
+                terms = torch.softmax(z, -1) + target
+            terms = terms * (w[:, None, None] / B)
+            delta = torch.rand(z.shape, generator=generator, dtype=z.dtype) * 2 - 1
+            noise = u * delta * terms
+        if z.requires_grad:
+            z.register_hook(lambda g: g + noise)
+        return z
+    return on_z
+
+
+def torch_reference(step, params, xs, ys, *, n_state, output, loss, reduction, rounding=None) -> Gradients:
+    """torch autograd through a loop of ``step`` (float64). ``rounding``: (u, generator) in
+    a Monte Carlo run (``comparisons.check.montecarlo``): the output layer's derivative is
+    given its rounding error as a derivation computes it (:func:`_output_rounding`)."""
     try:
         import torch
     except ImportError as exc:
@@ -185,9 +218,11 @@ def torch_reference(step, params, xs, ys, *, n_state, output, loss, reduction) -
         for t in range(T):
             state = tuple(step(xp, P, x[t], state))
             hs.append(state[0])
-        L = cell_loss(xp, torch.stack(hs[1:]), P["W_hy"], P["b_y"],
-                      torch.tensor(_targets(ys, loss, O, xs.dtype)), output=output, loss=loss,
-                      w=torch.tensor(step_weights(reduction, T, xs.dtype)))
+        target = torch.tensor(_targets(ys, loss, O, xs.dtype))
+        w = torch.tensor(step_weights(reduction, T, xs.dtype))
+        on_z = None if rounding is None else _output_rounding(torch, rounding, target, w, output, loss)
+        L = cell_loss(xp, torch.stack(hs[1:]), P["W_hy"], P["b_y"], target, output=output, loss=loss, w=w,
+                      on_z=on_z)
         keys = list(P)
         out = torch.autograd.grad(L, [P[k] for k in keys] + [x] + hs, allow_unused=True)
         grab = lambda g, like: np.zeros(tuple(like.shape)) if g is None else g.detach().numpy().copy()
@@ -274,7 +309,8 @@ def cell_magnitudes(step, params, xs, ys, case: Case, reference: Gradients, conf
     size), so it only ever widens a tolerance where the recurrence measurably grows the error."""
     from comparisons.check import montecarlo
 
-    M = montecarlo.magnitudes(reference, lambda: torch_reference(step, params, xs, ys, **config),
+    M = montecarlo.magnitudes(reference, lambda rounding: torch_reference(step, params, xs, ys, **config,
+                                                                          rounding=rounding),
                               case.dtype, case.seed)
     for target in ("dL_dh", "dL_dx"):
         ref = getattr(reference, target)
@@ -355,7 +391,7 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
     """One case of :func:`check_cell` (its arguments, validated there; ``refs`` name ->
     reference from REFERENCES): the ``Outcome``, with "inconclusive" decided from the case
     and the references alone."""
-    from comparisons.check.checker import ILL_CONDITIONED, Outcome, _exception_line, _read_only
+    from comparisons.check.checker import ILL_CONDITIONED, KINK_ROUNDING, Outcome, _exception_line, _read_only
     from comparisons.check.compare import compare
     from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
     from comparisons.check.tolerances import case_tolerance
@@ -395,6 +431,13 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
             return Outcome(case, "inconclusive", reason=(
                 f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
                 f"{magnitude['amplification']:.3g} times beyond the gradients' size"))
+        if magnitude.get("kink", np.inf) <= KINK_ROUNDING * rtol:
+            # cells soak seed 1562306193: IndRNN's float32 ReLU took the other branch at a
+            # pre-activation within its rounding of 0, dL/dh_t 0.4% off 24 steps back
+            return Outcome(case, "inconclusive", reason=(
+                f"at a kink in {case.dtype}: a branch of the step (a ReLU, a comparison, a max) is "
+                f"decided by a quantity within its own rounding error of 0 ({magnitude['kink']:.2g} "
+                f"of it), so either branch is right"))
     if not finite_differences_hold(results, case.replace(H=gates * case.H), magnitude):
         del results["numeric"]       # torch and JAX judge this case alone
     inputs = _read_only({"xs": xs, "ys": ys, **params})

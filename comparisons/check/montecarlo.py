@@ -37,6 +37,14 @@ import numpy as np
 SAMPLES = 8
 UPPER_CONFIDENCE = float(np.sqrt(SAMPLES / 1.3444))
 UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+# The runs compute in float64, which cannot hold a perturbation below its own ulp: a float64
+# candidate's u = 2^-53 perturbs most results by nothing at all (1 + u delta rounds to 1),
+# and a saturated tanh's 1 - h^2 never moved in eight runs (a former false alarm came back).
+# So the runs perturb at 2^-46 at least, 128 times float64's rounding, and report sigma / u
+# at that u: first-order rounding errors grow linearly in u, so sigma / u is the same at any
+# small u. Linear up to an error growth of ~2^46 = 7e13, beyond the 3e12 at which a float64
+# case is called ill-conditioned anyway.
+SMALLEST_U = 2.0 ** -46
 
 # ATen operations that round nothing: their result is a value already held (or a constant)
 EXACT = frozenset("""
@@ -49,7 +57,36 @@ EXACT = frozenset("""
     """.split())
 
 
-def _mode(u: float, generator):
+# ATen operations with a kink or a branch: the quantity whose sign decides it, per operation
+# (a where's condition is one of the comparisons). Rounding may take the other branch where
+# that quantity lies within its own rounding error of 0: a dead ReLU unit alive, the
+# gradient routed through the other side of a max.
+def _branch_quantities(name: str, args: tuple, kwargs: dict) -> list:
+    x = args[0]
+    if name in ("gt", "lt", "ge", "le", "maximum", "minimum"):
+        return [x - args[1]]
+    if name in ("relu", "abs", "sign", "leaky_relu"):
+        return [x]
+    if name == "threshold":
+        return [x - args[1]]
+    if name in ("clamp", "clamp_min", "clamp_max", "hardtanh"):
+        given = list(args[1:]) + [None, None]
+        if name == "clamp":
+            bounds = (kwargs.get("min", given[0]), kwargs.get("max", given[1]))
+        elif name == "hardtanh":
+            bounds = (kwargs.get("min_val", given[0] if given[0] is not None else -1.0),
+                      kwargs.get("max_val", given[1] if given[1] is not None else 1.0))
+        else:
+            bounds = (kwargs.get("min", kwargs.get("max", given[0])),)
+        return [x - b for b in bounds if b is not None]
+    return []
+
+
+BRANCHES = frozenset("gt lt ge le maximum minimum relu abs sign leaky_relu threshold clamp clamp_min "
+                     "clamp_max hardtanh".split())
+
+
+def _mode(u: float, generator, branches: list | None = None):
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -58,10 +95,22 @@ def _mode(u: float, generator):
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            if func.is_view or not isinstance(out, torch.Tensor) or not out.is_floating_point() \
-                    or func._schema.name.split("::")[-1] in EXACT:
+            name = func._schema.name.split("::")[-1]
+            if branches is not None and name in BRANCHES and isinstance(args[0], torch.Tensor) \
+                    and args[0].is_floating_point():
+                branches.append([np.asarray(q.detach().cpu(), np.float64) if isinstance(q, torch.Tensor)
+                                 else np.asarray(q, np.float64) for q in _branch_quantities(name, args, kwargs or {})])
+            if func.is_view or name in EXACT:
                 return out
-            # (inside this method the mode is off: these operations are not perturbed)
+            if isinstance(out, (tuple, list)):      # a fused kernel's several results
+                return type(out)(self._rounded(func, o) for o in out)
+            return self._rounded(func, out)
+
+        @staticmethod
+        def _rounded(func, out):
+            if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+                return out
+            # (inside __torch_dispatch__ the mode is off: these operations are not perturbed)
             delta = torch.rand(out.shape, generator=generator, dtype=out.dtype, device=out.device) * 2 - 1
             if func._schema.is_mutable:              # an in-place result stays in place
                 return out.mul_(1 + u * delta)
@@ -73,20 +122,22 @@ def _mode(u: float, generator):
 def magnitudes(reference, run, dtype: str, seed: int, samples: int = SAMPLES) -> dict:
     """The magnitudes of every compared quantity of one case, for ``compare``.
 
-    ``reference``: the unperturbed float64 ``Gradients`` of ``run`` (a zero-argument callable
-    returning ``Gradients`` through torch); ``dtype``: the candidate's; ``seed``: the
+    ``reference``: the unperturbed float64 ``Gradients`` of ``run`` (a callable returning
+    ``Gradients`` through torch, given ``(u, generator)`` to draw any rounding of its own
+    from, as the cells' output layer does); ``dtype``: the candidate's; ``seed``: the
     perturbations' (the case's, so a verdict replays). Returns {parameter: float, "loss":
     float, "dL_dh": (T+1,) array, "dL_dx": (T,) array}, each the bound on the error's
     standard deviation divided by u, and "amplification": the largest dL/dh_t magnitude over
     the largest |dL/dh_t| (how far the recurrence grows rounding beyond the signal)."""
     import torch
 
-    u = UNIT_ROUNDOFF[dtype]
+    u = max(UNIT_ROUNDOFF[dtype], SMALLEST_U)
     generator = torch.Generator().manual_seed(int(seed))
-    draws = []
+    draws, branches = [], []
     for _ in range(samples):
-        with _mode(u, generator):
-            draws.append(run())
+        branches.append([])
+        with _mode(u, generator, branches[-1]):
+            draws.append(run((u, generator)))
 
     def sigma(get, per_step=False):
         base = np.asarray(get(reference), np.float64)
@@ -105,9 +156,40 @@ def magnitudes(reference, run, dtype: str, seed: int, samples: int = SAMPLES) ->
         M["amplification"] = float(M["dL_dh"].max()) / signal if signal > 0 else 0.0
     if reference.dL_dx is not None:
         M["dL_dx"] = sigma(lambda g: g.dL_dx, per_step=True)
-    if not all(np.all(np.isfinite(v)) for v in M.values()):
+    M["kink"] = _kink(branches, u)
+    if not all(np.all(np.isfinite(v)) for k, v in M.items() if k != "kink"):
         # a rounding's worth of perturbation overflowed (or made a NaN): no error size
         # can be trusted on this case, which the amplification says
         M = {k: np.nan_to_num(np.asarray(v, np.float64), nan=np.inf) for k, v in M.items()}
         M["amplification"] = np.inf
     return M
+
+
+def _kink(branches: list, u: float) -> float:
+    """How close the case comes to a kink, in the units a tolerance uses: the smallest
+    |q| / (sigma_q / u) over every branch quantity q (a ReLU's pre-activation, the two
+    sides of a comparison), its mean and spread over the perturbed runs (sigma raised to
+    its upper confidence bound as for the magnitudes). The checker calls the case
+    inconclusive where this is within a tolerance's rtol, as ``checker`` does for Elman's
+    ReLU with |a| / (sum of |terms|). The perturbed runs call the same operations in the
+    same order (the step's Python is the same); where rounding changed even that, or a
+    branch quantity's sign, the case is at a kink (0). inf where the step has no kink."""
+    if not branches or not branches[0]:
+        return np.inf
+    if any(len(run) != len(branches[0]) for run in branches):
+        return 0.0
+    closest = np.inf
+    for calls in zip(*branches):
+        for parts in zip(*calls):
+            if any(np.shape(p) != np.shape(parts[0]) for p in parts):
+                return 0.0
+            q = np.stack(np.broadcast_arrays(*parts))            # (K, ...)
+            mean, spread = q.mean(0), q.std(0)
+            if np.any((np.sign(q) != np.sign(q[0])) & (spread > 0)):
+                return 0.0
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.abs(mean) / (UPPER_CONFIDENCE * spread / u)
+            ratio = ratio[np.isfinite(ratio)]      # exact quantities (spread 0) have no kink
+            if ratio.size:
+                closest = min(closest, float(ratio.min()))
+    return closest
