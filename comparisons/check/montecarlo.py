@@ -26,6 +26,19 @@ Operations that move data without rounding (views, copies, stacking, selection, 
 negation, max) are left exact; anything else floating-point, a library's fused kernel
 included, is perturbed once (an unknown exact operation perturbed costs a little
 tightness, never a false alarm).
+
+What one implementation's perturbed runs cannot show, and what is added for it:
+- a derivative computed differently: torch differentiates 1 / (1 + exp(-z)) through exp
+  and a reciprocal, relatively accurately, where a derivation writes o (1 - o) from a
+  rounded o and errs by u absolute. The contract's output layer is ours, so its derivative
+  is given that rounding as a derivation makes it (``cells._output_rounding``); inside a
+  user's step, ``xp.tanh``'s is covered (torch computes 1 - h^2 from the output too), a
+  sigmoid written through ``exp`` is not (no such false alarm in the cells soaks, where
+  LSTM, GRU and MGU gates are written so);
+- a branch taken the other way (a ReLU, a comparison, a clamp): a discrete jump, no
+  standard deviation bounds it. The quantity deciding each branch is recorded in every
+  run (:data:`BRANCHES`); where one lies within a tolerance of 0 in units of its own
+  spread, the case is at a kink and gets no verdict (:func:`_kink`).
 """
 
 from __future__ import annotations
