@@ -28,7 +28,8 @@ import os
 
 import numpy as np
 
-from bptt_xval.model import BackendUnavailable, Gradients, step_weights, validate, validated, validate_gated, validate_mlp
+from bptt_xval.model import (BackendUnavailable, Gradients, step_weights, validate, validate_gated, validate_mlp,
+                             validated)
 from reference.stacked import bucket, stack, unstack
 
 if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
