@@ -308,6 +308,7 @@ def cell_magnitudes(step, params, xs, ys, case: Case, reference: Gradients, conf
     per step, the largest of the later steps', as errors of later steps arrive at their own
     size), so it only ever widens a tolerance where the recurrence measurably grows the error."""
     from comparisons.check import montecarlo
+    from comparisons.check.tolerances import later_steps_scale
 
     M = montecarlo.magnitudes(reference, lambda rounding: torch_reference(step, params, xs, ys, **config,
                                                                           rounding=rounding),
@@ -315,8 +316,7 @@ def cell_magnitudes(step, params, xs, ys, case: Case, reference: Gradients, conf
     for target in ("dL_dh", "dL_dx"):
         ref = getattr(reference, target)
         if target in M and ref is not None:
-            later = np.maximum.accumulate(np.abs(ref).reshape(len(ref), -1).max(1)[::-1])[::-1]
-            M[target] = np.maximum(M[target], later)
+            M[target] = np.maximum(M[target], later_steps_scale(np.abs(ref).reshape(len(ref), -1).max(1)))
     return M
 
 
@@ -397,7 +397,8 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
     from comparisons.check.tolerances import case_tolerance
 
     config = dict(n_state=len(state), output=output, loss=loss, reduction=reduction)
-    gates = _gates(param_shapes)
+    # n counts the cell's stacked gates: an LSTM step sums 4H-long products
+    tol_case = case.replace(H=_gates(param_shapes) * case.H)
     params, xs, ys = make_cell_problem(case, param_shapes, recurrent)
     p64 = {k: v.astype(np.float64) for k, v in params.items()}
     xs64 = xs.astype(np.float64)
@@ -426,7 +427,7 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
     magnitude = None
     if "torch" in results:
         magnitude = cell_magnitudes(step, p64, xs64, ys64, case, results["torch"], config)
-        rtol = case_tolerance(case.replace(H=gates * case.H)).rtol
+        rtol = case_tolerance(tol_case).rtol
         if rtol * magnitude["amplification"] >= ILL_CONDITIONED:
             return Outcome(case, "inconclusive", reason=(
                 f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
@@ -438,7 +439,7 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
                 f"at a kink in {case.dtype}: a branch of the step (a ReLU, a comparison, a max) is "
                 f"decided by a quantity within its own rounding error of 0 ({magnitude['kink']:.2g} "
                 f"of it), so either branch is right"))
-    if not finite_differences_hold(results, case.replace(H=gates * case.H), magnitude):
+    if not finite_differences_hold(results, tol_case, magnitude):
         del results["numeric"]       # torch and JAX judge this case alone
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
@@ -453,8 +454,6 @@ def check_cell_case(step, fn, case: Case, refs: dict, *, param_shapes, state=("h
     except (Exception, SystemExit) as exc:
         import traceback
         return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
-    # n counts the cell's stacked gates: an LSTM step sums 4H-long products
-    tol_case = case.replace(H=gates * case.H)
     comparisons = []
     for name, r in results.items():
         c = compare(got, r, name, tol_case, magnitude, kind="central" if name == "numeric" else "autodiff")

@@ -70,33 +70,28 @@ EXACT = frozenset("""
     """.split())
 
 
-# ATen operations with a kink or a branch: the quantity whose sign decides it, per operation
-# (a where's condition is one of the comparisons). Rounding may take the other branch where
-# that quantity lies within its own rounding error of 0: a dead ReLU unit alive, the
-# gradient routed through the other side of a max.
-def _branch_quantities(name: str, args: tuple, kwargs: dict) -> list:
-    x = args[0]
-    if name in ("gt", "lt", "ge", "le", "maximum", "minimum"):
-        return [x - args[1]]
-    if name in ("relu", "abs", "sign", "leaky_relu"):
-        return [x]
-    if name == "threshold":
-        return [x - args[1]]
-    if name in ("clamp", "clamp_min", "clamp_max", "hardtanh"):
-        given = list(args[1:]) + [None, None]
-        if name == "clamp":
-            bounds = (kwargs.get("min", given[0]), kwargs.get("max", given[1]))
-        elif name == "hardtanh":
-            bounds = (kwargs.get("min_val", given[0] if given[0] is not None else -1.0),
-                      kwargs.get("max_val", given[1] if given[1] is not None else 1.0))
-        else:
-            bounds = (kwargs.get("min", kwargs.get("max", given[0])),)
-        return [x - b for b in bounds if b is not None]
-    return []
+def _bounds(args, kwargs, names, defaults):
+    """The bounds of a clamp-like operation, given by position or by keyword."""
+    given = list(args[1:]) + [None] * len(names)
+    return [kwargs.get(n, g if g is not None else d) for n, g, d in zip(names, given, defaults)]
 
 
-BRANCHES = frozenset("gt lt ge le maximum minimum relu abs sign leaky_relu threshold clamp clamp_min "
-                     "clamp_max hardtanh".split())
+# ATen operations with a kink or a branch -> the quantities whose signs decide it (a where's
+# condition is one of the comparisons). Rounding may take the other branch where such a
+# quantity lies within its own rounding error of 0: a dead ReLU unit alive, the gradient
+# routed through the other side of a max.
+_DIFFERENCE = lambda args, kwargs: [args[0] - args[1]]
+_ITSELF = lambda args, kwargs: [args[0]]
+BRANCHES = {
+    **dict.fromkeys(("gt", "lt", "ge", "le", "maximum", "minimum", "threshold"), _DIFFERENCE),
+    **dict.fromkeys(("relu", "abs", "sign", "leaky_relu"), _ITSELF),
+    "clamp": lambda args, kwargs: [args[0] - b for b in _bounds(args, kwargs, ("min", "max"), (None, None))
+                                   if b is not None],
+    "clamp_min": lambda args, kwargs: [args[0] - _bounds(args, kwargs, ("min",), (None,))[0]],
+    "clamp_max": lambda args, kwargs: [args[0] - _bounds(args, kwargs, ("max",), (None,))[0]],
+    "hardtanh": lambda args, kwargs: [args[0] - b for b in _bounds(args, kwargs, ("min_val", "max_val"),
+                                                                   (-1.0, 1.0))],
+}
 
 
 def _mode(u: float, generator, branches: list | None = None):
@@ -111,8 +106,7 @@ def _mode(u: float, generator, branches: list | None = None):
             name = func._schema.name.split("::")[-1]
             if branches is not None and name in BRANCHES and isinstance(args[0], torch.Tensor) \
                     and args[0].is_floating_point():
-                branches.append([np.asarray(q.detach().cpu(), np.float64) if isinstance(q, torch.Tensor)
-                                 else np.asarray(q, np.float64) for q in _branch_quantities(name, args, kwargs or {})])
+                branches.append([np.asarray(q.detach().cpu(), np.float64) for q in BRANCHES[name](args, kwargs or {})])
             if func.is_view or name in EXACT:
                 return out
             if isinstance(out, (tuple, list)):      # a fused kernel's several results

@@ -181,12 +181,13 @@ def compare_array(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance,
     """Largest error of ``candidate`` against ``reference``; scale = max(max |r|, magnitude)."""
     # (the checker calls this per parameter, reference and case: no copy it does not need)
     diff = np.abs(np.subtract(candidate, reference, dtype=np.float64))
-    scale = max(float(np.abs(reference).max()) if reference.size else 0.0, magnitude)
-    at = int(diff.argmax()) if diff.size else 0
-    max_abs = float(diff.flat[at]) if diff.size else 0.0
-    worst = np.unravel_index(at, diff.shape) if diff.size else ()
-    return Error(max_abs, _rel(max_abs, scale), tol.rtol * scale + tol.atol + TINY,
-                 tuple(int(i) for i in worst))
+    if diff.size:
+        scale = max(float(np.abs(reference).max()), magnitude)
+        at = int(diff.argmax())
+        max_abs, worst = float(diff.flat[at]), tuple(int(i) for i in np.unravel_index(at, diff.shape))
+    else:
+        scale, max_abs, worst = magnitude, 0.0, ()
+    return Error(max_abs, _rel(max_abs, scale), tol.rtol * scale + tol.atol + TINY, worst)
 
 
 def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, magnitude=None,
@@ -202,12 +203,18 @@ def compare_steps(candidate: np.ndarray, reference: np.ndarray, tol: Tolerance, 
     if magnitude is not None:       # carries the errors of later steps already (see magnitudes)
         scale = np.maximum(scale, magnitude)
     else:                           # without it: errors of later steps arrive at their own size
-        scale = np.maximum.accumulate(scale[::-1])[::-1]
+        scale = later_steps_scale(scale)
     limit = tol.rtol * scale + tol.atol + TINY
     bad = np.nonzero(per_step_abs > limit)[0]
     first_bad = int(bad.max()) + first_t if bad.size else None
     per_step = StepErrors(per_step_abs, scale, limit, first_t)
     return per_step, per_step[int(np.argmax(per_step_abs / limit))], first_bad
+
+
+def later_steps_scale(per_step: np.ndarray) -> np.ndarray:
+    """The classical scale of step t's error: the largest size of steps t..T, since a
+    rounding error made at a later step reaches t at that step's size."""
+    return np.maximum.accumulate(per_step[::-1])[::-1]
 
 
 class StepErrors(Sequence):

@@ -118,7 +118,8 @@ def cell_block_cases(seed: int, block: int, per_block: int) -> tuple:
     configuration follow from its index, its cases (half in each dtype) from seed and index."""
     from comparisons.check.cases import CaseSpace, draw_cases
 
-    name, config = cell_configs()[block % len(cell_configs())]
+    configs = cell_configs()
+    name, config = configs[block % len(configs)]
     space = CaseSpace.make(None, "none", None, None, False, loss=config["loss"])
     drawn = []
     for i, d in enumerate(DTYPES):
@@ -143,10 +144,10 @@ def run_cell_block(seed: int, block: int, per_block: int, references: tuple, dev
             outcome = check_cell_case(cell.step, cell.derivation, case, refs, param_shapes=cell.param_shapes,
                                       state=cell.state, recurrent=cell.recurrent, **config)
             _tally(tally, case, outcome)
-            if tally["false_alarms"] and "cell" not in tally["false_alarms"][-1]:
-                tally["false_alarms"][-1]["cell"] = name
     finally:
         _jax_compiled.cache_clear()      # one shape per case: free this block's executables
+    for alarm in tally["false_alarms"]:
+        alarm["cell"] = name
     return tally
 
 
