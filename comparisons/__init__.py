@@ -8,17 +8,13 @@ The public entry points::
 
 Every public name, with shapes and examples: docs/api.md.
 
-The folders show the architecture: ``check/`` (one check, end to end), ``report/``,
-``measure/`` (resolving power, the soak, the benchmark) and ``grading/``. The modules
-used to sit flat in this folder; their old names (``comparisons.cases``,
-``comparisons.conventions``, ...) still import, as the same module objects, so that
-code and reproducers written against them keep working (``_moved``).
+The folders show the architecture: ``check/`` (one check, end to end), ``conventions/``
+(code written in a course's style), ``report/``, ``measure/`` (resolving power, the soak,
+the benchmark) and ``grading/``; ``loading.py`` takes functions out of files and notebooks
+without running their top-level work.
 """
 
-from comparisons import _moved
 from comparisons.check.checker import CheckResult, Failure, assert_derivation, check_derivation
-
-_moved.install(__name__)
 
 
 def check_cell(step, fn, **kwargs):
@@ -29,12 +25,11 @@ def check_cell(step, fn, **kwargs):
 
 
 def __getattr__(name):
-    # ``import comparisons; comparisons.conventions.cs231n(...)``: the contract names
-    # ``comparisons.conventions``, which now lives in check/.
-    if name in _moved.MOVED:
+    # ``import comparisons; comparisons.conventions.cs231n(...)``, as the contract names it
+    if name == "conventions":
         import importlib
 
-        return importlib.import_module(f"{__name__}.{name}")
+        return importlib.import_module(f"{__name__}.conventions")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

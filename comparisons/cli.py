@@ -22,55 +22,89 @@ class UsageError(Exception):
     """Bad usage: reported as one line and exit code 2."""
 
 
-def load_module(path: str, what: str = "FILE"):
-    """Import ``path`` as a module of its own (so an ``if __name__ == "__main__":`` training
-    loop does not run); an import that fails is one line naming the cause."""
-    file = Path(path)
-    if not file.is_file():
-        raise UsageError(f"{what}: no such file {path!r}")
-    module_spec = importlib.util.spec_from_file_location(f"_bptt_xval_user_{file.stem}", file)
-    if module_spec is None or module_spec.loader is None:
-        raise UsageError(f"{what}: cannot import {path!r} as a Python module")
-    module = importlib.util.module_from_spec(module_spec)
-    sys.path.insert(0, str(file.parent.resolve()))
+def load_file(path: str, what: str = "FILE", *, paths=(), stubs=(), timeout=None):
+    """The file (``.py`` or ``.ipynb``) loaded without running its top-level work
+    (``comparisons.loading``); a file that cannot be loaded is one line naming the cause."""
+    from comparisons import loading
+
     try:
-        module_spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:   # a data file read at import, a sys.exit() at top level
-        raise UsageError(f"{what}: importing {path!r} failed: {type(exc).__name__}: {exc}") from None
-    finally:
-        sys.path.pop(0)
-    return module
+        return loading.load(path, paths=paths, stubs=stubs, what=what,
+                            timeout=loading.TIMEOUT if timeout is None else timeout)
+    except loading.LoadError as exc:
+        raise UsageError(str(exc)) from None
 
 
-def _function(module, path: str, name: str, what: str = "FILE:FUNC"):
-    fn = getattr(module, name, None)
+def load_module(path: str, what: str = "FILE", **options):
+    """The module of :func:`load_file` (``import``-like use: tests, check-cell)."""
+    return load_file(path, what, **options).module
+
+
+def _function(loaded, path: str, name: str, what: str = "FILE:FUNC"):
+    module = getattr(loaded, "module", loaded)
+    fn = loaded.function(name) if hasattr(loaded, "function") else getattr(module, name, None)
     if not callable(fn):
-        raise UsageError(f"{what}: {path!r} has no function {name!r}")
+        skipped = loaded.skipped_global(name) if hasattr(loaded, "skipped_global") else None
+        if skipped is not None and getattr(skipped, "syntax", False):
+            raise UsageError(f"{what}: {Path(path).name}, {skipped.where}: `{skipped.text}`: {skipped.why}")
+        known = sorted(getattr(loaded, "functions", {}))
+        raise UsageError(f"{what}: {path!r} has no function {name!r}"
+                         + (f" (it defines {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})" if known else ""))
     return fn
 
 
-def load_function(spec: str):
-    """``path/to/file.py:function_name`` -> the function."""
+def split_target(spec: str) -> tuple[str, str | None]:
+    """``path/file.py:NAME`` -> (path, NAME); ``path/file.py`` -> (path, None)."""
     path, sep, name = spec.rpartition(":")
-    if not sep or not path or not name:
+    if sep and path and all(part.isidentifier() for part in name.split(".")):
+        return path, name
+    return spec, None
+
+
+def load_function(spec: str, **options):
+    """``path/to/file.py:function_name`` -> the function."""
+    path, name = split_target(spec)
+    if name is None:
         raise UsageError(f"FILE:FUNC: expected path/to/file.py:function_name; got {spec!r}")
-    return _function(load_module(path, "FILE:FUNC"), path, name)
+    return _function(load_file(path, "FILE:FUNC", **options), path, name)
 
 
-def load_convention(path: str, convention: str, names, device: str = "cpu"):
-    """The derivation in FILE written in ``convention``'s style, adapted to the contract:
-    its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
-    from comparisons.check.conventions import CONVENTIONS
+def convention_check(loaded, path: str, convention: str, names, device: str = "cpu", strict_clip: bool = False):
+    """The derivation in the loaded file written in ``convention``'s style, adapted to the
+    contract: its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
+    from comparisons.conventions import CONVENTIONS
 
-    adapter, default_names = CONVENTIONS[convention]
+    adapter, default_names, _ = CONVENTIONS[convention]
     names = names or default_names
     if len(names) != len(default_names):
         raise UsageError(f"--fn: the {convention} convention takes {len(default_names)} function name(s) "
                          f"({','.join(default_names)}); got {','.join(names)}")
-    module = load_module(path)
-    functions = [_function(module, path, n, "--fn") for n in names]
+    functions = [_function(loaded, path, n, "--fn") for n in names]
     # the torch-tensor styles hand their inputs over on the GPU when the check runs there
-    return adapter(*functions, device=device) if convention.startswith("cs231n") else adapter(*functions)
+    if convention.startswith("cs231n"):
+        return adapter(*functions, device=device)
+    if convention == "min-char-rnn":
+        return adapter(*functions, strict_clip=strict_clip)
+    return adapter(*functions)
+
+
+def load_convention(path: str, convention: str, names, device: str = "cpu", **options):
+    strict_clip = options.pop("strict_clip", False)
+    return convention_check(load_file(path, **options), path, convention, names, device, strict_clip)
+
+
+def contract_signature(fn) -> bool:
+    """Can ``fn`` be called as ``loss_and_grads(params, xs, ys, *, hidden, output, loss,
+    reduction, truncate)``?"""
+    import inspect
+
+    try:
+        inspect.signature(fn).bind({}, None, None, hidden="tanh", output="identity", loss="squared_error",
+                                   reduction="mean", truncate=None)
+    except TypeError:
+        return False
+    except ValueError:                 # no signature to read (a builtin): let the check say
+        return True
+    return True
 
 
 def _int_at_least(minimum: int, what: str):
@@ -141,6 +175,21 @@ def _add_space(p: argparse.ArgumentParser) -> None:
                    help="the gradients your function returns; the others are reported as not checked")
 
 
+CHECK_CONVENTIONS = ("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai")
+
+
+def _add_loading(p: argparse.ArgumentParser) -> None:
+    """How a student's file is read (comparisons/loading.py)."""
+    p.add_argument("--path", action="append", default=None, metavar="DIR",
+                   help="a folder of the course's helper modules (rnn_utils.py, ...), importable; repeatable")
+    p.add_argument("--stub", action="append", default=None, metavar="MODULE",
+                   help="import MODULE as a placeholder (a heavy import the check does not need); repeatable")
+    p.add_argument("--import-timeout", type=_positive_float, default=None, metavar="SECONDS",
+                   help="time limit for loading the file (default 20)")
+    p.add_argument("--strict-clip", action="store_true",
+                   help="min-char-rnn: compare clipped gradients with the true ones (default: clipped at its own c)")
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hidden", choices=HIDDEN, default="tanh")
     p.add_argument("--output", choices=OUTPUT, default="identity")
@@ -167,12 +216,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("check", help="check your loss_and_grads: exit 0 agree, 1 disagree, 2 bad usage")
-    p.add_argument("target", metavar="FILE:FUNC",
-                   help="the function (FILE.py:NAME), or the FILE.py of a --convention")
-    p.add_argument("--convention", choices=("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai"),
-                   default=None, help="code written in that style, checked as it is (docs/conventions.md)")
+    p.add_argument("target", metavar="FILE[:FUNC]",
+                   help="the function (FILE.py:NAME), or a .py / .ipynb whose convention is detected or given")
+    p.add_argument("--convention", choices=CHECK_CONVENTIONS,
+                   default=None, help="code written in that style, checked as it is (docs/conventions.md); "
+                   "default: detected from the functions the file defines")
     p.add_argument("--fn", type=_names, default=None, metavar="NAME[,NAME]",
-                   help="with --convention: the function names, if not the conventional ones")
+                   help="with --convention: the function names, if not the conventional ones (Class.method too)")
+    _add_loading(p)
     _add_config(p)
     p.add_argument("--cases", type=_positive_int, default=100)
     p.add_argument("--seed", type=_non_negative_int, default=0)
@@ -227,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
     p = sub.add_parser("grade", help="grade a folder of submissions, each in its own process: a gradebook")
-    p.add_argument("folder", metavar="DIR", help="the submissions: every *.py in DIR")
+    p.add_argument("folder", metavar="DIR",
+                   help="the submissions: every *.py and *.ipynb in DIR, and every folder (one per student)")
     p.add_argument("--convention", required=True,
                    choices=("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai"),
                    help="the style the submissions are written in (contract: loss_and_grads)")
@@ -249,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, metavar="ADDRESS", help="a running Dask scheduler")
     p.add_argument("--out", required=True, metavar="OUTDIR", help="gradebook.csv, gradebook.html, gradebook.json")
     p.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    p.add_argument("--path", action="append", default=None, metavar="DIR",
+                   help="a folder of the course's helper modules: importable, never graded; repeatable")
+    p.add_argument("--stub", action="append", default=None, metavar="MODULE",
+                   help="import MODULE as a placeholder in every submission; repeatable")
+    p.add_argument("--strict-clip", action="store_true", help="min-char-rnn: clipped gradients fail")
 
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
@@ -294,28 +351,138 @@ def _progress_report(args) -> int:
     return EXIT_OK if s["disagree"] == 0 else EXIT_DISAGREE
 
 
+def _loading_options(args) -> dict:
+    return {"paths": tuple(args.path or ()), "stubs": tuple(args.stub or ()), "timeout": args.import_timeout}
+
+
+def _reached(loaded, checked: list) -> set:
+    """The file's functions the checked ones call, directly or not (by the names their code uses)."""
+    import types
+
+    names, todo = set(), list(checked)
+    while todo:
+        fn = todo.pop()
+        code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+        stack = [code] if code is not None else []
+        while stack:
+            c = stack.pop()
+            stack += [k for k in c.co_consts if isinstance(k, types.CodeType)]
+            for used in c.co_names:
+                for name in loaded.functions:
+                    if name not in names and (name == used or name.rsplit(".", 1)[-1] == used):
+                        names.add(name)
+                        f = loaded.function(name)
+                        if f is not None:
+                            todo.append(f)
+    return names
+
+
+def _name_error_hint(result, loaded) -> list:
+    """A NameError of a global whose top-level statement was not run, said with that statement."""
+    import re
+
+    common = result.common_failure()
+    m = re.match(r"NameError: name '(\w+)' is not defined", common[1]) if common else None
+    if m is None:
+        return []
+    skipped = loaded.skipped_global(m.group(1))
+    if skipped is None:
+        return [f"`{m.group(1)}` is defined nowhere in the file: an import or a definition is missing"]
+    return [f"`{m.group(1)}` is a global the file sets at {skipped}, which was not run: the check runs only "
+            f"what the functions need; make it a constant or an argument of the function"]
+
+
 def _check(args) -> int:
     from comparisons.check.checker import check_derivation
+    from comparisons.conventions import detect, looks_like
+    from comparisons.loading import as_user
 
-    if args.convention is not None:
-        fn = load_convention(args.target, args.convention, args.fn, args.device)
-    elif args.fn is not None:
+    path, name = split_target(args.target)
+    if args.fn is not None and args.convention is None:
         raise UsageError("--fn: only with --convention (otherwise name the function as FILE.py:NAME)")
-    else:
-        fn = load_function(args.target)
+    if name is not None and args.convention is not None:
+        raise UsageError(f"--convention: name the functions with --fn {name}, not FILE:{name}")
     if args.reproducers is not None:
         try:
             _writable(args.reproducers)
         except UsageError as exc:
             raise UsageError(str(exc).replace("--out", "--reproducers", 1)) from None
+    if not Path(path).is_file():
+        raise UsageError(f"FILE[:FUNC]: no such file {path!r} (expected path/to/file.py, .ipynb, or "
+                         f"path/to/file.py:function_name)")
+    loaded = load_file(path, "FILE:FUNC" if name else "FILE", **_loading_options(args))
+    functions = {n: loaded.function(n) for n in loaded.functions}
+    if name is not None:
+        fn = _function(loaded, path, name)
+        if not contract_signature(fn):
+            style = looks_like(name, fn, functions)
+            raise UsageError(f"{name}: {_signature(fn)} is not loss_and_grads(params, xs, ys, *, hidden, output, "
+                             f"loss, reduction, truncate)" + (
+                                 f"; it looks like the {style} convention: bptt-xval check {path} --convention {style}"
+                                 if style else "; see docs/conventions.md for the styles the suite reads"))
+        checks = [("contract", (name,), fn)]
+    elif args.convention is not None:
+        fn = convention_check(loaded, path, args.convention, args.fn, args.device, args.strict_clip)
+        checks = [(args.convention, tuple(args.fn or ()), fn)]
+    else:
+        found = detect(functions)
+        if not found:
+            known = ", ".join(sorted(functions)) or "none"
+            raise UsageError(f"FILE: {Path(path).name} defines no function of a known convention (its functions: "
+                             f"{known}); name one as FILE:FUNC, or give --convention and --fn")
+        checks = [(c, names, loaded.function(names[0]) if c == "contract" else
+                   convention_check(loaded, path, c, names, args.device, args.strict_clip)) for c, names in found]
+    used = {n for _, names, _ in checks for n in (names or ())}
+    for convention, names, _ in checks:
+        if not names:
+            from comparisons.conventions import CONVENTIONS
+            used |= set(CONVENTIONS[convention][1])
+    reached = _reached(loaded, [functions[n] for n in used if functions.get(n) is not None])
+    not_checked = [n for n in loaded.functions if n not in used | reached]
     inputs = None if args.inputs is None else args.inputs.replace("-", "_")
-    result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
-                              reduction=args.reduction, truncate=args.truncate, cases=args.cases,
-                              seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
-                              sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
-                              device=args.device)
-    print(json.dumps(result.to_dict(), indent=1, sort_keys=True) if args.json else result.summary())
-    return EXIT_OK if result.ok else EXIT_DISAGREE
+    results = []
+    with as_user(path):
+        for convention, names, fn in checks:
+            result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
+                                      reduction=args.reduction, truncate=args.truncate, cases=args.cases,
+                                      seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
+                                      sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
+                                      device=args.device)
+            result.hints += _name_error_hint(result, loaded)
+            results.append((convention, names, result))
+    file_info = {"file": str(path), "rewritten": loaded.rewrites, "not_run": [str(s) for s in loaded.skipped],
+                 "functions_not_checked": {n: loaded.functions[n] for n in not_checked},
+                 "checked": [{"convention": c, "functions": list(n)} for c, n, _ in results]}
+    if args.json:
+        dicts = [{**r.to_dict(), "convention": c, "functions": list(n)} for c, n, r in results]
+        print(json.dumps({**dicts[0], "loading": file_info} if len(dicts) == 1 else
+                         {"ok": all(r.ok for *_, r in results), "checks": dicts, "loading": file_info},
+                         indent=1, sort_keys=True))
+    else:
+        # the verdicts first; then what the file held that the check did not run or cover
+        lines = []
+        for convention, names, result in results:
+            if len(results) > 1:
+                lines.append(f"== {convention}: {', '.join(names)} ==")
+            lines.append(result.summary())
+        if name is None and args.convention is None:
+            lines.append(f"{Path(path).name}: convention detected: " + "; ".join(
+                f"{c} ({', '.join(n)})" for c, n, _ in results))
+        if not_checked:
+            lines.append(f"{Path(path).name}: functions not checked (no check of this run covers them): " + ", ".join(
+                f"{n} ({loaded.functions[n]})" for n in not_checked))
+        lines += [f"{Path(path).name}: {line}" for line in loaded.report_lines()]
+        print("\n".join(lines))
+    return EXIT_OK if all(r.ok for *_, r in results) else EXIT_DISAGREE
+
+
+def _signature(fn) -> str:
+    import inspect
+
+    try:
+        return f"{getattr(fn, '__name__', 'it')}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return getattr(fn, "__name__", "it")
 
 
 def _replay(args) -> int:
@@ -406,12 +573,17 @@ def _check_cell(args) -> int:
 def _grade(args) -> int:
     from comparisons.grading.gradebook import class_summary, grade, make_plan, submissions
 
-    submissions(args.folder)                       # no folder, no *.py: exit 2 before any work
+    for folder in args.path or ():
+        if not Path(folder).is_dir():
+            raise UsageError(f"--path: no such folder {folder!r}")
+    # no folder, no submission: exit 2 before any work
+    submissions(args.folder, args.convention, args.fn, tuple(args.path or ()))
     _writable(args.out)
     memory = args.memory if isinstance(args.memory, int) else _size(args.memory)
     plan = make_plan(args.convention, args.fn, cases=args.cases, seed=args.seed, timeout=args.timeout,
                      memory=memory, hidden=args.hidden, output=args.output, loss=args.loss,
-                     reduction=args.reduction)
+                     reduction=args.reduction, paths=tuple(args.path or ()), stubs=tuple(args.stub or ()),
+                     strict_clip=args.strict_clip)
     print(f"grading on {len(plan.cases)} cases (seed {args.seed}); {len(plan.inconclusive)} inconclusive "
           f"case(s) left out", flush=True)
     book = grade(args.folder, args.out, plan, workers=args.workers, scheduler=args.scheduler, force=args.force,

@@ -51,7 +51,7 @@ def test_check_json(user_file, capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["check", "nowhere.py:f"], "no such file"),
-    (["check", "justaname"], "FILE:FUNC"),
+    (["check", "justaname"], "no such file 'justaname' (expected path/to/file.py"),
     (["check", "{file}:missing"], "no function 'missing'"),
     (["check", "{file}:good", "--hidden", "gelu"], "invalid choice"),
     (["check", "{file}:good", "--cases", "0"], "positive integer"),
@@ -96,10 +96,12 @@ def test_the_command_exits_fast_yet_cleanly(tmp_path):
     user = tmp_path / "with_atexit.py"
     user.write_text(textwrap.dedent(f"""
         import atexit, pathlib
-        from manual.rnn import loss_and_grads as good
-        atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+        from manual.rnn import loss_and_grads as right
+        def good(params, xs, ys, **config):       # top-level calls are never run: register here
+            atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text("yes"))
+            return right(params, xs, ys, **config)
         def wrong(params, xs, ys, **config):
-            r = good(params, xs, ys, **config)
+            r = right(params, xs, ys, **config)
             return r._replace(grads={{**r.grads, "b_h": r.grads["b_h"] * 1.5}})
     """))
     command = [sys.executable, "-c", "from comparisons.cli import console; console()", "check"]

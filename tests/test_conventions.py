@@ -9,7 +9,7 @@ import pytest
 
 import styles
 from comparisons import check_derivation
-from comparisons.check import conventions
+from comparisons import conventions
 from comparisons.check.cases import draw_cases, make_problem, CaseSpace
 from comparisons.cli import load_module, main
 from reference import torch_autograd
@@ -54,9 +54,25 @@ def test_min_char_rnn_forgotten_equals_is_b_h_identically_zero(user_file):
         assert f.diagnosis == ["zero_gradient"], f.describe()
 
 
-def test_min_char_rnn_clip_fails_exactly_the_clipped_cases(user_file):
+def test_min_char_rnn_faithful_clip_agrees_and_says_so(user_file):
     student = module_of(user_file, styles.min_char_source("clip"))
     fn = conventions.min_char_rnn(student.lossFun)
+    assert fn.clip == 5.0
+    result = check_derivation(fn, cases=40, seed=4, shrink_failures=False)
+    assert result.ok, result.summary()
+    assert "clipped at ±5, as min-char-rnn does" in result.summary()
+
+
+def test_min_char_rnn_clip_does_not_hide_a_wrong_derivation(user_file):
+    source = styles.min_char_source("clip").replace("dbh += dhraw", "dbh + dhraw")
+    fn = conventions.min_char_rnn(module_of(user_file, source).lossFun)
+    result = check_derivation(fn, cases=12, seed=3, shrink_failures=False)
+    assert not result.ok and all(f.parameters == ["b_h"] for f in result.failures)
+
+
+def test_min_char_rnn_strict_clip_fails_exactly_the_clipped_cases(user_file):
+    student = module_of(user_file, styles.min_char_source("clip"))
+    fn = conventions.min_char_rnn(student.lossFun, strict_clip=True)
     result = check_derivation(fn, cases=40, seed=4, shrink_failures=False)
     failing = {f.case_id: f for f in result.failures}
     space = CaseSpace.make(**{k: v for k, v in fn.case_space.items()
@@ -77,10 +93,10 @@ def test_min_char_rnn_clip_fails_exactly_the_clipped_cases(user_file):
 def test_min_char_rnn_globals_restored_also_after_a_raise(user_file):
     student = module_of(user_file, styles.min_char_source().replace(
         "    return loss,", "    if len(inputs) > 3:\n        raise RuntimeError('long')\n    return loss,"))
-    before = {k: student.__dict__[k] for k in conventions.MIN_CHAR_GLOBALS}
+    before = {k: student.__dict__[k] for k in ("Wxh", "Whh", "Why", "bh", "by", "vocab_size")}
     result = check_derivation(conventions.min_char_rnn(student.lossFun), cases=8, seed=0)
     assert any(f.status == "raised" and "long" in f.reason for f in result.failures)
-    assert {k: student.__dict__[k] for k in conventions.MIN_CHAR_GLOBALS} == before
+    assert {k: student.__dict__[k] for k in ("Wxh", "Whh", "Why", "bh", "by", "vocab_size")} == before
     del student.__dict__["vocab_size"]      # a global that was not there stays absent
     conventions.min_char_rnn(student.lossFun)(*make_problem(draw_cases(1, 0, loss="cross_entropy",
                                               space=CaseSpace.make(inputs="one_hot", tie_D_O=True, sizes={"T": 2},
@@ -150,7 +166,8 @@ def test_deeplearning_ai_crash_inside_is_raised_not_a_crash(user_file):
     student = module_of(user_file, styles.dlai_source().replace('g["dxt"], g["da_prev"]', 'g["dx_t"], g["da_prev"]'))
     result = check_derivation(conventions.deeplearning_ai(student.rnn_forward, student.rnn_backward),
                               cases=4, seed=9)
-    assert result.common_failure() == ("raised", "KeyError: 'dx_t'")
+    status, reason = result.common_failure()
+    assert status == "raised" and reason.startswith("KeyError: 'dx_t' (at student.py, line ")
 
 
 # --- the command line -------------------------------------------------------------------------------------
@@ -177,11 +194,11 @@ def test_cli_convention_with_other_names(user_file, capsys):
 
 
 @pytest.mark.parametrize("source,message", [
-    ("open('input.txt').read()\n", "FileNotFoundError"),
-    ("import sys\nsys.exit(3)\n", "SystemExit"),
-    ("def lossFun(:\n", "SyntaxError"),
+    ("open('input.txt').read()\n", "has no function 'lossFun'"),          # not run: nothing to check
+    ("import sys\nsys.exit(3)\n", "has no function 'lossFun'"),
+    ("def lossFun(:\n", "line 1: `def lossFun(:`: SyntaxError"),
 ])
-def test_cli_unimportable_file_is_one_line_exit_2(user_file, capsys, source, message):
+def test_cli_file_without_the_function_is_one_line_exit_2(user_file, capsys, source, message):
     assert main(["check", str(user_file(source)), "--convention", "min-char-rnn"]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1

@@ -44,7 +44,7 @@ def test_eecs498_code_checked_with_cuda_tensors(tmp_path):
     sys.path.insert(0, str(Path(__file__).parent))
     import styles
     from comparisons import check_derivation
-    from comparisons.check import conventions
+    from comparisons import conventions
     from comparisons.cli import load_module
     path = tmp_path / "eecs498.py"
     path.write_text(styles.cs231n_source(torch=True))

@@ -32,12 +32,14 @@ CLASS = {
     "bob.py": (GOOD.replace("dz.dot(Wh.T)", "dz.dot(Wh)"), "disagree", "transposed_recurrence"),
     "carol.py": (cs231n_source("no_carry"), "disagree", "no_recurrent_carry"),
     "dave.py": (_first("while True:\n    pass"), "timeout", None),
-    "erin.py": ("import sys\nsys.exit(3)\n" + GOOD, "exited", None),
+    # top-level work is never run (a script's sys.exit, a broken function nobody calls)
+    "erin.py": ("import sys\nsys.exit(3)\n" + GOOD, "agree", None),
     "frank.py": (_first("import os\nos._exit(4)"), "exited", None),
     "grace.py": (_first("import ctypes\nctypes.string_at(0)"), "crashed", None),
     "hank.py": (_first("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"), "crashed", None),
     "heidi.py": (_first("big = np.ones(50 * 2**30 // 8)"), "out_of_memory", None),
-    "ivan.py": (GOOD + "\ndef unfinished(:\n    pass\n", "import_error", None),
+    "ivan.py": (GOOD + "\ndef unfinished(:\n    pass\n", "agree", None),
+    "ivy.py": (GOOD.replace("def rnn_backward(dh, cache):", "def rnn_backward(dh, cache:"), "import_error", None),
     "judy.py": (_first("print('x' * 100_000)"), "agree", None),
     "ken.py": (_first("open('scratch.txt', 'w').write('notes')"), "agree", None),
     "leo.py": (_first("raise NotImplementedError('TODO')"), "raised", None),
@@ -82,8 +84,10 @@ def test_details_say_what_happened(graded):
     rows = graded[3]["rows"]
     assert "SIGSEGV" in rows["grace.py"]["detail"] and "SIGSEGV" in rows["hank.py"]["detail"]
     assert "code 4" in rows["frank.py"]["detail"]
-    assert "SystemExit: 3" in rows["erin.py"]["detail"] and "erin.py" in rows["erin.py"]["detail"]
-    assert "SyntaxError" in rows["ivan.py"]["detail"]
+    assert "sys.exit(3)" in rows["erin.py"]["loading"] and "not run" in rows["erin.py"]["loading"]
+    assert "SyntaxError" in rows["ivan.py"]["loading"] and "def unfinished(:" in rows["ivan.py"]["loading"]
+    assert "SyntaxError" in rows["ivy.py"]["detail"] and "ivy.py" in rows["ivy.py"]["detail"]
+    assert "/tmp" not in rows["ivy.py"]["detail"]
     assert "NotImplementedError: TODO" in rows["leo.py"]["detail"]
     assert "50.0 GiB" in rows["heidi.py"]["detail"]
     # a megabyte of prints is kept short, and said so
@@ -109,7 +113,7 @@ def test_gradebook_csv_and_html(graded):
     page = (out / "gradebook.html").read_text()
     assert "<script" not in page and "http" not in page                   # self-contained
     assert "transposed_recurrence</b>: 2 students carried the error back with W_hh" in page
-    assert f"seed {plan.seed}" in page and "3 of 16 agree with the references" in page
+    assert f"seed {plan.seed}" in page and "5 of 17 agree with the references" in page
     summary = class_summary(book)
     assert summary["verdicts"]["agree"] == sum(v == "agree" for _, v, _ in CLASS.values())
 

@@ -164,6 +164,7 @@ class CheckResult:
     space: dict = field(default_factory=dict)           # the case space drawn (CaseSpace.to_dict)
     hints: list = field(default_factory=list)           # computed from the verdicts, e.g. about h0
     inconclusive: dict = field(default_factory=dict)    # reason -> ids of the cases without a verdict
+    notes: list = field(default_factory=list)           # how the comparison was made, e.g. a style's clip
 
     def common_failure(self) -> tuple | None:
         """(status, reason) when every case failed the same way (the function returns None,
@@ -176,14 +177,32 @@ class CheckResult:
             return first.status, first.reason
         return None
 
+    def headline(self) -> str:
+        """AGREES, DISAGREES, or, when every case failed the same way before any gradient
+        could be compared, what happened: RAISES NameError, RETURNS NOTHING, BAD OUTPUT.
+        A missing import or a missing `return` is not a wrong gradient, and is not said as one."""
+        common = self.common_failure()
+        if self.ok or common is None:
+            return "AGREES" if self.ok else "DISAGREES"
+        status, reason = common
+        if status == "raised":
+            return f"RAISES {reason.split(':')[0]}"
+        if "returned None" in reason:
+            return "RETURNS NOTHING"
+        return status.replace("_", " ").upper()
+
     def summary(self) -> str:
-        head = (f"{'AGREES' if self.ok else 'DISAGREES'}: {self.cases_run - len(self.failures)} of "
+        head = (f"{self.headline()}: {self.cases_run - len(self.failures)} of "
                 f"{self.cases_run} cases agree with {', '.join(self.references) or 'no reference'}")
         lines = [head]
         common = self.common_failure()
         if common is not None:
             lines.append(f"every case failed the same way ({common[0]}): {common[1]}")
+            if common[1].startswith(("NameError", "ImportError", "ModuleNotFoundError")):
+                lines.append("hint: a name the code uses is not defined: an import missing from the file, or a "
+                             "global its top level computes (see what was not run above)")
         lines += [f"hint: {h}" for h in self.hints]
+        lines += [f"note: {n}" for n in self.notes]
         for name, why in self.not_checked.items():
             lines.append(f"not checked: {name} ({why})")
         if self.inconclusive:
@@ -217,7 +236,7 @@ class CheckResult:
         return {"ok": self.ok, "cases_run": self.cases_run, "references": self.references,
                 "skipped_backends": self.skipped_backends, "non_finite": self.non_finite,
                 "not_checked": self.not_checked, "space": self.space, "hints": self.hints,
-                "inconclusive": self.inconclusive,
+                "inconclusive": self.inconclusive, "notes": self.notes,
                 "common_failure": None if common is None else {"status": common[0], "reason": common[1]},
                 "failures": [f.to_dict() for f in self.failures]}
 
@@ -421,7 +440,7 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
     result = run_candidate(fn, case, params, xs, ys, checked)
     if isinstance(result, Outcome):
         return result
-    return judge(case, result, references, magnitude, (params, xs, ys))
+    return judge(case, result, references, magnitude, (params, xs, ys), clip=getattr(fn, "clip", None))
 
 
 def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
@@ -437,7 +456,7 @@ def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
     except BadOutput as exc:                # a convention adapter found the user's return malformed
         return Outcome(case, "bad_output", reason=str(exc))
     except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
-        return Outcome(case, "raised", reason=_exception_line(exc), traceback=tb.format_exc())
+        return Outcome(case, "raised", reason=_exception_line(exc) + user_line(exc), traceback=tb.format_exc())
     try:
         return as_gradients(result, params, checked, (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
     except NonFiniteOutput as exc:
@@ -446,12 +465,46 @@ def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
         return Outcome(case, "bad_output", reason=str(exc))
 
 
-def judge(case: Case, result, references: dict, magnitude: dict | None, arrays) -> Outcome:
-    """The references' half: the candidate's ``Gradients`` compared with each reference."""
+def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, clip=None) -> Outcome:
+    """The references' half: the candidate's ``Gradients`` compared with each reference.
+    ``clip``: the c of a style that clips its gradients by design (min-char-rnn's
+    ``np.clip(d, -5, 5)``): the parameters' reference gradients are clipped at c first.
+    Clipping is 1-Lipschitz, |clip(a) - clip(b)| <= |a - b|, so every tolerance still holds."""
+    if clip is not None:
+        references = {name: r._replace(grads={k: np.clip(g, -clip, clip) for k, g in r.grads.items()})
+                      for name, r in references.items()}
     comparisons = [compare(result, r, name, case, magnitude) for name, r in references.items()]
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
     return Outcome(case, status, comparisons, result=result, references=references,
                    magnitude=magnitude, arrays=arrays)
+
+
+def _library_folders() -> tuple:
+    import os
+    import sysconfig
+
+    import bptt_xval
+    import comparisons
+    import manual
+    import reference
+
+    ours = [os.path.dirname(m.__file__) for m in (bptt_xval, comparisons, manual, reference)]
+    paths = sysconfig.get_paths()
+    return tuple(p + os.sep for p in ours + [paths["stdlib"], paths["purelib"], paths["platlib"]])
+
+
+def user_line(exc: BaseException) -> str:
+    """' (at student.py, line 12, in rnn_step_forward: `next_h = ...`)': the deepest frame of
+    the user's own code (not the suite's, not a library's), so the failure names its line."""
+    from comparisons.loading import describe
+
+    suite = _library_folders()
+    for frame in reversed(tb.extract_tb(exc.__traceback__)):
+        if frame.filename.startswith(suite) or frame.filename.startswith("<"):
+            continue
+        code = f": `{frame.line.strip()}`" if frame.line else ""
+        return f" (at {describe(frame.filename, frame.lineno)}, in {frame.name}{code})"
+    return ""
 
 
 def _exception_line(exc: BaseException) -> str:
@@ -578,7 +631,7 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     The case space, narrowed to what ``fn`` supports: ``sizes`` ({"B": 1, "T": (2, 60)}),
     ``h0`` ("none", "vector", "batch" or a tuple), ``inputs`` ("dense" or "one_hot"),
     ``params`` (the gradients ``fn`` returns; the others are named in ``not_checked``).
-    A convention adapter (``comparisons.check.conventions``) carries its own defaults in
+    A convention adapter (``comparisons.conventions``) carries its own defaults in
     ``fn.case_space``; explicit arguments win over them.
 
     ``reproducer_dir``: write each failure's (shrunk) case there, for ``bptt-xval replay``.
@@ -650,8 +703,9 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
     if any(f.status == "disagree" for f in failures) or not failures:
         # what the candidate never returned cannot be compared: say so, never pass it silently
         not_checked.update({k: "the function returns None for it" for k in ("dL_dh", "dL_dx") if k not in returned})
+    notes = [fn.clip_note] if getattr(fn, "clip", None) is not None and getattr(fn, "clip_note", None) else []
     return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs),
-                       not_checked, space.to_dict(), _h0_hint(failures, drawn), inconclusive)
+                       not_checked, space.to_dict(), _h0_hint(failures, drawn), inconclusive, notes)
 
 
 def replay(path, fn, references=backends.REFERENCES, params=None) -> Outcome:

@@ -37,15 +37,21 @@ def limit(spec: dict) -> None:
 
 
 def load(spec: dict):
-    """The submission adapted to the contract; raises the import's own exception."""
-    from comparisons.cli import UsageError, load_convention, load_function
+    """(the submission adapted to the contract, what loading its file did not run or
+    rewrote); a file that cannot be loaded is an ImportFailure with the one-line reason."""
+    from comparisons.cli import UsageError, _function, convention_check, load_file
 
+    options = {"paths": tuple(spec.get("paths") or ()), "stubs": tuple(spec.get("stubs") or ())}
     try:
+        loaded = load_file(spec["file"], **options)
         if spec["convention"] == "contract":
-            return load_function(f"{spec['file']}:{(spec.get('fn') or ['loss_and_grads'])[0]}")
-        return load_convention(spec["file"], spec["convention"], spec.get("fn"))
+            fn = _function(loaded, spec["file"], (spec.get("fn") or ["loss_and_grads"])[0])
+        else:
+            fn = convention_check(loaded, spec["file"], spec["convention"], spec.get("fn"),
+                                  strict_clip=bool(spec.get("strict_clip")))
     except UsageError as exc:
         raise ImportFailure(str(exc)) from None
+    return fn, loaded.report_lines(limit=3)
 
 
 class ImportFailure(Exception):
@@ -59,7 +65,7 @@ def main(spec_path: str, out: str) -> int:
     from comparisons.check.cases import Case, make_problem
     from comparisons.check.checker import Outcome, run_candidate
 
-    record = {"import_error": None, "cases": []}
+    record = {"import_error": None, "cases": [], "clip": None, "clip_note": None, "loading": []}
     arrays = {}
 
     def write():
@@ -68,15 +74,18 @@ def main(spec_path: str, out: str) -> int:
             json.dump(record, f)
 
     try:
-        fn = load(spec)
+        fn, record["loading"] = load(spec)
     except ImportFailure as exc:
         record["import_error"] = str(exc)
         write()
         return 0
+    record["clip"], record["clip_note"] = getattr(fn, "clip", None), getattr(fn, "clip_note", None)
+    from comparisons.loading import as_user
     for i, (case_dict, checked) in enumerate(zip(spec["cases"], spec["checked"])):
         case = Case(**case_dict)
         params, xs, ys = make_problem(case)
-        result = run_candidate(fn, case, params, xs, ys, tuple(checked))
+        with as_user(spec["file"]):
+            result = run_candidate(fn, case, params, xs, ys, tuple(checked))
         if isinstance(result, Outcome):
             record["cases"].append({"status": result.status, "reason": result.reason,
                                     "traceback": (result.traceback or "")[-4000:]})

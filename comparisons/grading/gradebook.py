@@ -42,7 +42,9 @@ from bptt_xval.model import Gradients
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
             "crashed", "import_error")
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
-           "detail", "smallest_case")
+           "detail", "smallest_case", "loading")
+SOURCE_SUFFIXES = (".py", ".ipynb")
+FOLDER_MAX_BYTES = 16 * 2 ** 20     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai")
 OUTPUT_KEPT = 64 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256
@@ -89,18 +91,19 @@ class Plan:
 
 
 def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeout: float = 60.0,
-              memory: int = 2 * 2 ** 30, hidden=None, output=None, loss=None, reduction=None) -> Plan:
+              memory: int = 2 * 2 ** 30, hidden=None, output=None, loss=None, reduction=None,
+              paths=(), stubs=(), strict_clip: bool = False) -> Plan:
     """Draw the class's cases from the convention's case space and compute their references."""
     from comparisons.check import backends
     from comparisons.check.cases import CaseSpace, draw_cases
     from comparisons.check.checker import inconclusive_reason, references_for
-    from comparisons.check.conventions import CONVENTIONS
+    from comparisons.conventions import CONVENTIONS
 
     if convention not in CONVENTION_NAMES:
         raise ValueError(f"convention: expected one of {CONVENTION_NAMES}; got {convention!r}")
     space_dict = {}
     if convention != "contract":
-        adapter, names = CONVENTIONS[convention]
+        adapter, names, _ = CONVENTIONS[convention]
         if fn is not None and len(fn) != len(names):
             raise ValueError(f"fn: the {convention} convention takes {len(names)} function name(s) "
                              f"({','.join(names)}); got {','.join(fn)}")
@@ -121,7 +124,8 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
     inconclusive = {i: why for i, (c, (r, m)) in enumerate(zip(drawn, prepared))
                     if (why := inconclusive_reason(c, r, m)) is not None}
     settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
-                "timeout": timeout, "memory": memory, **config, "references": sorted(refs)}
+                "timeout": timeout, "memory": memory, **config, "references": sorted(refs),
+                "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [space.checked(c) for c in drawn],
                 prepared, inconclusive, settings)
 
@@ -158,17 +162,20 @@ class _Tail:
 _SPAWNING = threading.Lock()
 
 
-def run_submission(name: str, source: bytes, spec: dict, timeout: float) -> dict:
-    """Run one submission in its own process (a Dask task): a fresh temporary folder as its
-    working directory and HOME, limits set by the child before the submission is imported,
-    killed with its whole process group at ``timeout`` seconds. Returns what came back."""
+def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float) -> dict:
+    """Run one submission in its own process (a Dask task): its files (relative name ->
+    bytes; ``main`` the one graded, the others its own helpers) in a fresh temporary folder,
+    its working directory and HOME, limits set by the child before the submission is
+    imported, killed with its whole process group at ``timeout`` seconds. Returns what came back."""
     with tempfile.TemporaryDirectory(prefix="bptt-xval-grade-") as folder:
         work = Path(folder) / "work"
         results = Path(folder) / "results"
         work.mkdir()
         results.mkdir()
-        (work / name).write_bytes(source)
-        spec = {**spec, "file": str(work / name)}
+        for relative, source in files.items():
+            (work / relative).parent.mkdir(parents=True, exist_ok=True)
+            (work / relative).write_bytes(source)
+        spec = {**spec, "file": str(work / main)}
         (results / "spec.json").write_text(json.dumps(spec))
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work),
                "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
@@ -233,8 +240,12 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
 
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
            "step": "", "diagnosis": "", "seconds": round(raw["seconds"], 2), "detail": "", "smallest_case": "",
-           "stdout": raw["stdout"], "stderr": raw["stderr"]}
+           "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": ""}
     record, code = raw["record"], raw["returncode"]
+    if record is not None:
+        row["loading"] = " | ".join(record.get("loading") or [])
+        if record.get("clip") is not None and record.get("clip_note"):
+            row["loading"] = " | ".join(filter(None, [row["loading"], record["clip_note"]]))
     if raw["timed_out"]:
         return {**row, "verdict": "timeout", "detail": f"still running after {plan.settings['timeout']:g} s: killed"}
     if record is None:
@@ -254,7 +265,9 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
         message = record["import_error"]
         verdict = ("out_of_memory" if _memory(message) else "exited" if "SystemExit" in message else "import_error")
         # the submission's temporary path means nothing to a teacher: its file name does
-        message = message.replace(f"FILE: importing {str(raw.get('path', ''))!r}", f"importing {raw['name']}")
+        path = str(raw.get("path", ""))
+        if path:
+            message = message.replace(repr(path), raw["name"]).replace(path, raw["name"])
         return {**row, "verdict": verdict, "detail": message.splitlines()[0][:300]}
     outcomes = []
     for i, (case, entry) in enumerate(zip(plan.cases, record["cases"])):
@@ -268,7 +281,7 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
                            raw["arrays"].get(f"{i}/dL_dh") if entry["dL_dh"] else None,
                            raw["arrays"].get(f"{i}/dL_dx") if entry["dL_dx"] else None)
         references, magnitude = plan.prepared[i]
-        outcomes.append(judge(case, result, references, magnitude, make_problem(case)))
+        outcomes.append(judge(case, result, references, magnitude, make_problem(case), clip=record.get("clip")))
     agreed = sum(o.status == "agree" for o in outcomes)
     row.update(cases_agreed=agreed, cases_run=len(outcomes))
     failed = [o for o in outcomes if o.failed]
@@ -297,14 +310,76 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
 
 # --- the class ----------------------------------------------------------------------------
 
-def submissions(folder) -> list:
+@dataclass
+class Submission:
+    """One student: ``name`` (a file, or the student's folder), ``files`` (relative name ->
+    bytes, all of a folder's sources travel), ``main`` (the file graded)."""
+
+    name: str
+    files: dict
+    main: str | None
+    why_not: str = ""            # a folder with no file that defines the convention's functions
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for relative in sorted(self.files):
+            h.update(relative.encode() + b"\0" + self.files[relative] + b"\0")
+        return h.hexdigest()
+
+
+def _helper_names(paths) -> set:
+    return {f.stem for p in paths for f in Path(p).glob("*.py")} | \
+        {f.name for p in paths for f in Path(p).glob("*.py")}
+
+
+def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tuple[list, list]:
+    """(the submissions in ``folder``, [(name, why skipped)]): every ``.py`` and ``.ipynb``
+    and every sub-folder (one per student: the file of it that defines the convention's
+    functions is graded, its other files go with it as the student's helpers). A course
+    helper named in ``paths`` is never graded; whatever else is not a submission is said."""
+    from comparisons.conventions import CONVENTIONS
+    from comparisons.loading import defined_functions
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"DIR: no such folder {str(folder)!r}")
-    files = sorted(p for p in folder.glob("*.py") if p.is_file())
-    if not files:
-        raise ValueError(f"DIR: no *.py file in {str(folder)!r}")
-    return files
+    helpers = _helper_names(paths)
+    wanted = tuple(fn or (CONVENTIONS[convention][1] if convention in CONVENTIONS else ("loss_and_grads",)))
+    found, skipped = [], []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "__")):
+            continue
+        if entry.is_file():
+            if entry.suffix not in SOURCE_SUFFIXES:
+                skipped.append((entry.name, "not a .py or .ipynb file"))
+            elif entry.name in helpers or entry.stem in helpers:
+                skipped.append((entry.name, "a course helper (in --path): never graded"))
+            else:
+                found.append(Submission(entry.name, {entry.name: entry.read_bytes()}, entry.name))
+        elif entry.is_dir():
+            sources = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES
+                             and not any(part.startswith((".", "__")) for part in p.relative_to(entry).parts))
+            if not sources:
+                skipped.append((entry.name + "/", "a folder without .py or .ipynb files"))
+                continue
+            size = sum(p.stat().st_size for p in sources)
+            if size > FOLDER_MAX_BYTES:
+                skipped.append((entry.name + "/", f"{size // 2**20} MB of sources: over {FOLDER_MAX_BYTES // 2**20} MB"))
+                continue
+            files = {str(p.relative_to(entry)): p.read_bytes() for p in sources}
+            own = [p for p in sources if p.name not in helpers and p.stem not in helpers]
+            mains = [p for p in own if set(wanted) <= defined_functions(p)]
+            # a .py beside the notebook it was exported from: the .py is what was meant to run
+            mains.sort(key=lambda p: (p.suffix != ".py", len(p.relative_to(entry).parts), p.name))
+            if mains:
+                found.append(Submission(entry.name + "/", files, str(mains[0].relative_to(entry))))
+            else:
+                found.append(Submission(entry.name + "/", files, None,
+                                        f"no file of the folder defines {', '.join(wanted)} "
+                                        f"(its files: {', '.join(sorted(files))})"))
+    if not found:
+        raise ValueError(f"DIR: no submission (*.py, *.ipynb or a student's folder) in {str(folder)!r}")
+    return found, skipped
 
 
 def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str | None = None,
@@ -315,13 +390,16 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
 
     from comparisons import atomic
 
-    files = submissions(folder)
+    files, skipped = submissions(folder, plan.convention, plan.fn, plan.settings.get("paths", ()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     book_path = out / "gradebook.json"
     book = {"settings": plan.settings, "fingerprint": plan.fingerprint(),
             "cases": [c.to_dict() for c in plan.cases],
-            "inconclusive": {str(i): why for i, why in plan.inconclusive.items()}, "rows": {}}
+            "inconclusive": {str(i): why for i, why in plan.inconclusive.items()}, "rows": {},
+            "skipped": {name: why for name, why in skipped}}
+    for name, why in skipped:
+        progress(f"skipped {name}: {why}")
     if book_path.is_file() and not force:
         try:
             saved = json.loads(book_path.read_text())
@@ -329,13 +407,15 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
             saved = {}
         if saved.get("fingerprint") == book["fingerprint"]:
             book["rows"] = saved.get("rows", {})
-    digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    digests = {p.name: p.digest() for p in files}
     todo = [p for p in files if book["rows"].get(p.name, {}).get("sha256") != digests[p.name]]
     for name in set(book["rows"]) - set(digests):        # a submission removed from the folder
         del book["rows"][name]
     if len(todo) < len(files):
         progress(f"resuming: {len(files) - len(todo)} of {len(files)} submissions already graded (--force regrades)")
     spec = {"convention": plan.convention, "fn": list(plan.fn) if plan.fn else None,
+            "paths": plan.settings.get("paths", []), "stubs": plan.settings.get("stubs", []),
+            "strict_clip": plan.settings.get("strict_clip", False),
             "cases": [c.to_dict() for i, c in enumerate(plan.cases)], "checked": [list(c) for c in plan.checked],
             "limits": {"address_space": plan.settings["memory"], "cpu_seconds": int(plan.settings["timeout"]) + 1,
                        "open_files": OPEN_FILES, "file_size": FILE_SIZE}}
@@ -344,8 +424,12 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
                                                   dashboard_address=":0")
     try:
         with Client(scheduler or cluster) as client:
-            futures = [client.submit(run_submission, p.name, p.read_bytes(), spec, plan.settings["timeout"],
-                                     pure=False) for p in todo]
+            futures = [client.submit(run_submission, p.name, p.files, p.main, spec, plan.settings["timeout"],
+                                     pure=False) for p in todo if p.main is not None]
+            for p in todo:
+                if p.main is None:          # a folder with nothing to grade: its row says why
+                    book["rows"][p.name] = {**judge_submission(_nothing(p), plan), "sha256": digests[p.name]}
+                    progress(f"{p.name}: import_error ({p.why_not})")
             for done, future in enumerate(as_completed(futures), 1):
                 raw = future.result()
                 row = judge_submission(raw, plan)
@@ -361,6 +445,13 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     write_csv(book, out / "gradebook.csv")
     atomic.write_text(out / "gradebook.html", render_html(book))
     return book
+
+
+def _nothing(submission: Submission) -> dict:
+    """What a folder with no gradable file "returned": an import error saying why."""
+    return {"name": submission.name, "path": "", "returncode": 0, "timed_out": False, "seconds": 0.0,
+            "stdout": "", "stderr": "", "arrays": {},
+            "record": {"import_error": submission.why_not, "cases": [], "loading": []}}
 
 
 def write_csv(book: dict, path) -> None:
@@ -417,6 +508,10 @@ def render_html(book: dict) -> str:
         parts.append("</table>")
     else:
         parts.append("<p>No catalogued mistake was diagnosed.</p>")
+    if book.get("skipped"):
+        parts.append("<h2>Not graded</h2><table><tr><th>entry</th><th>why</th></tr>")
+        parts += [f"<tr><td>{e(n)}</td><td>{e(w)}</td></tr>" for n, w in sorted(book["skipped"].items())]
+        parts.append("</table>")
     parts.append("<h2>Per student</h2><table><tr><th>file</th><th>verdict</th><th>cases agreed</th>"
                  "<th>first failing</th><th>diagnosis</th><th>detail and smallest failing case</th><th>s</th></tr>")
     for name in sorted(book["rows"]):
@@ -427,7 +522,8 @@ def render_html(book: dict) -> str:
         parts.append(f"<tr><td>{e(name)}</td><td class='{r['verdict']}'>{r['verdict']}</td>"
                      f"<td>{r['cases_agreed']} / {r['cases_run']}</td><td>{where}</td>"
                      f"<td>{e(r['diagnosis'].replace(';', ', '))}</td><td>{e(r['detail'])}"
-                     f"{'<br><code>' + e(r['smallest_case']) + '</code>' if r['smallest_case'] else ''}{output}</td>"
+                     f"{'<br><code>' + e(r['smallest_case']) + '</code>' if r['smallest_case'] else ''}"
+                     f"{'<br><small>' + e(r['loading']) + '</small>' if r.get('loading') else ''}{output}</td>"
                      f"<td>{r['seconds']}</td></tr>")
     parts.append("</table></body></html>\n")
     return "\n".join(parts)

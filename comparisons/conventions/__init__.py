@@ -1,0 +1,75 @@
+"""Derivations as people write them, checked as they are (docs/conventions.md): one module
+per course style, each reading like that course's handout, with the mapping to the seeds'
+symbols in its docstring.
+
+    min_char.py        karpathy's min-char-rnn: lossFun(inputs, targets, hprev), globals
+    cs231n_layers.py   cs231n / EECS 498: rnn_forward / rnn_backward and the step pair
+    coursera.py        deeplearning.ai: rnn_forward(x, a0, parameters), caches, dicts
+
+Each adapter returns a function with the contract's ``loss_and_grads`` signature, carrying
+in ``fn.case_space`` the part of the case space its style supports (one-hot inputs and no
+batch for min-char-rnn, tanh for the layer styles, ...); explicit arguments to
+``check_derivation`` win over it.
+
+Every array handed to the user's functions is read-only (NumPy) or compared after the
+call (torch): writing into an input corrupts the caller's data (a cs231n backward that adds
+the carried gradient into the caller's ``dh`` returns right gradients and breaks the
+caller's next check), so it fails the case, saying so.
+
+``detect`` tells, from the functions a file defines, which conventions it is written in:
+``bptt-xval check FILE`` without ``--convention`` checks each of them.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from comparisons.conventions.coursera import deeplearning_ai
+from comparisons.conventions.cs231n_layers import cs231n, cs231n_step
+from comparisons.conventions.min_char import min_char_rnn
+
+#: name -> (adapter, its functions' conventional names, their positional arities)
+CONVENTIONS = {
+    "min-char-rnn": (min_char_rnn, ("lossFun",), (3,)),
+    "cs231n": (cs231n, ("rnn_forward", "rnn_backward"), (5, 2)),
+    "cs231n-step": (cs231n_step, ("rnn_step_forward", "rnn_step_backward"), (5, 2)),
+    "deeplearning-ai": (deeplearning_ai, ("rnn_forward", "rnn_backward"), (3, 2)),
+}
+#: the contract's own signature, for detection beside the styles
+CONTRACT = ("loss_and_grads", 3)
+
+
+def arity(fn) -> int | None:
+    """Positional parameters a caller must or may pass (``self`` of a bound method excluded)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
+
+
+def detect(functions: dict) -> list:
+    """The conventions a file is written in, from its functions (name -> callable; methods
+    as ``Class.name``): a list of (convention, names) in CONVENTIONS' order, the contract's
+    ``loss_and_grads`` first. A pair counts when both names are there with the style's arities."""
+    found = []
+    if callable(functions.get(CONTRACT[0])):
+        found.append(("contract", (CONTRACT[0],)))
+    for name, (_, names, arities) in CONVENTIONS.items():
+        for prefix in [""] + sorted({n.rsplit(".", 1)[0] + "." for n in functions if "." in n}):
+            qualified = tuple(prefix + n for n in names)
+            if all(arity(functions.get(q)) == a for q, a in zip(qualified, arities)):
+                found.append((name, qualified))
+                break
+    return found
+
+
+def looks_like(name: str, fn, functions: dict) -> str | None:
+    """Which convention a function that is not the contract's belongs to, in words."""
+    for convention, names in detect(functions):
+        if convention != "contract" and name in names:
+            return convention
+    return None
+
+
+__all__ = ["CONVENTIONS", "cs231n", "cs231n_step", "deeplearning_ai", "detect", "min_char_rnn"]

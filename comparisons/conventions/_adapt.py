@@ -1,0 +1,147 @@
+"""What every convention adapter shares: handing the user's functions read-only arrays,
+calling them so that a slip is reported in the student's own names, reading back what
+they return, and the output layer and loss put on top of a layer-style forward pass.
+
+The adapters are thin on purpose: the output layer and loss the layer styles leave out are
+``manual.rnn``'s own verified code, so a disagreement is the user's derivation's, not the
+adapter's.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from bptt_xval.model import validate
+from comparisons.check.outputs import BadOutput, InputModified, to_numpy
+from manual.activations import ACTIVATIONS
+from manual.rnn import Forward, output_error
+
+LAYER_PARAMS = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
+
+
+def read_only(array: np.ndarray) -> np.ndarray:
+    out = np.array(array, copy=True)
+    out.flags.writeable = False
+    return out
+
+
+def name_of(fn, default: str) -> str:
+    return getattr(fn, "__name__", default)
+
+
+def arg_names(fn, defaults: tuple) -> tuple:
+    """The names the user gave their function's arguments (``dnext_h`` where the style
+    says ``dh``): messages use them. ``defaults`` when the signature cannot be read."""
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values()
+                 if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return defaults
+    return tuple(names[:len(defaults)]) + defaults[len(names):]
+
+
+def call(where: str, what: str, fn, *args):
+    """Call the user's ``fn``; a write into a read-only argument becomes a reason that says so."""
+    try:
+        return fn(*args)
+    except ValueError as exc:
+        if "read-only" not in str(exc):
+            raise
+        raise InputModified(modified(where, what) + f" ({exc})") from None
+
+
+def modified(where: str, what: str) -> str:
+    return (f"{where} wrote into {what}, which belongs to the caller: every gradient it returns may be "
+            f"right, yet the caller's next use of that array (a numeric check, a training step) sees "
+            f"corrupted values; work on a copy")
+
+
+def returned(where: str, out, n: int, expected: str, kinds=(tuple, list)) -> tuple:
+    """``out`` as a tuple of ``n``, or BadOutput saying what came back in the student's names:
+    None is said as such (a ``return`` missing is the commonest way to get here)."""
+    if out is None:
+        raise BadOutput(f"{where} returned None (nothing: is its `return` missing?); expected {expected}")
+    if not isinstance(out, kinds) or len(out) != n:
+        got = f"a {type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else f"a {type(out).__name__}"
+        raise BadOutput(f"{where} returned {got}; expected {expected}")
+    return tuple(out)
+
+
+def only(name: str, value, allowed: tuple, style: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}: {style} code computes {' or '.join(map(repr, allowed))} only; got {value!r}")
+
+
+def require_callables(**functions) -> None:
+    for name, f in functions.items():
+        if not callable(f):
+            raise TypeError(f"{name}: expected a callable; got {type(f).__name__}")
+
+
+def head(params: dict, h: np.ndarray, ys, config: dict):
+    """L, dL/dh_t's direct part W_hy^T dL/dz_t (T, B, H), and dL/dW_hy, dL/db_y, for hidden
+    states h (T+1, B, H) from the user's forward pass: manual.rnn's own output layer and loss."""
+    T, B, H = h.shape[0] - 1, h.shape[1], h.shape[2]
+    z = (h[1:].reshape(T * B, H) @ params["W_hy"].T).reshape(T, B, -1) + params["b_y"]
+    f = Forward(None, h, z, ACTIVATIONS[config["output"]][0](z))
+    L, dL_dz = output_error(f, ys, config["loss"], config["reduction"], config["output"])
+    G = dL_dz.reshape(T * B, -1)
+    grads = {"W_hy": G.T @ h[1:].reshape(T * B, H), "b_y": G.sum(0)}
+    return L, dL_dz @ params["W_hy"], grads
+
+
+def h0_gradient(params: dict, dh0: np.ndarray) -> dict:
+    """The contract's h0 gradient from the style's (B, H) dh0: summed when h0 is shared."""
+    if "h0" not in params:
+        return {}
+    return {"h0": dh0 if params["h0"].ndim == 2 else dh0.sum(0)}
+
+
+def as_numpy(name: str, value, shape: tuple, dtype) -> np.ndarray:
+    """A returned gradient as a NumPy array of the case's dtype, or BadOutput naming it."""
+    value = to_numpy(value)
+    if not isinstance(value, np.ndarray):
+        raise BadOutput(f"{name}: expected an array; got {type(value).__name__}")
+    # (H, 1) for (H,) is the style's column vector; any other shape is the user's to fix
+    if tuple(d for d in value.shape if d != 1) != tuple(d for d in shape if d != 1):
+        raise BadOutput(f"{name}: expected shape {shape}; got {value.shape}")
+    return value.reshape(shape).astype(dtype, copy=False)
+
+
+def layer_problem(style: str, params, xs, ys, hidden, output, loss, reduction, truncate):
+    """The validated problem of a layer-style call: tanh units, full BPTT (what the style computes)."""
+    p = validate(params, xs, ys, hidden=hidden, output=output, loss=loss, reduction=reduction,
+                 truncate=truncate)
+    only("hidden", hidden, ("tanh",), style)
+    only("truncate", truncate, (None,), style)
+    return p
+
+
+def tagged(fn, name: str, space: dict):
+    fn.__name__ = fn.__qualname__ = name
+    fn.case_space = space
+    return fn
+
+
+def torch_module():
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+def handed(kind: str, array: np.ndarray, device: str = "cpu"):
+    """What the user's function receives: a read-only NumPy copy, or a fresh torch tensor."""
+    if kind == "numpy":
+        return read_only(array)
+    return torch_module().tensor(np.array(array), device=device)
+
+
+def unchanged(where: str, what: str, given: list, originals: list) -> None:
+    """torch tensors cannot be made read-only: compare them with what was handed over."""
+    for tensor, original in zip(given, originals):
+        if not isinstance(tensor, np.ndarray) and not np.array_equal(tensor.detach().cpu().numpy(), original):
+            raise InputModified(modified(where, what))
