@@ -16,20 +16,24 @@ from pathlib import Path
 from bptt_xval.model import HIDDEN, LOSS, OUTPUT, REDUCTION, BackendUnavailable
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# a hang inside one C call at import ends the process (loading.time_limit): only where the
+# process is the command's own (console(), the grader's child), never main() in a user's
+HARD_TIMEOUT = False
 
 
 class UsageError(Exception):
     """Bad usage: reported as one line and exit code 2."""
 
 
-def load_file(path: str, what: str = "FILE", *, paths=(), stubs=(), timeout=None):
+def load_file(path: str, what: str = "FILE", *, paths=(), stubs=(), timeout=None, hard_timeout=None):
     """The file (``.py`` or ``.ipynb``) loaded without running its top-level work
     (``comparisons.loading``); a file that cannot be loaded is one line naming the cause."""
     from comparisons import loading
 
     try:
         return loading.load(path, paths=paths, stubs=stubs, what=what,
-                            timeout=loading.TIMEOUT if timeout is None else timeout)
+                            timeout=loading.TIMEOUT if timeout is None else timeout,
+                            hard_timeout=HARD_TIMEOUT if hard_timeout is None else hard_timeout)
     except loading.LoadError as exc:
         raise UsageError(str(exc)) from None
 
@@ -608,6 +612,8 @@ def console() -> int:
     padded shape otherwise). A library call never does: the setting is the whole process's
     (reference/jax_grad.py). ``BPTT_XVAL_JAX_CACHE=off`` turns it off here too."""
     os.environ.setdefault("BPTT_XVAL_JAX_CACHE", "default")
+    global HARD_TIMEOUT
+    HARD_TIMEOUT = True
     exit_now(main())
 
 
@@ -649,4 +655,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    HARD_TIMEOUT = True
     sys.exit(main())

@@ -42,10 +42,12 @@ import importlib.util
 import io
 import json
 import linecache
+import os
 import re
 import signal
 import sys
 import threading
+import time
 import tokenize
 import types
 from dataclasses import dataclass, field
@@ -108,7 +110,7 @@ class Loaded:
                 return s
         return None
 
-    def report_lines(self, limit: int = 6) -> list:
+    def report_lines(self, limit: int = 12) -> list:
         """What the output says of loading: the Python 2 rewrites and what was not run."""
         lines = []
         if self.rewrites:
@@ -116,8 +118,13 @@ class Loaded:
                                                        if len(self.rewrites) > limit else "")
             lines.append(f"rewritten from Python 2 (in memory, the file is unchanged): {shown}")
         if self.skipped:
-            shown = "; ".join(map(str, self.skipped[:limit]))
-            more = f"; ... {len(self.skipped) - limit} more" if len(self.skipped) > limit else ""
+            # what was skipped for itself, each named; what only followed from it, by name
+            primary = [s for s in self.skipped if ", not run (" not in s.why]
+            following = [n for s in self.skipped if ", not run (" in s.why for n in sorted(getattr(s, "names", ()))]
+            shown = "; ".join(map(str, primary[:limit]))
+            more = f"; ... {len(primary) - limit} more (--json lists all)" if len(primary) > limit else ""
+            if following:
+                more += f"; and what depends on them: {', '.join(dict.fromkeys(following))}"
             lines.append(f"not run (top-level work the functions do not need): {shown}{more}")
         return lines
 
@@ -359,7 +366,8 @@ def _parse(chunk: _Chunk, rewrites: list, skipped: list):
                 body += ast.parse(padded, label).body
             except SyntaxError as exc:
                 line = exc.lineno or first
-                bad = (source.splitlines()[line - 1] if 0 < line <= len(source.splitlines()) else "").strip()
+                original = chunk.source.splitlines()          # the rewrite keeps every line where it was
+                bad = (original[line - 1] if 0 < line <= len(original) else "").strip()
                 s = Skipped(f"{prefix}line {line}", bad[:60], f"SyntaxError: {exc.msg}; {_fix_for(bad)}")
                 s.names = _defined_names(text)
                 s.syntax = True
@@ -592,7 +600,9 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 @contextlib.contextmanager
 def time_limit(seconds: float | None, what: str):
     """SIGALRM after ``seconds`` (in the main thread; elsewhere the caller's own limit, such
-    as the grader's, holds): a loop that never ends becomes a LoadError."""
+    as the grader's, holds): a loop that never ends becomes a LoadError. A loop inside one C
+    call (``sum(range(10**12))``) never returns to the interpreter to see the signal, nor
+    lets a watchdog thread run: :func:`finishes` is the command line's answer to that."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -609,6 +619,34 @@ def time_limit(seconds: float | None, what: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+def finishes(load_it, seconds: float, what: str) -> None:
+    """Raise LoadError unless ``load_it()`` finishes within ``seconds`` in a forked copy of
+    this process (its output discarded, then it ends): a hang inside one C call can only be
+    stopped from outside. For the command line's own process, before torch or JAX start
+    threads; the real load follows in this process (loading runs only definitions and simple
+    assignments, so twice costs milliseconds)."""
+    if not hasattr(os, "fork"):
+        return
+    pid = os.fork()
+    if pid == 0:                                           # the copy: load, and end
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            load_it()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + seconds + 1.0
+    while time.monotonic() < deadline:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    raise LoadError(f"{what} did not finish in {seconds:g} s (a loop at import time?)")
 
 
 class _Expired(BaseException):
@@ -754,10 +792,12 @@ def defined_functions(path) -> set:
     return names
 
 
-def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str = "FILE") -> Loaded:
+def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str = "FILE",
+         hard_timeout: bool = False) -> Loaded:
     """Load a ``.py`` or ``.ipynb`` as a module without running its top-level work (module
     docstring). ``paths``: folders of course helpers to make importable; ``stubs``: module
-    names to replace by placeholders. Raises LoadError (one line) when it cannot."""
+    names to replace by placeholders; ``hard_timeout``: see :func:`finishes` (for a
+    process of the suite's own, never a user's). Raises LoadError (one line) when it cannot."""
     file = Path(path)
     if not file.is_file():
         raise LoadError(f"{what}: no such file {str(path)!r}")
@@ -791,6 +831,9 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
     sys.meta_path.insert(0, finder)
     sys.modules[name] = module
     try:
+        if hard_timeout and timeout:
+            finishes(lambda: load(path, paths=paths, stubs=stubs, timeout=None, what=what), timeout,
+                     f"{what}: loading {file.name}")
         with as_user(file), time_limit(timeout, f"{what}: loading {file.name}"):
             loaded = _load_into(module, file, chunks, dropped)
     finally:

@@ -153,7 +153,7 @@ def test_cli_grade(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["grade", "NOPE", "--convention", "cs231n", "--out", "X"], "DIR: no such folder"),
-    (["grade", "EMPTY", "--convention", "cs231n", "--out", "X"], "no *.py file"),
+    (["grade", "EMPTY", "--convention", "cs231n", "--out", "X"], "no submission"),
     (["grade", "EMPTY", "--convention", "keras", "--out", "X"], "--convention"),
     (["grade", "EMPTY", "--convention", "cs231n", "--memory", "lots", "--out", "X"], "--memory"),
     (["grade", "EMPTY", "--convention", "cs231n", "--timeout", "0", "--out", "X"], "--timeout"),

@@ -200,7 +200,7 @@ class CheckResult:
             lines.append(f"every case failed the same way ({common[0]}): {common[1]}")
             if common[1].startswith(("NameError", "ImportError", "ModuleNotFoundError")):
                 lines.append("hint: a name the code uses is not defined: an import missing from the file, or a "
-                             "global its top level computes (see what was not run above)")
+                             "global its top level computes (see what was not run)")
         lines += [f"hint: {h}" for h in self.hints]
         lines += [f"note: {n}" for n in self.notes]
         for name, why in self.not_checked.items():
@@ -230,6 +230,34 @@ class CheckResult:
                              f"the first of them:")
             lines.append(group[0].describe())
         return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the verdict, the first failing parameter and step, the smallest
+        failing case and the diagnosis, then the whole summary folded away."""
+        import html
+
+        e = html.escape
+        colour = "#176b2c" if self.ok else "#b03a2e"
+        parts = [f"<div><p style='font-size:110%'><b style='color:{colour}'>{e(self.headline())}</b>: "
+                 f"{self.cases_run - len(self.failures)} of {self.cases_run} cases agree with "
+                 f"{e(', '.join(self.references) or 'no reference')}</p>"]
+        if self.failures:
+            f = next((f for f in self.failures if f.status == "disagree"), self.failures[0])
+            rows = [("first failing", f"{f.parameter}" + (f", first departing at t = {f.step}" if f.step else "")
+                     if f.parameter else f.reason)]
+            if f.status == "disagree":
+                rows.append(("error", f"max |error| {f.max_abs:.3g} (relative {f.rel:.3g}) > tolerance {f.tol:.3g}, "
+                                      f"against {f.reference}"))
+            if f.shrunk is not None:
+                s = f.shrunk
+                rows.append(("smallest failing case", f"T={s.T}, B={s.B}, D={s.D}, H={s.H}, O={s.O} "
+                                                      f"(seed {s.seed}, {s.regime}, {s.dtype})"))
+            rows.append(("diagnosis", "; ".join(f"{m}: {f.notes.get(m, MISTAKES.get(m, ''))}" for m in f.diagnosis)
+                         or ("matches none of the catalogued mistakes" if f.status == "disagree" else "")))
+            parts.append("<table>" + "".join(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(v)}</td></tr>"
+                                             for k, v in rows if v) + "</table>")
+        parts.append(f"<details><summary>full summary</summary><pre>{e(self.summary())}</pre></details></div>")
+        return "".join(parts)
 
     def to_dict(self) -> dict:
         common = self.common_failure()

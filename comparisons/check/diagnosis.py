@@ -33,6 +33,10 @@ MISTAKES = {
     "missing_phi_prime_in_carry": "carried dL/dh_t (not e_t = dL/dh_t phi'(a_t)) back to h_{t-1}",
     "phi_prime_at_wrong_point": "evaluated phi' at the previous step (phi'(a_{t-1}) instead of phi'(a_t))",
     "phi_prime_of_h": "evaluated phi' at h_t instead of a_t (e.g. 1 - tanh(h)^2 for tanh)",
+    "phi_prime_missing": "left out the activation's derivative phi'(a_t) altogether (e_t = dL/dh_t: "
+                         "no (1 - h_t^2) for tanh)",
+    "phi_prime_twice": "applied the activation's derivative twice (e_t = dL/dh_t phi'(a_t)^2: "
+                       "(1 - h^2) once in the step and once in the layer)",
     "no_accumulation_over_time": "kept only the last step's contribution to the shared weights",
     "no_recurrent_carry": "never carried the error back through time (dL/dh_t = direct part only; "
                           "dh_prev computed but never added to the next step's upstream dh)",
@@ -96,6 +100,10 @@ def mistaken_loss_and_grads(mistake: str, params, xs, ys, *, hidden="tanh", outp
             e[t] = dL_dh[t] * dphi(f.a[t - 1], f.h[t - 1])
         elif mistake == "phi_prime_of_h":
             e[t] = dL_dh[t] * dphi(f.h[t], ACTIVATIONS[hidden][0](f.h[t]))
+        elif mistake == "phi_prime_missing":
+            e[t] = dL_dh[t]
+        elif mistake == "phi_prime_twice":
+            e[t] = dL_dh[t] * dphi(f.a[t], f.h[t]) ** 2
         else:
             e[t] = dL_dh[t] * dphi(f.a[t], f.h[t])
         carried = dL_dh[t] if mistake == "missing_phi_prime_in_carry" else e[t]
@@ -134,6 +142,8 @@ def applicable(mistake: str, case) -> bool:
                 or (mistake == "theta_prime_missing" and (case.output == "identity"
                                                          or case.loss == "cross_entropy"))
                 or (mistake == "silent_precision_loss" and case.dtype == "float32")
+                or (mistake == "phi_prime_missing" and case.hidden == "identity")
+                or (mistake == "phi_prime_twice" and case.hidden in ("identity", "relu"))   # phi'^2 = phi'
                 or (mistake == "dx_wrong_weight" and case.D != case.H)
                 or (mistake == "tf32_matmuls" and case.dtype != "float32"))
 
