@@ -83,6 +83,16 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
         raise UsageError(f"--fn: the {convention} convention takes {len(default_names)} function name(s) "
                          f"({','.join(default_names)}); got {','.join(names)}")
     functions = [_function(loaded, path, n, "--fn") for n in names]
+    from comparisons.conventions import arity, detect
+
+    arities = CONVENTIONS[convention][2]
+    for n, f, a in zip(names, functions, arities):
+        if arity(f) not in (None, a):
+            others = [c for c, found in detect({k: loaded.function(k) for k in loaded.functions})
+                      if n in found and c != convention]
+            raise UsageError(f"--convention: {_signature(f)} takes {arity(f)} argument(s) where the {convention} "
+                             f"convention's {default_names[names.index(n)]} takes {a}"
+                             + (f"; it looks like the {others[0]} convention" if others else ""))
     # the torch-tensor styles hand their inputs over on the GPU when the check runs there
     if convention.startswith("cs231n"):
         return adapter(*functions, device=device)

@@ -284,3 +284,11 @@ def test_the_command_in_a_process_on_a_script(write):
     out = json.loads(proc.stdout)
     assert out["ok"] and out["convention"] == "min-char-rnn" and out["notes"]
     assert any("while True" in s for s in out["loading"]["not_run"])
+
+
+def test_the_wrong_convention_is_a_usage_slip_that_names_the_right_one(course, capsys, tmp_path):
+    path = course("student/nb.ipynb", wild.notebook(wild.dlai_cells()))
+    code, _, err = run(["check", str(path), "--convention", "cs231n", "--path", str(tmp_path / "course")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "rnn_forward(x, a0, parameters) takes 3 argument(s) where the cs231n convention's rnn_forward takes 5" in err
+    assert "it looks like the deeplearning-ai convention" in err
