@@ -838,5 +838,8 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
             loaded = _load_into(module, file, chunks, dropped)
     finally:
         sys.meta_path.remove(finder)
+        # registered while it loads (a dataclass needs its module there), not after: the
+        # caller's process keeps no trace of the student's module
+        sys.modules.pop(name, None)
     loaded.helpers = helpers
     return loaded
