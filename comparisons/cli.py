@@ -16,8 +16,9 @@ from pathlib import Path
 from bptt_xval.model import HIDDEN, LOSS, OUTPUT, REDUCTION, BackendUnavailable
 
 EXIT_OK, EXIT_DISAGREE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-# a hang inside one C call at import ends the process (loading.time_limit): only where the
-# process is the command's own (console(), the grader's child), never main() in a user's
+# a hang inside one C call at import is caught by a forked probe (loading.finishes): only where
+# the process is the command's own (console(), python -m comparisons.cli), never main() in a
+# user's process; the grader's child has the grader's own timeout
 HARD_TIMEOUT = False
 
 
@@ -44,13 +45,13 @@ def load_module(path: str, what: str = "FILE", **options):
 
 
 def _function(loaded, path: str, name: str, what: str = "FILE:FUNC"):
-    module = getattr(loaded, "module", loaded)
-    fn = loaded.function(name) if hasattr(loaded, "function") else getattr(module, name, None)
+    """Function ``name`` (or ``Class.name``) of the loaded file, or one line saying why not."""
+    fn = loaded.function(name)
     if not callable(fn):
-        skipped = loaded.skipped_global(name) if hasattr(loaded, "skipped_global") else None
-        if skipped is not None and getattr(skipped, "syntax", False):
+        skipped = loaded.skipped_global(name)
+        if skipped is not None and skipped.syntax:
             raise UsageError(f"{what}: {Path(path).name}, {skipped.where}: `{skipped.text}`: {skipped.why}")
-        known = sorted(getattr(loaded, "functions", {}))
+        known = sorted(loaded.functions)
         raise UsageError(f"{what}: {path!r} has no function {name!r}"
                          + (f" (it defines {', '.join(known[:12])}{', ...' if len(known) > 12 else ''})" if known else ""))
     return fn
@@ -99,11 +100,6 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
     if convention == "min-char-rnn":
         return adapter(*functions, strict_clip=strict_clip)
     return adapter(*functions)
-
-
-def load_convention(path: str, convention: str, names, device: str = "cpu", **options):
-    strict_clip = options.pop("strict_clip", False)
-    return convention_check(load_file(path, **options), path, convention, names, device, strict_clip)
 
 
 def contract_signature(fn) -> bool:
@@ -400,8 +396,8 @@ def _name_error_hint(result, loaded) -> list:
     if m is None:
         return []
     skipped = loaded.skipped_global(m.group(1))
-    if skipped is None:
-        return [f"`{m.group(1)}` is defined nowhere in the file: an import or a definition is missing"]
+    if skipped is None:        # the summary's own hint says it: an import or a definition missing
+        return []
     return [f"`{m.group(1)}` is a global the file sets at {skipped}, which was not run: the check runs only "
             f"what the functions need; make it a constant or an argument of the function"]
 
@@ -429,15 +425,17 @@ def _check(args) -> int:
     if name is not None:
         fn = _function(loaded, path, name)
         if not contract_signature(fn):
-            style = looks_like(name, fn, functions)
+            style = looks_like(name, functions)
             raise UsageError(f"{name}: {_signature(fn)} is not loss_and_grads(params, xs, ys, *, hidden, output, "
                              f"loss, reduction, truncate)" + (
                                  f"; it looks like the {style} convention: bptt-xval check {path} --convention {style}"
                                  if style else "; see docs/conventions.md for the styles the suite reads"))
         checks = [("contract", (name,), fn)]
     elif args.convention is not None:
+        from comparisons.conventions import CONVENTIONS
+
         fn = convention_check(loaded, path, args.convention, args.fn, args.device, args.strict_clip)
-        checks = [(args.convention, tuple(args.fn or ()), fn)]
+        checks = [(args.convention, tuple(args.fn or CONVENTIONS[args.convention][1]), fn)]
     else:
         found = detect(functions)
         if not found:
@@ -446,11 +444,7 @@ def _check(args) -> int:
                              f"{known}); name one as FILE:FUNC, or give --convention and --fn")
         checks = [(c, names, loaded.function(names[0]) if c == "contract" else
                    convention_check(loaded, path, c, names, args.device, args.strict_clip)) for c, names in found]
-    used = {n for _, names, _ in checks for n in (names or ())}
-    for convention, names, _ in checks:
-        if not names:
-            from comparisons.conventions import CONVENTIONS
-            used |= set(CONVENTIONS[convention][1])
+    used = {n for _, names, _ in checks for n in names}
     reached = _reached(loaded, [functions[n] for n in used if functions.get(n) is not None])
     not_checked = [n for n in loaded.functions if n not in used | reached]
     inputs = None if args.inputs is None else args.inputs.replace("-", "_")
@@ -568,9 +562,10 @@ def _resolve(args) -> int:
 def _check_cell(args) -> int:
     from comparisons.check.cells import check_cell
 
-    module = load_module(args.target)
-    step = _function(module, args.target, args.step, "--step")
-    fn = _function(module, args.target, args.fn, "--fn")
+    loaded = load_file(args.target)
+    module = loaded.module
+    step = _function(loaded, args.target, args.step, "--step")
+    fn = _function(loaded, args.target, args.fn, "--fn")
     shapes = getattr(module, args.shapes, None)
     if not isinstance(shapes, dict):
         raise UsageError(f"--shapes: {args.target!r} has no dict {args.shapes!r} of parameter shapes "

@@ -75,6 +75,8 @@ class Skipped:
     where: str          # "line 12" or "cell 4, line 2"
     text: str           # the statement's first line, shortened
     why: str
+    names: set = field(default_factory=set)    # the globals it would have set
+    syntax: bool = False                       # it could not be parsed (else: parsed, not run)
 
     def __str__(self):
         return f"{self.where} `{self.text}` ({self.why})"
@@ -89,7 +91,7 @@ class Loaded:
     skipped: list = field(default_factory=list)       # Skipped
     rewrites: list = field(default_factory=list)      # "line 3: print statement -> print()" (Python 2)
     functions: dict = field(default_factory=dict)     # name (Class.name for methods) -> where it is defined
-    failed_imports: dict = field(default_factory=dict)    # bound name -> Skipped
+    instances: dict = field(default_factory=dict, repr=False)   # class -> the one instance methods bind to
 
     def function(self, name: str):
         """``name`` or ``Class.name`` of the file; a method is bound to an instance made for
@@ -101,12 +103,14 @@ class Loaded:
         cls = getattr(self.module, owner, None)
         if not isinstance(cls, type) or not callable(getattr(cls, attr, None)):
             return None
-        return getattr(_instance(cls), attr)
+        if cls not in self.instances:        # one per class: its __init__ runs (at most) once
+            self.instances[cls] = _instance(cls)
+        return getattr(self.instances[cls], attr)
 
     def skipped_global(self, name: str) -> Skipped | None:
         """The skipped statement that would have defined global ``name``, if any."""
         for s in self.skipped:
-            if name in getattr(s, "names", ()):
+            if name in s.names:
                 return s
         return None
 
@@ -120,7 +124,7 @@ class Loaded:
         if self.skipped:
             # what was skipped for itself, each named; what only followed from it, by name
             primary = [s for s in self.skipped if ", not run (" not in s.why]
-            following = [n for s in self.skipped if ", not run (" in s.why for n in sorted(getattr(s, "names", ()))]
+            following = [n for s in self.skipped if ", not run (" in s.why for n in sorted(s.names)]
             shown = "; ".join(map(str, primary[:limit]))
             more = f"; ... {len(primary) - limit} more (--json lists all)" if len(primary) > limit else ""
             if following:
@@ -180,7 +184,7 @@ def _notebook_chunks(path: Path) -> tuple[list, list]:
             stripped = line.lstrip()
             # IPython's own syntax: magics, shell escapes, `x = !ls`, `np.dot?` help
             if stripped.startswith(("%", "!")) or re.match(r"^\w[\w.]*\s*=\s*[!%]", stripped) or \
-                    (stripped.endswith("?") and not stripped.startswith("#") and re.match(r"^[\w.]+\?+$", stripped)):
+                    re.match(r"^[\w.]+\?+$", stripped):
                 lines[i] = line[:len(line) - len(stripped)] + "pass"
         chunks.append(_Chunk("\n".join(lines) + "\n", f"{path} [cell {number}]", number))
     return chunks, dropped
@@ -368,10 +372,8 @@ def _parse(chunk: _Chunk, rewrites: list, skipped: list):
                 line = exc.lineno or first
                 original = chunk.source.splitlines()          # the rewrite keeps every line where it was
                 bad = (original[line - 1] if 0 < line <= len(original) else "").strip()
-                s = Skipped(f"{prefix}line {line}", bad[:60], f"SyntaxError: {exc.msg}; {_fix_for(bad)}")
-                s.names = _defined_names(text)
-                s.syntax = True
-                skipped.append(s)
+                skipped.append(Skipped(f"{prefix}line {line}", bad[:60], f"SyntaxError: {exc.msg}; {_fix_for(bad)}",
+                                       _defined_names(text), syntax=True))
         tree = ast.Module(body=body, type_ignores=[])
     if python2:
         if not _future_division(tree):
@@ -424,7 +426,7 @@ class _Simple(ast.NodeVisitor):
                 pass
             elif func.id == "open" or func.id == "input":
                 return self.fail(f"calls {func.id}(): reads outside the program")
-            elif isinstance(self.bound.get(func.id) if isinstance(self.bound, dict) else None, type):
+            elif isinstance(self.bound.get(func.id), type):
                 return self.fail(f"calls {func.id}(...), defined in the file")
             elif self.modules.get(func.id) in NUMERIC_MODULES:
                 pass                                         # from numpy import zeros
@@ -565,8 +567,8 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Stubbed modules, and course helpers (``name.py`` in the file's folder or a --path
     folder) loaded selectively like the file itself."""
 
-    def __init__(self, folders: list, stubs: set, timeout: float, on_load):
-        self.folders, self.stubs, self.timeout, self.on_load = folders, stubs, timeout, on_load
+    def __init__(self, folders: list, stubs: set):
+        self.folders, self.stubs = folders, stubs
 
     def find_spec(self, fullname, path=None, target=None):
         top = fullname.split(".")[0]
@@ -590,9 +592,8 @@ class _Finder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
             return
         origin = Path(module.__spec__.origin)
         module.__file__ = str(origin)
-        loaded = _load_into(module, origin, [_Chunk(origin.read_text(encoding="utf-8", errors="replace"),
-                                                    str(origin), None)], [])
-        self.on_load(loaded)
+        _load_into(module, origin, [_Chunk(origin.read_text(encoding="utf-8", errors="replace"), str(origin), None)],
+                   [])
 
 
 # --- running -------------------------------------------------------------------------------
@@ -684,9 +685,7 @@ def _load_into(module, path: Path, chunks: list, skipped: list) -> Loaded:
             here = where(chunk.filename, node.lineno)
             why = _verdict(node, state)
             if why is not None:
-                s = Skipped(here, _statement_text(node, chunk), why)
-                s.names = _target_names(getattr(node, "targets", None) or [getattr(node, "target", None)]
-                                        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) else [])
+                s = Skipped(here, _statement_text(node, chunk), why, _bound_by(node))
                 for n in s.names:
                     state["skipped_names"][n] = here
                     namespace.pop(n, None)
@@ -746,7 +745,6 @@ def _missing_import(node, exc, here, chunk, loaded: Loaded, state) -> None:
     missing = getattr(exc, "name", None) or "it"
     why = f"import failed, {cause}; install {missing} or pass --stub {missing} if the check does not need it"
     s = Skipped(here, _statement_text(node, chunk), why)
-    s.names = set()
     nodes = [node] if not isinstance(node, ast.Try) else [n for n in node.body if isinstance(n, (ast.Import, ast.ImportFrom))]
     for n in nodes:
         for alias in n.names:
@@ -755,7 +753,6 @@ def _missing_import(node, exc, here, chunk, loaded: Loaded, state) -> None:
             name = (alias.asname or alias.name).split(".")[0]
             loaded.module.__dict__[name] = Missing(name, f"{here} `{_statement_text(node, chunk)}`: {cause}")
             s.names.add(name)
-            loaded.failed_imports[name] = s
     loaded.skipped.append(s)
 
 
@@ -823,11 +820,9 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
     name = "_bptt_xval_user_" + re.sub(r"\W", "_", file.stem)
     module = types.ModuleType(name)
     module.__file__ = str(file)
-    helpers = []
     # course helpers (the file's folder, --path) load as the file does; the current folder is
     # only importable
-    finder = _Finder([file.parent.resolve(), *(Path(p).resolve() for p in paths)], set(stubs), timeout,
-                     helpers.append)
+    finder = _Finder([file.parent.resolve(), *(Path(p).resolve() for p in paths)], set(stubs))
     sys.meta_path.insert(0, finder)
     sys.modules[name] = module
     try:
@@ -841,5 +836,4 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
         # registered while it loads (a dataclass needs its module there), not after: the
         # caller's process keeps no trace of the student's module
         sys.modules.pop(name, None)
-    loaded.helpers = helpers
     return loaded

@@ -507,7 +507,9 @@ def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, 
                    magnitude=magnitude, arrays=arrays)
 
 
+@functools.lru_cache(maxsize=1)
 def _library_folders() -> tuple:
+    """The folders whose frames are not the user's: the suite's packages and Python's own."""
     import os
     import sysconfig
 

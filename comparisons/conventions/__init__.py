@@ -64,8 +64,8 @@ def detect(functions: dict) -> list:
     return found
 
 
-def looks_like(name: str, fn, functions: dict) -> str | None:
-    """Which convention a function that is not the contract's belongs to, in words."""
+def looks_like(name: str, functions: dict) -> str | None:
+    """The convention whose functions, found among ``functions``, include ``name``, if any."""
     for convention, names in detect(functions):
         if convention != "contract" and name in names:
             return convention

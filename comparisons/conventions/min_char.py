@@ -71,11 +71,11 @@ def _returned_name(node) -> str | None:
     return None
 
 
-def parameter_names(lossFun) -> dict:
+def parameter_names(lossFun, tree=None) -> dict:
     """role -> (name, "global" or "self"): where each parameter of ``lossFun`` lives, found
     by its role: the k-th gradient returned names the k-th parameter (``dWxh`` -> ``Wxh``),
-    the gist's own names where the source says nothing."""
-    tree = _tree(lossFun)
+    the gist's own names where the source says nothing. ``tree``: its syntax tree, if parsed."""
+    tree = _tree(lossFun) if tree is None else tree
     globals_read, self_read = _reads(tree)
     found = {}
     for ret in (n for n in ast.walk(tree) if isinstance(n, ast.Return)) if tree is not None else ():
@@ -109,10 +109,10 @@ def _number(node, namespace: dict):
     return float(value) if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) else None
 
 
-def clip_bound(lossFun) -> tuple[float, int] | None:
+def clip_bound(lossFun, tree=None) -> tuple[float, int] | None:
     """(c, line) of the ``np.clip(d, -c, c)`` inside ``lossFun``, read off its source (c a
     number or a global of the file); None when it clips nothing, or not symmetrically."""
-    tree = _tree(lossFun)
+    tree = _tree(lossFun) if tree is None else tree
     if tree is None:
         return None
     namespace = getattr(lossFun, "__globals__", {})
@@ -153,8 +153,9 @@ def min_char_rnn(lossFun, *, strict_clip: bool = False):
     if not isinstance(strict_clip, bool):
         raise TypeError(f"strict_clip: expected True or False; got {strict_clip!r}")
     where = name_of(lossFun, "lossFun")
-    names = parameter_names(lossFun)
-    globals_read, self_read = _reads(_tree(lossFun))
+    tree = _tree(lossFun)                       # its source, parsed once for all that reads it
+    names = parameter_names(lossFun, tree)
+    globals_read, self_read = _reads(tree)
     spaces = {"global": module_globals, "self": vars(lossFun.__self__) if inspect.ismethod(lossFun) else {}}
     supplied = [(n, "global") for n in SUPPLIED if n in globals_read]
     supplied += [(n, "self") for n in SUPPLIED if n in self_read and inspect.ismethod(lossFun)]
@@ -204,7 +205,7 @@ def min_char_rnn(lossFun, *, strict_clip: bool = False):
     fn = tagged(loss_and_grads, f"min_char_rnn({where})", {
         "hidden": "tanh", "loss": "cross_entropy", "reduction": "sum", "inputs": "one_hot",
         "tie_D_O": True, "sizes": {"B": 1}, "h0": ("vector",), "params": LAYER_PARAMS})
-    bound = None if strict_clip else clip_bound(lossFun)
+    bound = None if strict_clip else clip_bound(lossFun, tree)
     # the checker compares with the true gradients clipped at c (comparisons.check.checker)
     fn.clip = None if bound is None else bound[0]
     fn.clip_note = None if bound is None else (

@@ -81,11 +81,11 @@ def main(spec_path: str, out: str) -> int:
         return 0
     record["clip"], record["clip_note"] = getattr(fn, "clip", None), getattr(fn, "clip_note", None)
     from comparisons.loading import as_user
-    for i, (case_dict, checked) in enumerate(zip(spec["cases"], spec["checked"])):
-        case = Case(**case_dict)
-        params, xs, ys = make_problem(case)
-        with as_user(spec["file"]):
-            result = run_candidate(fn, case, params, xs, ys, tuple(checked))
+
+    with as_user(spec["file"]):
+        outcomes = [run_candidate(fn, case, *make_problem(case), tuple(checked))
+                    for case, checked in ((Case(**c), k) for c, k in zip(spec["cases"], spec["checked"]))]
+    for i, result in enumerate(outcomes):
         if isinstance(result, Outcome):
             record["cases"].append({"status": result.status, "reason": result.reason,
                                     "traceback": (result.traceback or "")[-4000:]})

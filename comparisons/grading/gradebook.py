@@ -328,8 +328,8 @@ class Submission:
 
 
 def _helper_names(paths) -> set:
-    return {f.stem for p in paths for f in Path(p).glob("*.py")} | \
-        {f.name for p in paths for f in Path(p).glob("*.py")}
+    """The module names of the course's helpers (``rnn_utils`` for rnn_utils.py)."""
+    return {f.stem for p in paths for f in Path(p).glob("*.py")}
 
 
 def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tuple[list, list]:
@@ -352,7 +352,7 @@ def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tup
         if entry.is_file():
             if entry.suffix not in SOURCE_SUFFIXES:
                 skipped.append((entry.name, "not a .py or .ipynb file"))
-            elif entry.name in helpers or entry.stem in helpers:
+            elif entry.stem in helpers:
                 skipped.append((entry.name, "a course helper (in --path): never graded"))
             else:
                 found.append(Submission(entry.name, {entry.name: entry.read_bytes()}, entry.name))
@@ -367,7 +367,7 @@ def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tup
                 skipped.append((entry.name + "/", f"{size // 2**20} MB of sources: over {FOLDER_MAX_BYTES // 2**20} MB"))
                 continue
             files = {str(p.relative_to(entry)): p.read_bytes() for p in sources}
-            own = [p for p in sources if p.name not in helpers and p.stem not in helpers]
+            own = [p for p in sources if p.stem not in helpers]
             mains = [p for p in own if set(wanted) <= defined_functions(p)]
             # a .py beside the notebook it was exported from: the .py is what was meant to run
             mains.sort(key=lambda p: (p.suffix != ".py", len(p.relative_to(entry).parts), p.name))
