@@ -55,29 +55,31 @@ def lstm_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
     h = np.zeros((T + 1, B, H), xs.dtype)
     c = np.zeros((T + 1, B, H), xs.dtype)
     gates = np.empty((T + 1, B, 4 * H), xs.dtype)
+    tanh_c = np.zeros((T + 1, B, H), xs.dtype)
+    # gate k of step t is gates[t, :, k H:(k + 1) H]: a view per gate, no copy
+    i, f, g, o = (gates[:, :, k * H:(k + 1) * H] for k in range(4))
     for t in range(1, T + 1):
         a = pre[t - 1] + h[t - 1] @ W_hh.T
         gates[t, :, :2 * H] = sigmoid(a[:, :2 * H])                  # i, f
         gates[t, :, 2 * H:3 * H] = tanh(a[:, 2 * H:3 * H])           # g
         gates[t, :, 3 * H:] = sigmoid(a[:, 3 * H:])                  # o
-        i, f, g, o = np.split(gates[t], 4, axis=1)
-        c[t] = f * c[t - 1] + i * g
-        h[t] = o * tanh(c[t])
+        c[t] = f[t] * c[t - 1] + i[t] * g[t]
+        tanh_c[t] = tanh(c[t])
+        h[t] = o[t] * tanh_c[t]
 
     L, dL_dz, direct = _output(params, h, p.ys, reduction)
     dL_dh = np.zeros_like(h)
     dL_dh[1:] = direct
     da = np.zeros((T + 1, B, 4 * H), xs.dtype)
-    dc_next = np.zeros((B, H), xs.dtype)
-    f_next = np.zeros((B, H), xs.dtype)
+    dc = np.zeros((B, H), xs.dtype)                                  # dL/dc_{T+1}: nothing beyond T
     for t in range(T, 0, -1):
-        i, f, g, o = np.split(gates[t], 4, axis=1)
-        tanh_c = tanh(c[t])
-        dc = dL_dh[t] * o * (1 - tanh_c ** 2) + dc_next * f_next
-        da[t] = np.concatenate([dc * g * i * (1 - i), dc * c[t - 1] * f * (1 - f),
-                                dc * i * (1 - g ** 2), dL_dh[t] * tanh_c * o * (1 - o)], axis=1)
+        f_next = f[t + 1] if t < T else 0.0
+        dc = dL_dh[t] * o[t] * (1 - tanh_c[t] ** 2) + dc * f_next
+        da[t, :, :H] = dc * g[t] * i[t] * (1 - i[t])
+        da[t, :, H:2 * H] = dc * c[t - 1] * f[t] * (1 - f[t])
+        da[t, :, 2 * H:3 * H] = dc * i[t] * (1 - g[t] ** 2)
+        da[t, :, 3 * H:] = dL_dh[t] * tanh_c[t] * o[t] * (1 - o[t])
         dL_dh[t - 1] += da[t] @ W_hh
-        dc_next, f_next = dc, f
 
     A = da[1:].reshape(T * B, 4 * H)
     grads = {"W_ih": A.T @ xs.reshape(T * B, -1), "W_hh": A.T @ h[:-1].reshape(T * B, H),

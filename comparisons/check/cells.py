@@ -482,6 +482,14 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     refs = {name: REFERENCES[name] for name in references if name in found}
     if not refs:
         raise BackendUnavailable(f"references: none available ({skipped})")
+    from comparisons.check import gated
+
+    if gated.is_fast(step) and not recurrent and "torch" in refs:
+        # a built-in gated cell: the same checks on references stacked across cases
+        return gated.check_gated(step, fn, param_shapes=param_shapes, state=state, output=output, loss=loss,
+                                 reduction=reduction, cases=cases, seed=seed, dtype=dtype, sizes=sizes,
+                                 references=tuple(n for n in references if n in found),
+                                 shrink_failures=shrink_failures)
     space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
     dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
     drawn = []
@@ -537,13 +545,21 @@ def _sigmoid(xp, v):
     return 1 / (1 + xp.exp(-v))
 
 
+def _affine(xp, v, W, b=None):
+    """v W^T (+ b), for one problem (v (B, n), W (m, n), b (m,)) or a stack of them (a case
+    axis first: v (N, B, n), W (N, m, n), b (N, m)): ``comparisons.check.gated`` runs the
+    same step over many cases at once."""
+    out = v @ xp.matrix_transpose(W)
+    return out if b is None else out + b[..., None, :]
+
+
 def lstm_step(xp, p, x_t, state):
     """PyTorch's LSTM (gates i, f, g, o stacked in W_ih (4H, D), W_hh (4H, H), one bias b)."""
     h, c = state
     H = h.shape[-1]
-    a = x_t @ p["W_ih"].T + h @ p["W_hh"].T + p["b"]
-    i, f = _sigmoid(xp, a[:, :H]), _sigmoid(xp, a[:, H:2 * H])
-    g, o = xp.tanh(a[:, 2 * H:3 * H]), _sigmoid(xp, a[:, 3 * H:])
+    a = _affine(xp, x_t, p["W_ih"], p["b"]) + _affine(xp, h, p["W_hh"])
+    i, f = _sigmoid(xp, a[..., :H]), _sigmoid(xp, a[..., H:2 * H])
+    g, o = xp.tanh(a[..., 2 * H:3 * H]), _sigmoid(xp, a[..., 3 * H:])
     c = f * c + i * g
     return o * xp.tanh(c), c
 
@@ -552,11 +568,11 @@ def gru_step(xp, p, x_t, state):
     """PyTorch's GRU (gates r, z, n stacked; b_ih and b_hh apart, r applied to W_hn h + b_hn)."""
     (h,) = state
     H = h.shape[-1]
-    gi = x_t @ p["W_ih"].T + p["b_ih"]
-    gh = h @ p["W_hh"].T + p["b_hh"]
-    r = _sigmoid(xp, gi[:, :H] + gh[:, :H])
-    z = _sigmoid(xp, gi[:, H:2 * H] + gh[:, H:2 * H])
-    n = xp.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+    gi = _affine(xp, x_t, p["W_ih"], p["b_ih"])
+    gh = _affine(xp, h, p["W_hh"], p["b_hh"])
+    r = _sigmoid(xp, gi[..., :H] + gh[..., :H])
+    z = _sigmoid(xp, gi[..., H:2 * H] + gh[..., H:2 * H])
+    n = xp.tanh(gi[..., 2 * H:] + r * gh[..., 2 * H:])
     return ((1 - z) * n + z * h,)
 
 

@@ -1,0 +1,567 @@
+"""The gated cells at Elman's pace: LSTM and GRU checked with references stacked across cases.
+
+``check_cell`` is general: any user's step, differentiated case by case, its tolerances
+measured by Monte Carlo arithmetic (``comparisons.check.montecarlo``) in eight perturbed
+torch runs of that one case. Its cost is per operation, not per number: a case of an LSTM
+with T = 150 is ~10^4 torch operations, each paying Python's dispatch, eight times over.
+For the built-in cells (``cells.lstm_step``, ``cells.gru_step``: every course convention
+of issue 26 maps onto one of them) the same three things are computed for a whole group of
+cases at once:
+
+- **torch autograd** through one loop of the step over a stack of cases (case axis first,
+  ``torch.bmm``-style products), zero-padded to the group's largest sizes. The padding is
+  exact, as in ``reference.stacked``: a padded hidden unit has all-zero weights in and out,
+  so its gates sit at sigmoid(0), tanh(0) = 0 and its c_t and h_t stay exactly 0 (LSTM:
+  c = 0.5 c_prev + 0.5 * 0; GRU: h = 0.5 * 0 + 0.5 h_prev); gate blocks are padded block by
+  block, so gate k of a case stays gate k; padded batch rows, steps and cases have weight
+  0; padded outputs have a logit of -10^4 (probability exactly 0 in float64) or target
+  theta(0).
+- **JAX**: ``jax.vjp`` of ``lax.scan`` of the same step, ``vmap``ped over a fixed number of
+  cases padded to coarse shape buckets, one compilation per bucket (cached), computed on
+  another core while torch runs.
+- **Monte Carlo arithmetic** (the tolerance's error sizes): the eight perturbed runs are one
+  run of the stack replicated eight times along its case axis, under the same dispatch mode
+  (every rounded result r becomes r (1 + u delta), delta drawn per entry, so the copies are
+  eight independent draws). The per-case statistics are ``montecarlo.from_draws``'s, the
+  same as ``check_cell``'s.
+
+The verdict rules are ``check_cell_case``'s (the same inconclusive reasons, the same
+``compare``); only where the numbers come from differs, and ``tests/test_gated.py`` checks
+the stacked references against the per-case ones. The cases' perturbations are drawn per
+group (seeded by the group's first case), so a verdict replays from the same call.
+
+``fn`` may return the gradients of the initial state as ``grads["h0"]`` and (LSTM)
+``grads["c0"]``, each (B, H): the conventions do (cs231n's ``dh0``); they are compared
+with dL/dh_0 and dL/dc_0.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from bptt_xval.model import BackendUnavailable, Gradients, step_weights
+from comparisons.check.cases import Case, CaseSpace, draw_cases
+
+#: state entries the initial-state gradients are named by: h0 (every cell), c0 (LSTM)
+INITIAL = {"h": "h0", "c": "c0"}
+# cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
+TORCH_STACK = 64
+JAX_STACK = 16
+# central differences through the NumPy step cost 2 x (parameters x steps) NumPy steps in
+# Python: a third reference on the smallest cases only (~20 ms each at this bound)
+NUMERIC_FAST_WORK = 400
+
+
+# --- stacking ---------------------------------------------------------------------------------
+
+def _dims(shape, sizes: dict) -> list:
+    """(blocks, size letter or int) per axis of a parameter's declared shape."""
+    out = []
+    for dim in shape:
+        if isinstance(dim, (int, np.integer)):
+            out.append((1, int(dim)))
+            continue
+        text = str(dim).replace(" ", "")
+        factor, _, letter = text.rpartition("*") if "*" in text else ("", "", text)
+        out.append((int(factor or 1), letter))
+    return out
+
+
+def _place(target: np.ndarray, value: np.ndarray, dims: list, real: dict) -> None:
+    """Write ``value`` into ``target`` (padded) block by block: gate k of a (4H, ...) weight
+    lands at rows k Hp .. k Hp + H, so the padded step reads the same gates."""
+    ranges = []
+    for axis, (blocks, letter) in enumerate(dims):
+        n = real[letter] if isinstance(letter, str) else letter
+        step = target.shape[axis] // blocks
+        ranges.append([slice(k * step, k * step + n) for k in range(blocks)])
+    sources = []
+    for axis, (blocks, letter) in enumerate(dims):
+        n = real[letter] if isinstance(letter, str) else letter
+        sources.append([slice(k * n, (k + 1) * n) for k in range(blocks)])
+    import itertools
+
+    for picks in itertools.product(*[range(len(r)) for r in ranges]):
+        target[tuple(ranges[a][k] for a, k in enumerate(picks))] = value[tuple(sources[a][k] for a, k in enumerate(picks))]
+
+
+def _take(padded: np.ndarray, dims: list, real: dict) -> np.ndarray:
+    """The inverse of :func:`_place`: case i's real entries out of its padded array."""
+    shape = tuple(b * (real[l] if isinstance(l, str) else l) for b, l in dims)
+    out = np.empty(shape, padded.dtype)
+    ranges, sources = [], []
+    for axis, (blocks, letter) in enumerate(dims):
+        n = real[letter] if isinstance(letter, str) else letter
+        step = padded.shape[axis] // blocks
+        ranges.append([slice(k * step, k * step + n) for k in range(blocks)])
+        sources.append([slice(k * n, (k + 1) * n) for k in range(blocks)])
+    import itertools
+
+    for picks in itertools.product(*[range(len(r)) for r in ranges]):
+        out[tuple(sources[a][k] for a, k in enumerate(picks))] = padded[tuple(ranges[a][k] for a, k in enumerate(picks))]
+    return out
+
+
+@dataclass
+class Stack:
+    """Cases of one configuration padded to (N, Tp, Bp, Dp, Hp, Op), float64."""
+
+    cases: list
+    params: dict        # name -> (N, *padded shape)
+    xs: np.ndarray      # (N, Tp, Bp, Dp)
+    target: np.ndarray  # (N, Tp, Bp, Op): one-hot for cross-entropy
+    w: np.ndarray       # (N, Tp) step weights, 0 on padded steps
+    w_b: np.ndarray     # (N, Bp) 1 / B, 0 on padded rows
+    shapes: dict        # name -> declared shape (W_hy, b_y included)
+
+
+def output_shapes(param_shapes: dict) -> dict:
+    return {**param_shapes, "W_hy": ("O", "H"), "b_y": ("O",)}
+
+
+def stack(cases: list, arrays: list, param_shapes: dict, *, sizes=None, count=None) -> Stack:
+    """Pad float64 ``arrays`` [(params, xs, ys)] of ``cases`` (one configuration) to common
+    sizes: the largest of each, or ``sizes`` (Tp, Bp, Dp, Hp, Op); ``count``: N >= len(cases)."""
+    N = len(cases) if count is None else count
+    Tp, Bp, Dp, Hp, Op = sizes or tuple(max(getattr(c, k) for c in cases) for k in "TBDHO")
+    shapes = output_shapes(param_shapes)
+    full = {"T": Tp, "B": Bp, "D": Dp, "H": Hp, "O": Op}
+    case0 = cases[0]
+    cross_entropy = case0.loss == "cross_entropy"
+    params = {}
+    for name, shape in shapes.items():
+        dims = _dims(shape, full)
+        params[name] = np.zeros((N,) + tuple(b * (full[l] if isinstance(l, str) else l) for b, l in dims))
+    xs = np.zeros((N, Tp, Bp, Dp))
+    padded_target = 0.5 if case0.output == "sigmoid" and not cross_entropy else 0.0
+    target = np.full((N, Tp, Bp, Op), padded_target)
+    w, w_b = np.zeros((N, Tp)), np.zeros((N, Bp))
+    if cross_entropy:
+        params["b_y"][:len(cases)] = -1e4     # padded classes: probability exactly 0 (exp underflows)
+    for i, (case, (p, x, y)) in enumerate(zip(cases, arrays)):
+        real = {"T": case.T, "B": case.B, "D": case.D, "H": case.H, "O": case.O}
+        for name, shape in shapes.items():
+            _place(params[name][i], np.asarray(p[name], np.float64), _dims(shape, real), real)
+        xs[i, :case.T, :case.B, :case.D] = x
+        if cross_entropy:
+            target[i, :case.T, :case.B, :case.O] = np.eye(case.O)[y]
+        else:
+            target[i, :case.T, :case.B, :case.O] = y
+        w[i, :case.T] = step_weights(case.reduction, case.T, np.float64)
+        w_b[i, :case.B] = 1.0 / case.B
+    return Stack(list(cases), params, xs, target, w, w_b, shapes)
+
+
+def unstack(s: Stack, i: int, loss: float, grads: dict, dL_dx, states: list, row: int | None = None):
+    """(case i's ``Gradients``, padding cut off, with the initial state's gradients as
+    ``grads["h0"]`` and ``grads["c0"]``; dL/dc_t (T+1, B, H) for the LSTM, else None).
+    ``row``: where case i sits in the arrays (a Monte Carlo copy's row), i by default."""
+    case = s.cases[i]
+    i = i if row is None else row
+    real = {"T": case.T, "B": case.B, "D": case.D, "H": case.H, "O": case.O}
+    out = {name: _take(grads[name][i], _dims(shape, real), real) for name, shape in s.shapes.items()}
+    per_state = [np.array(g[i, :case.T + 1, :case.B, :case.H]) for g in states]
+    for name, g in zip(("h0", "c0"), per_state):
+        out[name] = g[0].copy()
+    result = Gradients(float(loss), out, per_state[0], np.array(dL_dx[i, :case.T, :case.B, :case.D]))
+    return result, (per_state[1] if len(per_state) > 1 else None)
+
+
+# --- torch: one loop over the stack -----------------------------------------------------------
+
+def _torch_loss(torch, z, target, w, w_b, output, loss):
+    if loss == "squared_error":
+        from comparisons.check.cells import _theta
+        l = 0.5 * ((_theta(torch, output, z) - target) ** 2).sum(-1)
+    else:
+        shifted = z - z.max(-1, keepdim=True).values
+        log_p = shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
+        l = -(log_p * target).sum(-1)
+    return (l * w[:, :, None] * w_b[:, None, :]).sum((1, 2))           # (N,)
+
+
+def _stack_rounding(torch, rounding, target, w, w_b, output, loss):
+    """``cells._output_rounding`` for a stack: dL/dz_t's rounding as a derivation makes it,
+    w_t w_b (|o| + |y|) (|theta'| + 2) u delta, per case."""
+    from comparisons.check.cells import _theta
+
+    u, generator = rounding
+
+    def on_z(z):
+        with torch.no_grad():
+            if loss == "squared_error":
+                o = _theta(torch, output, z)
+                slope = {"identity": torch.ones_like(o), "tanh": 1 - o ** 2, "sigmoid": o * (1 - o)}[output]
+                terms = (o.abs() + target.abs()) * (slope.abs() + (0.0 if output == "identity" else 2.0))
+            else:
+                terms = torch.softmax(z, -1) + target
+            terms = terms * (w[:, :, None, None] * w_b[:, None, :, None])
+            noise = u * (torch.rand(z.shape, generator=generator, dtype=z.dtype) * 2 - 1) * terms
+        if z.requires_grad:
+            z.register_hook(lambda g: g + noise)
+        return z
+    return on_z
+
+
+def torch_stacked(step, s: Stack, n_state: int, output: str, loss: str, copies: int = 1, rounding=None):
+    """torch autograd through one loop of ``step`` over the stack (``copies`` times along the
+    case axis: the Monte Carlo runs). Returns per copy and case (loss, grads, dL_dx, [dL/d state])."""
+    import torch
+    import array_api_compat
+
+    from reference.torch_autograd import exact
+
+    rep = lambda a: np.concatenate([a] * copies) if copies > 1 else a
+    with exact(threads=1):
+        P = {k: torch.tensor(rep(v), requires_grad=True) for k, v in s.params.items()}
+        x = torch.tensor(rep(s.xs), requires_grad=True)
+        xp = array_api_compat.array_namespace(x)
+        N, T, B, _ = x.shape
+        H = s.params["W_hy"].shape[-1]
+        init = tuple(torch.zeros((N, B, H), dtype=x.dtype, requires_grad=True) for _ in range(n_state))
+        trace = [[v] for v in init]
+        state = init
+        for t in range(T):
+            state = tuple(step(xp, P, x[:, t], state))
+            for k in range(n_state):
+                trace[k].append(state[k])
+        hs = torch.stack(trace[0][1:], 1)                                           # (N, T, B, H)
+        z = hs @ P["W_hy"].transpose(-1, -2)[:, None] + P["b_y"][:, None, None]
+        target, w, w_b = (torch.tensor(rep(a)) for a in (s.target, s.w, s.w_b))
+        if rounding is not None:
+            z = _stack_rounding(torch, rounding, target, w, w_b, output, loss)(z)
+        L = _torch_loss(torch, z, target, w, w_b, output, loss)
+        keys = list(P)
+        wrt = [P[k] for k in keys] + [x] + [v for tr in trace for v in tr]
+        out = torch.autograd.grad(L.sum(), wrt, allow_unused=True)
+        numpy = lambda g, like: (np.zeros(tuple(like.shape)) if g is None else g.detach().numpy())
+        grads = {k: numpy(g, P[k]) for k, g in zip(keys, out)}
+        dL_dx = numpy(out[len(keys)], x)
+        states, at = [], len(keys) + 1
+        for tr in trace:
+            states.append(np.stack([numpy(g, v) for g, v in zip(out[at:at + len(tr)], tr)], 1))
+            at += len(tr)
+        return L.detach().numpy(), grads, dL_dx, states
+
+
+# --- JAX: vmap of lax.scan over a fixed number of cases, compiled per bucket ------------------
+
+@functools.lru_cache(maxsize=32)
+def _jax_compiled(step, n_state, output, loss, shape):
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    from comparisons.check.cells import _theta
+
+    def L(params, eps, xs, target, w, w_b):
+        def body(state, inputs):
+            x_t, eps_t = inputs
+            state = tuple(step(jnp, params, x_t, state))
+            state = tuple(v + e for v, e in zip(state, eps_t))          # dL/deps = dL/dstate_t
+            return state, state[0]
+
+        init = tuple(jnp.zeros(eps.shape[2:], xs.dtype) + eps[k, 0] for k in range(n_state))
+        _, hs = lax.scan(body, init, (xs, jnp.moveaxis(eps[:, 1:], 0, 1)))
+        z = jnp.matmul(hs, params["W_hy"].T, precision=lax.Precision.HIGHEST) + params["b_y"]
+        if loss == "squared_error":
+            l = 0.5 * jnp.sum((_theta(jnp, output, z) - target) ** 2, axis=-1)
+        else:
+            shifted = z - jnp.max(z, axis=-1, keepdims=True)
+            l = -jnp.sum((shifted - jnp.log(jnp.sum(jnp.exp(shifted), -1, keepdims=True))) * target, -1)
+        return jnp.sum(l * w[:, None] * w_b[None, :])
+
+    grad = jax.value_and_grad(L, argnums=(0, 1, 2))
+    return jax.jit(jax.vmap(grad))
+
+
+def _bucket(n: int, smallest: int) -> int:
+    size = smallest
+    while size < n:
+        size *= 2
+    return size
+
+
+def jax_groups(cases: list) -> list:
+    """[(indices, (Tp, Bp, Dp, Hp, Op))]: few padded shapes, as each costs a compilation
+    (about a second) while a compiled step costs microseconds. Up to two stacks' worth of
+    cases share one shape (a check of 20 cases compiles once); more go narrow (H <= 8)
+    and wide apart. Each group's T is padded to the power of two above its longest
+    (padded steps are cheap here), B, D, O to the powers of two above all cases'."""
+    B, D, O = (_bucket(max(getattr(c, k) for c in cases), 4) for k in "BDO")
+    by_width = {}
+    for i, c in enumerate(cases):
+        by_width.setdefault(len(cases) <= 2 * JAX_STACK or c.H <= 8, []).append(i)
+    out = []
+    for narrow, idx in sorted(by_width.items()):
+        T, H = (_bucket(max(cases[i].T for i in idx), 16), _bucket(max(cases[i].H for i in idx), 8))
+        out += [(idx[j:j + JAX_STACK], (T, B, D, H, O)) for j in range(0, len(idx), JAX_STACK)]
+    return out
+
+
+def jax_stacked(step, s: Stack, n_state: int, output: str, loss: str):
+    """``jax.vmap(jax.value_and_grad)`` of the scan over the stack's cases (x64, HIGHEST)."""
+    import jax
+
+    from reference.jax_grad import scope
+
+    N, T, B, _ = s.xs.shape
+    H = s.params["W_hy"].shape[-1]
+    shape = (N,) + tuple(s.xs.shape[1:]) + (H, s.target.shape[-1])
+    with scope(), jax.default_matmul_precision("highest"):
+        fn = _jax_compiled(step, n_state, output, loss, shape)
+        value, (g, g_eps, g_xs) = jax.device_get(fn(s.params, np.zeros((N, n_state, T + 1, B, H)), s.xs,
+                                                    s.target, s.w, s.w_b))
+    states = [np.asarray(g_eps[:, k]) for k in range(n_state)]
+    return np.asarray(value), {k: np.asarray(v) for k, v in g.items()}, np.asarray(g_xs), states
+
+
+# --- the references and the error sizes of many cases at once --------------------------------
+
+# torch's cost is per operation (Python's dispatch, ~40 us each in the Monte Carlo runs) and
+# per perturbed entry (~2 ns): one stack per dtype and width, split by length only once
+# each part is full enough that padding would cost more than another pass of operations
+MIN_SPLIT = 4
+
+
+def _groups(cases: list) -> list:
+    """torch stacks: cases by dtype (the Monte Carlo runs' u) and width (H <= 8 or wider: a
+    narrow case padded to H = 48 costs 30 times its entries), longest first, at most TORCH_STACK
+    each; a stack closes early where the next case is under a quarter of its longest and it
+    holds MIN_SPLIT cases already. A step costs about the same for 1 case or 64 (measured:
+    37 cases/s against 25 with stacks per H and B bucket), so small checks run one or two
+    stacks, their short cases padded in time, while the default mixture's long cases (T up
+    to 200) never make a large check's short ones run 200 steps."""
+    by_key = {}
+    for i, c in enumerate(cases):
+        by_key.setdefault((c.dtype, c.H > 8), []).append(i)
+    out = []
+    for key in sorted(by_key):
+        current = []
+        for i in sorted(by_key[key], key=lambda i: -cases[i].T):
+            if current and (len(current) >= TORCH_STACK or (len(current) >= MIN_SPLIT
+                                                            and 4 * cases[i].T < cases[current[0]].T)):
+                out.append(current)
+                current = []
+            current.append(i)
+        out.append(current)
+    return out
+
+
+def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int, names=("torch", "jax"),
+               magnitudes: bool = True) -> list:
+    """For each case (one configuration and dtype across ``cases``): ({reference name:
+    Gradients}, magnitude dict or None, dL/dc_t of torch or None). ``arrays``: float64."""
+    from comparisons.check import montecarlo
+    from comparisons.check.tolerances import later_steps_scale
+
+    config = cases[0]          # one configuration; dtypes may differ (stacks are per dtype)
+    mags = [None] * len(cases)
+    results = [{} for _ in cases]
+    cell_state = [None] * len(cases)
+    jax_failure = []
+    jax_thread = None
+    if "jax" in names:
+        def run_jax():
+            try:
+                for idx, shape in jax_groups(cases):
+                    s = stack([cases[i] for i in idx], [arrays[i] for i in idx], param_shapes, sizes=shape,
+                              count=JAX_STACK)
+                    value, g, g_x, states = jax_stacked(step, s, n_state, config.output, config.loss)
+                    for j, i in enumerate(idx):
+                        results[i]["jax"] = unstack(s, j, value[j], g, g_x, states)[0]
+            except BaseException as exc:       # reported in the caller's thread
+                jax_failure.append(exc)
+        jax_thread = threading.Thread(target=run_jax, name="bptt-xval-gated-jax")
+        jax_thread.start()
+    try:
+        if "torch" in names:
+            for idx in _groups(cases):
+                u = max(montecarlo.UNIT_ROUNDOFF[cases[idx[0]].dtype], montecarlo.SMALLEST_U)
+                s = stack([cases[i] for i in idx], [arrays[i] for i in idx], param_shapes)
+                value, g, g_x, states = torch_stacked(step, s, n_state, config.output, config.loss)
+                for j, i in enumerate(idx):
+                    results[i]["torch"], cell_state[i] = unstack(s, j, value[j], g, g_x, states)
+                if not magnitudes:
+                    continue
+                _magnitudes(step, s, idx, results, mags, n_state, u, montecarlo, later_steps_scale)
+        if "numeric" in names:
+            from comparisons.check.cells import numeric_reference
+
+            for i, (case, (p, x, y)) in enumerate(zip(cases, arrays)):
+                if sum(v.size for v in p.values()) * case.T <= NUMERIC_FAST_WORK:
+                    results[i]["numeric"] = numeric_reference(step, p, x, y, n_state=n_state, output=case.output,
+                                                              loss=case.loss, reduction=case.reduction)
+    finally:
+        if jax_thread is not None:
+            jax_thread.join()
+    if jax_failure:
+        raise jax_failure[0]
+    return list(zip(results, mags, cell_state))
+
+
+def _magnitudes(step, s, idx, results, mags, n_state, u, montecarlo, later_steps_scale):
+    """The Monte Carlo error sizes of every case of the stack, from one run of K copies (the
+    built-in gated cells take no branch, so there is no kink to look for)."""
+    import torch
+
+    K = montecarlo.SAMPLES
+    generator = torch.Generator().manual_seed(int(s.cases[0].seed))
+    noise = montecarlo.byte_noise(np.random.default_rng(int(s.cases[0].seed)))
+    with montecarlo._mode(u, generator, noise=noise):
+        value, g, g_x, states = torch_stacked(step, s, n_state, s.cases[0].output, s.cases[0].loss, copies=K,
+                                              rounding=(u, generator))
+    N = len(s.cases)
+    for j, i in enumerate(idx):
+        draws = [unstack(s, j, value[k * N + j], g, g_x, states, row=k * N + j)[0] for k in range(K)]
+        reference = results[i]["torch"]
+        M = montecarlo.from_draws(reference, draws, u)
+        for target in ("dL_dh", "dL_dx"):
+            ref = getattr(reference, target)
+            if target in M and ref is not None:
+                M[target] = np.maximum(M[target], later_steps_scale(np.abs(ref).reshape(len(ref), -1).max(1)))
+        mags[i] = M
+
+
+# --- the check ------------------------------------------------------------------------------
+
+def is_fast(step) -> str | None:
+    """The built-in cell's name when ``step`` is one the fast path stacks, else None."""
+    from comparisons.check.cells import gru_step, lstm_step
+
+    return {lstm_step: "lstm", gru_step: "gru"}.get(step)
+
+
+def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, loss, reduction,
+                      references_=("torch", "jax")) -> list:
+    """``Outcome`` per case of ``drawn`` (any dtypes), references computed per group."""
+    from comparisons.check.cells import make_cell_problem, _gates
+
+    arrays = [make_cell_problem(c, param_shapes) for c in drawn]
+    arrays64 = [({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64),
+                 y if loss == "cross_entropy" else y.astype(np.float64)) for p, x, y in arrays]
+    with np.errstate(all="ignore"):
+        refs = references(step, drawn, arrays64, param_shapes, len(state), references_)
+    return [judge_case(fn, case, a, r, param_shapes=param_shapes, state=state, output=output, loss=loss,
+                       reduction=reduction, gates=_gates(param_shapes))
+            for case, a, r in zip(drawn, arrays, refs)]
+
+
+def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output, loss, reduction, gates):
+    """One case's ``Outcome``: ``check_cell_case``'s rules on the stacked references."""
+    from comparisons.check.cells import finite_differences_hold
+    from comparisons.check.checker import ILL_CONDITIONED, Outcome, _exception_line, _read_only
+    from comparisons.check.compare import compare
+    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+    from comparisons.check.tolerances import case_tolerance
+
+    results, magnitude, dL_dc = prepared
+    params, xs, ys = arrays
+    tol_case = case.replace(H=gates * case.H)
+    finite = all(np.isfinite(r.loss) and all(np.all(np.isfinite(g)) for g in r.grads.values())
+                 for r in results.values())
+    if not finite:
+        return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
+    limit = float(np.finfo(case.dtype).max) * 1e-3
+    if any(abs(r.loss) > limit or any(np.max(np.abs(g), initial=0) > limit for g in r.grads.values())
+           for r in results.values()):
+        return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case")
+    if magnitude is not None:
+        rtol = case_tolerance(tol_case).rtol
+        if rtol * magnitude["amplification"] >= ILL_CONDITIONED:
+            return Outcome(case, "inconclusive", reason=(
+                f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
+                f"{magnitude['amplification']:.3g} times beyond the gradients' size"))
+    inputs = _read_only({"xs": xs, "ys": ys, **params})
+    xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
+    initial = {INITIAL[s]: np.zeros((case.B, case.H), case.dtype) for s in state if s in INITIAL}
+    try:
+        with np.errstate(all="ignore"):
+            got = fn(inputs, xs_ro, ys_ro, output=output, loss=loss, reduction=reduction, truncate=None)
+        given = got.grads if isinstance(got, Gradients) else (got[1] if isinstance(got, (tuple, list))
+                                                                 and len(got) > 1 else {})
+        checked = tuple(params) + tuple(k for k in initial if isinstance(given, dict) and k in given)
+        got = as_gradients(got, {**params, **initial}, checked, (case.T, case.B, case.D, case.H),
+                           np.dtype(case.dtype))
+    except NonFiniteOutput as exc:
+        return Outcome(case, "non_finite", reason=str(exc))
+    except BadOutput as exc:
+        return Outcome(case, "bad_output", reason=str(exc))
+    except (Exception, SystemExit) as exc:
+        import traceback
+        return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
+    if "numeric" in results and not finite_differences_hold(results, tol_case, magnitude):
+        results = {k: v for k, v in results.items() if k != "numeric"}    # autodiff judges alone
+    comparisons = []
+    for name, r in results.items():
+        mine = got if all(k in r.grads for k in got.grads) else got._replace(   # numeric: no h0, c0
+            grads={k: v for k, v in got.grads.items() if k in r.grads})
+        comparisons.append(compare(mine, r, name, tol_case, magnitude,
+                                   kind="central" if name == "numeric" else "autodiff"))
+    status = "agree" if all(c.ok for c in comparisons) else "disagree"
+    outcome = Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude,
+                      arrays=(params, xs, ys))
+    outcome.dL_dc = dL_dc
+    return outcome
+
+
+def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squared_error", reduction="mean",
+                cases=100, seed=0, dtype="float64", sizes=None, references=("torch", "jax"),
+                shrink_failures=True, diagnose=True):
+    """``check_cell`` of a built-in gated cell (``is_fast(step)``) on the fast path: the same
+    CheckResult, failures diagnosed against the gated catalogue (``gated_mistakes``)."""
+    from comparisons.check import backends
+    from comparisons.check.checker import CheckResult, Failure, shrink_with
+
+    found, skipped = backends.available(tuple(references))
+    names = tuple(n for n in references if n in found)
+    if "torch" not in names:
+        raise BackendUnavailable(f"references: the gated fast path needs torch ({skipped.get('torch', '')})")
+    space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
+    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
+    drawn = []
+    for i, d in enumerate(dtypes):
+        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
+                            output=output, loss=loss, reduction=reduction)
+    run = functools.partial(check_gated_cases, step, fn, param_shapes=param_shapes, state=state, output=output,
+                            loss=loss, reduction=reduction, references_=names)
+    cell = is_fast(step)
+    failures, inconclusive, ids = [], {}, []
+    for case, outcome in zip(drawn, run(drawn)):
+        if outcome.status == "inconclusive":
+            ids.append(case.id)
+            inconclusive.setdefault(outcome.reason.split(":")[0], []).append(case.id)
+            continue
+        if not outcome.failed:
+            continue
+        worst = outcome.worst()
+        if worst is None:
+            f = Failure(case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
+                        outcome.traceback)
+        else:
+            reference, target, err, _ = worst
+            steps = {}
+            for c in outcome.comparisons:
+                for k, t in c.first_bad.items():
+                    steps.setdefault(k, t)
+            failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
+            f = Failure(case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
+                        err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
+            if diagnose and cell is not None:
+                from comparisons.check.gated_mistakes import diagnose as diagnose_gated
+                f.diagnosis, f.notes = diagnose_gated(cell, outcome, tol_gates(param_shapes))
+        if shrink_failures and f.status in ("disagree", "non_finite", "raised"):
+            f.shrunk = shrink_with(lambda c: run([c])[0].failed, case, space)
+        failures.append(f)
+    return CheckResult(not failures, failures, len(drawn), ids, skipped, sorted(names), {},
+                       space.to_dict(), [], inconclusive)
+
+
+def tol_gates(param_shapes) -> int:
+    from comparisons.check.cells import _gates
+
+    return _gates(param_shapes)
