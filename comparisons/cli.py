@@ -95,9 +95,9 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
                              f"convention's {default_names[names.index(n)]} takes {a}"
                              + (f"; it looks like the {others[0]} convention" if others else ""))
     # the torch-tensor styles hand their inputs over on the GPU when the check runs there
-    if convention.startswith("cs231n"):
+    if convention.startswith("cs231n") or convention == "gru":
         return adapter(*functions, device=device)
-    if convention == "min-char-rnn":
+    if convention.startswith("min-char-rnn"):
         return adapter(*functions, strict_clip=strict_clip)
     return adapter(*functions)
 
@@ -185,7 +185,8 @@ def _add_space(p: argparse.ArgumentParser) -> None:
                    help="the gradients your function returns; the others are reported as not checked")
 
 
-CHECK_CONVENTIONS = ("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai")
+CHECK_CONVENTIONS = ("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm", "cs231n-lstm",
+                     "cs231n-lstm-step", "deeplearning-ai-lstm", "gru")
 
 
 def _add_loading(p: argparse.ArgumentParser) -> None:
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", metavar="DIR",
                    help="the submissions: every *.py and *.ipynb in DIR, and every folder (one per student)")
     p.add_argument("--convention", required=True,
-                   choices=("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai"),
+                   choices=("contract",) + CHECK_CONVENTIONS,
                    help="the style the submissions are written in (contract: loss_and_grads)")
     p.add_argument("--fn", type=_names, default=None, metavar="NAME[,NAME]",
                    help="the function names, if not the convention's")
@@ -451,11 +452,14 @@ def _check(args) -> int:
     results = []
     with as_user(path):
         for convention, names, fn in checks:
-            result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
-                                      reduction=args.reduction, truncate=args.truncate, cases=args.cases,
-                                      seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
-                                      sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
-                                      device=args.device)
+            if getattr(fn, "cell", None) is not None:
+                result = gated_check(fn, args)
+            else:
+                result = check_derivation(fn, hidden=args.hidden, output=args.output, loss=args.loss,
+                                          reduction=args.reduction, truncate=args.truncate, cases=args.cases,
+                                          seed=args.seed, dtype=args.dtype, reproducer_dir=args.reproducers,
+                                          sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
+                                          device=args.device)
             result.hints += _name_error_hint(result, loaded)
             results.append((convention, names, result))
     file_info = {"file": str(path), "rewritten": loaded.rewrites, "not_run": [str(s) for s in loaded.skipped],
@@ -482,6 +486,26 @@ def _check(args) -> int:
         lines += [f"{Path(path).name}: {line}" for line in loaded.report_lines()]
         print("\n".join(lines))
     return EXIT_OK if all(r.ok for *_, r in results) else EXIT_DISAGREE
+
+
+def gated_check(fn, args):
+    """A gated convention (``fn.cell``) checked against the suite's LSTM or GRU cell
+    (``comparisons.check.gated``). The Elman-only options are refused by name rather than
+    ignored: the cells have no hidden-unit choice, h0 kinds or truncation here."""
+    from comparisons.check.gated import check_convention
+
+    for option, value, default in (("--hidden", args.hidden, "tanh"), ("--truncate", args.truncate, None),
+                                   ("--h0", args.h0, None), ("--params", args.params, None),
+                                   ("--inputs", args.inputs, None), ("--reproducers", args.reproducers, None)):
+        if value != default:
+            raise UsageError(f"{option}: not for the gated conventions ({fn.__name__} is checked against the "
+                             f"suite's {fn.cell.upper()} cell); leave it out")
+    if args.device != "cpu":
+        raise UsageError(f"--device: the gated cells' references run on the CPU only for now; got {args.device!r}")
+    contract = {"output": "identity", "loss": "squared_error", "reduction": "mean"}
+    chosen = {k: (None if getattr(args, k) == v else getattr(args, k)) for k, v in contract.items()}
+    return check_convention(fn, cases=args.cases, seed=args.seed, dtype=args.dtype, sizes=args.sizes,
+                            strict_clip=args.strict_clip, **chosen)
 
 
 def _signature(fn) -> str:

@@ -142,7 +142,10 @@ def make_cell_problem(case: Case, param_shapes: dict, recurrent=()):
             params[name] = rng.normal(size=dims) * 0.1
     params["W_hy"] = rng.normal(size=(O, H)) / np.sqrt(H)
     params["b_y"] = rng.normal(size=O) * 0.1
-    xs = rng.normal(size=(T, B, D))
+    if case.inputs == "one_hot":       # a language model's x_t (min-char-rnn): a row of the identity
+        xs = np.eye(D)[rng.integers(0, D, size=(T, B))]
+    else:
+        xs = rng.normal(size=(T, B, D))
     return in_dtype(case, params, xs, draw_targets(rng, case))
 
 

@@ -437,7 +437,7 @@ def is_fast(step) -> str | None:
 
 
 def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, loss, reduction,
-                      references_=("torch", "jax")) -> list:
+                      references_=("torch", "jax"), clip=None) -> list:
     """``Outcome`` per case of ``drawn`` (any dtypes), references computed per group."""
     from comparisons.check.cells import make_cell_problem, _gates
 
@@ -446,9 +446,17 @@ def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, los
                  y if loss == "cross_entropy" else y.astype(np.float64)) for p, x, y in arrays]
     with np.errstate(all="ignore"):
         refs = references(step, drawn, arrays64, param_shapes, len(state), references_)
+    if clip is not None:
+        refs = [({name: _clipped(g, clip) for name, g in r.items()}, m, c) for r, m, c in refs]
     return [judge_case(fn, case, a, r, param_shapes=param_shapes, state=state, output=output, loss=loss,
                        reduction=reduction, gates=_gates(param_shapes))
             for case, a, r in zip(drawn, arrays, refs)]
+
+
+def _clipped(g: Gradients, c: float) -> Gradients:
+    """The parameters' gradients clipped elementwise at c (not h0, c0 or dL/dh_t: a clip acts
+    on what a training step uses)."""
+    return g._replace(grads={k: (v if k in INITIAL.values() else np.clip(v, -c, c)) for k, v in g.grads.items()})
 
 
 def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output, loss, reduction, gates):
@@ -509,11 +517,39 @@ def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output,
     return outcome
 
 
+def check_convention(fn, *, output=None, loss=None, reduction=None, cases=100, seed=0, dtype="float64",
+                     sizes=None, references=("torch", "jax", "numeric"), shrink_failures=True, strict_clip=False):
+    """Check a gated convention's adapter (``fn.cell``: "lstm" or "gru"; ``comparisons.conventions``)
+    against the suite's cell of that name, in the convention's case space (``fn.case_space``:
+    its loss, reduction, inputs, sizes; explicit arguments win). A min-char-rnn copy that clips
+    (``fn.clip``) is compared with the true gradients clipped at its own c, and the summary says so."""
+    from comparisons.check.cells import builtin_cells
+
+    cell = builtin_cells()[fn.cell]
+    space_defaults = dict(getattr(fn, "case_space", None) or {})
+    output = output or space_defaults.get("output", "identity")
+    loss = loss or space_defaults.get("loss", "squared_error")
+    reduction = reduction or space_defaults.get("reduction", "mean")
+    merged = {**space_defaults.get("sizes", {}), **(sizes or {})}
+    space = CaseSpace.make(merged or None, "none", space_defaults.get("inputs"), None,
+                           space_defaults.get("tie_D_O", False), loss=loss)
+    clip = None if strict_clip else getattr(fn, "clip", None)
+    result = check_gated(cell.step, fn, param_shapes=cell.param_shapes, state=cell.state, output=output, loss=loss,
+                         reduction=reduction, cases=cases, seed=seed, dtype=dtype, references=references,
+                         shrink_failures=shrink_failures, space=space, clip=clip)
+    if clip is not None and getattr(fn, "clip_note", None):
+        result.notes.append(fn.clip_note)
+    return result
+
+
 def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squared_error", reduction="mean",
                 cases=100, seed=0, dtype="float64", sizes=None, references=("torch", "jax"),
-                shrink_failures=True, diagnose=True):
+                shrink_failures=True, diagnose=True, space=None, clip=None):
     """``check_cell`` of a built-in gated cell (``is_fast(step)``) on the fast path: the same
-    CheckResult, failures diagnosed against the gated catalogue (``gated_mistakes``)."""
+    CheckResult, failures diagnosed against the gated catalogue (``gated_mistakes``).
+    ``space``: a CaseSpace (default: ``sizes``, dense inputs); ``clip``: compare with the true
+    gradients clipped elementwise at this c (min-char-rnn's own clip; 1-Lipschitz, so the
+    tolerances hold)."""
     from comparisons.check import backends
     from comparisons.check.checker import CheckResult, Failure, shrink_with
 
@@ -521,14 +557,14 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     names = tuple(n for n in references if n in found)
     if "torch" not in names:
         raise BackendUnavailable(f"references: the gated fast path needs torch ({skipped.get('torch', '')})")
-    space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
+    space = space if space is not None else CaseSpace.make(sizes, "none", None, None, False, loss=loss)
     dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
     drawn = []
     for i, d in enumerate(dtypes):
         drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
                             output=output, loss=loss, reduction=reduction)
     run = functools.partial(check_gated_cases, step, fn, param_shapes=param_shapes, state=state, output=output,
-                            loss=loss, reduction=reduction, references_=names)
+                            loss=loss, reduction=reduction, references_=names, clip=clip)
     cell = is_fast(step)
     failures, inconclusive, ids = [], {}, []
     for case, outcome in zip(drawn, run(drawn)):

@@ -97,7 +97,7 @@ def lstm(params, xs, ys, config, mistake=None, swap=None) -> Gradients:
         if swap is not None:
             blocks[swap[0]], blocks[swap[1]] = blocks[swap[1]], blocks[swap[0]]
         da[t] = np.concatenate(blocks, axis=1)
-        if mistake != "hidden_carry_dropped":
+        if mistake != "hidden_carry_dropped" or t == 1:    # dh0 is the first step's dprev_h all the same
             dL_dh[t - 1] += da[t] @ W_hh
     A = da[1:].reshape(T * B, 4 * H)
     h_in = h[1:] if mistake == "off_by_one_hidden_state" else h[:-1]
@@ -136,7 +136,7 @@ def gru(params, xs, ys, config, mistake=None, swap=None) -> Gradients:
         dgi[t] = np.concatenate(blocks, axis=1)
         dgh[t] = np.concatenate([dgi[t, :, :2 * H], dgi[t, :, 2 * H:] * (1.0 if mistake == "reset_not_applied"
                                                                           else r[t])], axis=1)
-        if mistake == "hidden_carry_dropped":
+        if mistake == "hidden_carry_dropped" and t > 1:
             continue
         dL_dh[t - 1] += (0.0 if mistake == "update_carry_dropped" else dh * z[t]) + dgh[t] @ W_hh
     Gi, Gh = dgi[1:].reshape(T * B, 3 * H), dgh[1:].reshape(T * B, 3 * H)
@@ -179,7 +179,7 @@ def _where(cell, mistake, params, xs, ys, config, swap=None) -> str:
         t = None if a is None else departs(a, b)
         if t is not None:
             parts.append(f"{name} at t = {t}")
-    return f" (on this case the mistake's {' and '.join(parts)} first depart from the true ones)" if parts else ""
+    return f" (on this case it first shows in {' and in '.join(parts)})" if parts else ""
 
 
 def diagnose(cell: str, outcome, gates: int) -> tuple[list, dict]:

@@ -5,6 +5,11 @@ symbols in its docstring.
     min_char.py        karpathy's min-char-rnn: lossFun(inputs, targets, hprev), globals
     cs231n_layers.py   cs231n / EECS 498: rnn_forward / rnn_backward and the step pair
     coursera.py        deeplearning.ai: rnn_forward(x, a0, parameters), caches, dicts
+    the gated cells, each checked against the suite's LSTM or GRU cell (``fn.cell``):
+    min_char_lstm.py   lossFun(inputs, targets, hprev, cprev): stacked or one matrix per gate
+    cs231n_lstm.py     lstm_forward / lstm_backward and the step pair, gates i, f, o, g
+    coursera_lstm.py   deeplearning.ai: lstm_forward(x, a0, parameters), Wf on [a_prev; xt]
+    gru.py             gru_forward / gru_backward in torch.nn.GRU's layout
 
 Each adapter returns a function with the contract's ``loss_and_grads`` signature, carrying
 in ``fn.case_space`` the part of the case space its style supports (one-hot inputs and no
@@ -25,8 +30,12 @@ from __future__ import annotations
 import inspect
 
 from comparisons.conventions.coursera import deeplearning_ai
+from comparisons.conventions.coursera_lstm import deeplearning_ai_lstm
 from comparisons.conventions.cs231n_layers import cs231n, cs231n_step
+from comparisons.conventions.cs231n_lstm import cs231n_lstm, cs231n_lstm_step
+from comparisons.conventions.gru import gru
 from comparisons.conventions.min_char import min_char_rnn
+from comparisons.conventions.min_char_lstm import min_char_rnn_lstm
 
 #: name -> (adapter, its functions' conventional names, their positional arities)
 CONVENTIONS = {
@@ -34,6 +43,12 @@ CONVENTIONS = {
     "cs231n": (cs231n, ("rnn_forward", "rnn_backward"), (5, 2)),
     "cs231n-step": (cs231n_step, ("rnn_step_forward", "rnn_step_backward"), (5, 2)),
     "deeplearning-ai": (deeplearning_ai, ("rnn_forward", "rnn_backward"), (3, 2)),
+    # the gated cells (issue 26): each adapter carries ``fn.cell``, checked by check_cell's fast path
+    "min-char-rnn-lstm": (min_char_rnn_lstm, ("lossFun",), (4,)),
+    "cs231n-lstm": (cs231n_lstm, ("lstm_forward", "lstm_backward"), (5, 2)),
+    "cs231n-lstm-step": (cs231n_lstm_step, ("lstm_step_forward", "lstm_step_backward"), (6, 3)),
+    "deeplearning-ai-lstm": (deeplearning_ai_lstm, ("lstm_forward", "lstm_backward"), (3, 2)),
+    "gru": (gru, ("gru_forward", "gru_backward"), (6, 2)),
 }
 #: the contract's own signature, for detection beside the styles
 CONTRACT = ("loss_and_grads", 3)
@@ -72,4 +87,5 @@ def looks_like(name: str, functions: dict) -> str | None:
     return None
 
 
-__all__ = ["CONVENTIONS", "cs231n", "cs231n_step", "deeplearning_ai", "detect", "min_char_rnn"]
+__all__ = ["CONVENTIONS", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "deeplearning_ai",
+           "deeplearning_ai_lstm", "detect", "gru", "min_char_rnn", "min_char_rnn_lstm"]

@@ -1,0 +1,503 @@
+"""LSTM and GRU files written the way students hand them in (issue 26): each course's style,
+correct, and with the classic mistakes behind ``bug``. Written for these tests, in each
+course's conventions (names, shapes, gate order), not copied from anyone's solution.
+"""
+
+from __future__ import annotations
+
+# --- cs231n / EECS 498: rnn_layers.py with the RNN half and the LSTM half -----------------------
+
+CS231N_LSTM = '''from __future__ import print_function, division
+from builtins import range
+import numpy as np
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
+    cache = (x, prev_h, Wx, Wh, next_h)
+    return next_h, cache
+
+
+def rnn_step_backward(dnext_h, cache):
+    x, prev_h, Wx, Wh, next_h = cache
+    da = dnext_h * (1 - next_h ** 2)
+    return da.dot(Wx.T), da.dot(Wh.T), x.T.dot(da), prev_h.T.dot(da), da.sum(axis=0)
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    N, T, D = x.shape
+    h = np.zeros((N, T, h0.shape[1]))
+    cache = []
+    prev_h = h0
+    for t in range(T):
+        prev_h, c = rnn_step_forward(x[:, t, :], prev_h, Wx, Wh, b)
+        h[:, t, :] = prev_h
+        cache.append(c)
+    return h, cache
+
+
+def rnn_backward(dh, cache):
+    N, T, H = dh.shape
+    D = cache[0][0].shape[1]
+    dx = np.zeros((N, T, D))
+    dWx, dWh, db = np.zeros((D, H)), np.zeros((H, H)), np.zeros(H)
+    dprev_h = np.zeros((N, H))
+    for t in reversed(range(T)):
+        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(dh[:, t, :] + dprev_h, cache[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, dprev_h, dWx, dWh, db
+
+
+def sigmoid(x):
+    """A numerically stable version of the logistic sigmoid function."""
+    pos_mask = (x >= 0)
+    neg_mask = (x < 0)
+    z = np.zeros_like(x)
+    z[pos_mask] = np.exp(-x[pos_mask])
+    z[neg_mask] = np.exp(x[neg_mask])
+    top = np.ones_like(x)
+    top[neg_mask] = z[neg_mask]
+    return top / (1 + z)
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[1]
+    a = x.dot(Wx) + prev_h.dot(Wh) + b
+    i = sigmoid(a[:, :H])
+    f = sigmoid(a[:, H:2 * H])
+    o = sigmoid(a[:, 2 * H:3 * H])
+    g = np.tanh(a[:, 3 * H:])
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    cache = (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c, next_h)
+    return next_h, next_c, cache
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c, next_h = cache
+    tanh_c = np.tanh(next_c)
+    do = dnext_h * tanh_c
+    dc = dnext_c + dnext_h * o * TANH_PRIME
+    di = dc * g
+    df = dc * PREV_C
+    dg = dc * i
+    dprev_c = dc * f
+    da = np.hstack(GATES)
+    dx = da.dot(Wx.T)
+    dprev_h = da.dot(Wh.T)
+    dWx = x.T.dot(da)
+    dWh = prev_h.T.dot(da)
+    db = np.sum(da, axis=0)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    N, T, D = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H))
+    prev_h, prev_c = h0, np.zeros_like(h0)
+    cache = []
+    for t in range(T):
+        prev_h, prev_c, step_cache = lstm_step_forward(x[:, t, :], prev_h, prev_c, Wx, Wh, b)
+        h[:, t, :] = prev_h
+        cache.append(step_cache)
+    return h, cache
+
+
+def lstm_backward(dh, cache):
+    N, T, H = dh.shape
+    D = cache[0][0].shape[1]
+    dx = np.zeros((N, T, D))
+    dWx, dWh, db = np.zeros((D, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
+    dprev_h, dprev_c = np.zeros((N, H)), np.zeros((N, H))
+    for t in reversed(range(T)):
+        dx[:, t, :], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[:, t, :] + dprev_h, CARRIED_C,
+                                                                               cache[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    dh0 = dprev_h
+    return dx, dh0, dWx, dWh, db
+
+
+def temporal_affine_forward(x, w, b):
+    N, T, D = x.shape
+    out = x.reshape(N * T, D).dot(w).reshape(N, T, -1) + b
+    return out, (x, w, b, out)
+'''
+
+CS231N_BUGS = {
+    None: {},
+    "cell_carry_dropped": {"CARRIED_C": "np.zeros_like(dprev_c)"},
+    "gate_order_swapped": {"GATES": "(di * i * (1 - i), df * f * (1 - f), dg * (1 - g ** 2), do * o * (1 - o))"},
+    "tanh_prime_of_h": {"TANH_PRIME": "(1 - next_h ** 2)"},
+    "tanh_prime_missing": {"TANH_PRIME": "1"},
+    "c_t_for_c_prev": {"PREV_C": "next_c"},
+}
+CS231N_RIGHT = {"CARRIED_C": "dprev_c", "GATES": "(di * i * (1 - i), df * f * (1 - f), do * o * (1 - o), dg * (1 - g ** 2))",
+                "TANH_PRIME": "(1 - tanh_c ** 2)", "PREV_C": "prev_c"}
+
+
+def cs231n_lstm_source(bug=None) -> str:
+    text = CS231N_LSTM
+    for key, right in CS231N_RIGHT.items():
+        text = text.replace(key, CS231N_BUGS[bug].get(key, right))
+    return text
+
+
+# --- deeplearning.ai, "Building your Recurrent Neural Network - Step by Step", the LSTM part ----
+
+DLAI_LSTM_CELLS = [     # the first is markdown (tests/wild.notebook), the rest code
+    "## 2 - Long Short-Term Memory (LSTM) network\n\nImplement `lstm_cell_forward()`.",
+    "import numpy as np\nfrom rnn_utils import *\n%matplotlib inline",
+    '''# GRADED FUNCTION: lstm_cell_forward
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    Wf = parameters["Wf"]
+    bf = parameters["bf"]
+    Wi = parameters["Wi"]
+    bi = parameters["bi"]
+    Wc = parameters["Wc"]
+    bc = parameters["bc"]
+    Wo = parameters["Wo"]
+    bo = parameters["bo"]
+    Wy = parameters["Wy"]
+    by = parameters["by"]
+    n_x, m = xt.shape
+    n_y, n_a = Wy.shape
+
+    ### START CODE HERE ###
+    concat = np.concatenate((a_prev, xt), axis=0)
+    ft = sigmoid(np.dot(Wf, concat) + bf)
+    it = sigmoid(np.dot(Wi, concat) + bi)
+    cct = np.tanh(np.dot(Wc, concat) + bc)
+    c_next = ft * c_prev + it * cct
+    ot = sigmoid(np.dot(Wo, concat) + bo)
+    a_next = ot * np.tanh(c_next)
+    yt_pred = softmax(np.dot(Wy, a_next) + by)
+    ### END CODE HERE ###
+    cache = (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters)
+    return a_next, c_next, yt_pred, cache''',
+    '''np.random.seed(1)
+xt_tmp = np.random.randn(3, 10)
+a_prev_tmp = np.random.randn(5, 10)
+c_prev_tmp = np.random.randn(5, 10)
+parameters_tmp = {}
+parameters_tmp['Wf'] = np.random.randn(5, 5 + 3)
+a_next_tmp, c_next_tmp, yt_tmp, cache_tmp = lstm_cell_forward(xt_tmp, a_prev_tmp, c_prev_tmp, parameters_tmp)
+print("a_next[4] = \\n", a_next_tmp[4])''',
+    '''# GRADED FUNCTION: lstm_forward
+
+def lstm_forward(x, a0, parameters):
+    caches = []
+    Wy = parameters['Wy']
+    n_x, m, T_x = x.shape
+    n_y, n_a = parameters['Wy'].shape
+    a = np.zeros((n_a, m, T_x))
+    c = np.zeros((n_a, m, T_x))
+    y = np.zeros((n_y, m, T_x))
+    a_next = a0
+    c_next = np.zeros(a_next.shape)
+    for t in range(T_x):
+        xt = x[:, :, t]
+        a_next, c_next, yt, cache = lstm_cell_forward(xt, a_next, c_next, parameters)
+        a[:, :, t] = a_next
+        c[:, :, t] = c_next
+        y[:, :, t] = yt
+        caches.append(cache)
+    caches = (caches, x)
+    return a, y, c, caches''',
+    '''# UNGRADED FUNCTION: lstm_cell_backward
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    (a_next, c_next, a_prev, c_prev, ft, it, cct, ot, xt, parameters) = cache
+    n_x, m = xt.shape
+    n_a, m = a_next.shape
+    dot = da_next * np.tanh(c_next) * ot * (1 - ot)
+    dcct = (dc_next * it + ot * (1 - np.square(np.tanh(c_next))) * it * da_next) * (1 - np.square(cct))
+    dit = (dc_next * cct + ot * (1 - np.square(np.tanh(c_next))) * cct * da_next) * it * (1 - it)
+    dft = (dc_next * c_prev + ot * (1 - np.square(np.tanh(c_next))) * c_prev * da_next) * ft * (1 - ft)
+    concat = np.concatenate((a_prev, xt), axis=0)
+    dWf = np.dot(dft, concat.T)
+    dWi = np.dot(dit, concat.T)
+    dWc = np.dot(dcct, concat.T)
+    dWo = np.dot(dot, concat.T)
+    dbf = np.sum(dft, axis=1, keepdims=True)
+    dbi = np.sum(dit, axis=1, keepdims=True)
+    dbc = np.sum(dcct, axis=1, keepdims=True)
+    dbo = np.sum(dot, axis=1, keepdims=True)
+    Wf, Wi, Wc, Wo = parameters['Wf'], parameters['Wi'], parameters['Wc'], parameters['Wo']
+    da_prev = (np.dot(Wf[:, :n_a].T, dft) + np.dot(Wi[:, :n_a].T, dit) + np.dot(Wc[:, :n_a].T, dcct)
+               + np.dot(Wo[:, :n_a].T, dot))
+    dc_prev = dc_next * ft + ot * (1 - np.square(np.tanh(c_next))) * ft * da_next
+    dxt = (np.dot(Wf[:, n_a:].T, dft) + np.dot(Wi[:, n_a:].T, dit) + np.dot(Wc[:, n_a:].T, dcct)
+           + np.dot(Wo[:, n_a:].T, dot))
+    gradients = {"dxt": dxt, "da_prev": da_prev, "dc_prev": dc_prev, "dWf": dWf, "dbf": dbf, "dWi": dWi,
+                 "dbi": dbi, "dWc": dWc, "dbc": dbc, "dWo": dWo, "dbo": dbo}
+    return gradients''',
+    '''# UNGRADED FUNCTION: lstm_backward
+
+def lstm_backward(da, caches):
+    (caches, x) = caches
+    (a1, c1, a0, c0, f1, i1, cc1, o1, x1, parameters) = caches[0]
+    n_a, m, T_x = da.shape
+    n_x, m = x1.shape
+    dx = np.zeros((n_x, m, T_x))
+    da0 = np.zeros((n_a, m))
+    da_prevt = np.zeros((n_a, m))
+    dc_prevt = np.zeros((n_a, m))
+    dWf = np.zeros((n_a, n_a + n_x))
+    dWi = np.zeros((n_a, n_a + n_x))
+    dWc = np.zeros((n_a, n_a + n_x))
+    dWo = np.zeros((n_a, n_a + n_x))
+    dbf = np.zeros((n_a, 1))
+    dbi = np.zeros((n_a, 1))
+    dbc = np.zeros((n_a, 1))
+    dbo = np.zeros((n_a, 1))
+    for t in reversed(range(T_x)):
+        gradients = lstm_cell_backward(UPSTREAM, dc_prevt, caches[t])
+        da_prevt = gradients["da_prev"]
+        dc_prevt = gradients["dc_prev"]
+        dx[:, :, t] = gradients["dxt"]
+        dWf += gradients["dWf"]
+        dWi += gradients["dWi"]
+        dWc += gradients["dWc"]
+        dWo += gradients["dWo"]
+        dbf += gradients["dbf"]
+        dbi += gradients["dbi"]
+        dbc += gradients["dbc"]
+        dbo += gradients["dbo"]
+    da0 = da_prevt
+    gradients = {"dx": dx, "da0": da0, "dWf": dWf, "dbf": dbf, "dWi": dWi, "dbi": dbi,
+                 "dWc": dWc, "dbc": dbc, "dWo": dWo, "dbo": dbo}
+    return gradients''',
+    "%time\nnp.random.seed(1)\nda_tmp = np.random.randn(5, 10, 4)\ngradients_tmp = lstm_backward(da_tmp, caches_tmp)",
+]
+
+
+def dlai_lstm_cells(bug=None) -> list:
+    upstream = "da[:, :, t]" if bug == "hidden_carry_dropped" else "da[:, :, t] + da_prevt"
+    return [text.replace("UPSTREAM", upstream) for text in DLAI_LSTM_CELLS]
+
+
+# --- min-char-rnn with an LSTM: one matrix per gate on [h; x], Python 2, clipped -----------------
+
+MIN_CHAR_LSTM = '''"""
+Minimal character-level LSTM, after karpathy's min-char-rnn. Python 2.
+"""
+import numpy as np
+import sys
+
+data = open(sys.argv[1], 'r').read()
+chars = list(set(data))
+data_size, vocab_size = len(data), len(chars)
+print 'data has %d characters, %d unique.' % (data_size, vocab_size)
+char_to_ix = { ch:i for i,ch in enumerate(chars) }
+ix_to_char = { i:ch for i,ch in enumerate(chars) }
+
+H_size = 100
+seq_length = 25
+learning_rate = 1e-1
+z_size = H_size + vocab_size
+
+Wf = np.random.randn(H_size, z_size) * 0.1
+Wi = np.random.randn(H_size, z_size) * 0.1
+Wc = np.random.randn(H_size, z_size) * 0.1
+Wo = np.random.randn(H_size, z_size) * 0.1
+Wy = np.random.randn(vocab_size, H_size) * 0.1
+bf = np.zeros((H_size, 1))
+bi = np.zeros((H_size, 1))
+bc = np.zeros((H_size, 1))
+bo = np.zeros((H_size, 1))
+by = np.zeros((vocab_size, 1))
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+def lossFun(inputs, targets, hprev, cprev):
+    xs, hs, cs, zs, fs, is_, cc, os, ys, ps = {}, {}, {}, {}, {}, {}, {}, {}, {}, {}
+    hs[-1] = np.copy(hprev)
+    cs[-1] = np.copy(cprev)
+    loss = 0
+    for t in xrange(len(inputs)):
+        xs[t] = np.zeros((vocab_size, 1))
+        xs[t][inputs[t]] = 1
+        zs[t] = np.row_stack((hs[t-1], xs[t]))
+        fs[t] = sigmoid(np.dot(Wf, zs[t]) + bf)
+        is_[t] = sigmoid(np.dot(Wi, zs[t]) + bi)
+        cc[t] = np.tanh(np.dot(Wc, zs[t]) + bc)
+        cs[t] = fs[t] * cs[t-1] + is_[t] * cc[t]
+        os[t] = sigmoid(np.dot(Wo, zs[t]) + bo)
+        hs[t] = os[t] * np.tanh(cs[t])
+        ys[t] = np.dot(Wy, hs[t]) + by
+        ps[t] = np.exp(ys[t]) / np.sum(np.exp(ys[t]))
+        loss += -np.log(ps[t][targets[t], 0])
+    dWf, dWi, dWc, dWo, dWy = np.zeros_like(Wf), np.zeros_like(Wi), np.zeros_like(Wc), np.zeros_like(Wo), np.zeros_like(Wy)
+    dbf, dbi, dbc, dbo, dby = np.zeros_like(bf), np.zeros_like(bi), np.zeros_like(bc), np.zeros_like(bo), np.zeros_like(by)
+    dhnext = np.zeros_like(hs[0])
+    dcnext = np.zeros_like(cs[0])
+    for t in reversed(xrange(len(inputs))):
+        dy = np.copy(ps[t])
+        dy[targets[t]] -= 1
+        dWy += np.dot(dy, hs[t].T)
+        dby += dy
+        dh = np.dot(Wy.T, dy) + dhnext
+        do = dh * np.tanh(cs[t]) * os[t] * (1 - os[t])
+        dWo += np.dot(do, zs[t].T)
+        dbo += do
+        dc = CELL_CARRY + dh * os[t] * (1 - np.tanh(cs[t]) ** 2)
+        dcc = dc * is_[t] * (1 - cc[t] ** 2)
+        dWc += np.dot(dcc, zs[t].T)
+        dbc += dcc
+        di = dc * cc[t] * is_[t] * (1 - is_[t])
+        dWi += np.dot(di, zs[t].T)
+        dbi += di
+        df = dc * cs[t-1] * fs[t] * (1 - fs[t])
+        dWf += np.dot(df, zs[t].T)
+        dbf += df
+        dz = np.dot(Wf.T, df) + np.dot(Wi.T, di) + np.dot(Wc.T, dcc) + np.dot(Wo.T, do)
+        dhnext = dz[:H_size, :]
+        dcnext = fs[t] * dc
+    for dparam in [dWf, dWi, dWc, dWo, dWy, dbf, dbi, dbc, dbo, dby]:
+        np.clip(dparam, -5, 5, out=dparam)
+    return loss, dWf, dWi, dWc, dWo, dWy, dbf, dbi, dbc, dbo, dby, hs[len(inputs)-1], cs[len(inputs)-1]
+
+n, p = 0, 0
+hprev = np.zeros((H_size, 1))
+cprev = np.zeros((H_size, 1))
+while True:
+    if p + seq_length + 1 >= len(data) or n == 0:
+        hprev = np.zeros((H_size, 1))
+        cprev = np.zeros((H_size, 1))
+        p = 0
+    inputs = [char_to_ix[ch] for ch in data[p:p+seq_length]]
+    targets = [char_to_ix[ch] for ch in data[p+1:p+seq_length+1]]
+    loss, dWf, dWi, dWc, dWo, dWy, dbf, dbi, dbc, dbo, dby, hprev, cprev = lossFun(inputs, targets, hprev, cprev)
+    if n % 100 == 0:
+        print 'iter %d, loss: %f' % (n, loss)
+    p += seq_length
+    n += 1
+'''
+
+
+def min_char_lstm_source(bug=None) -> str:
+    return MIN_CHAR_LSTM.replace("CELL_CARRY", "0" if bug == "cell_carry_dropped" else "dcnext")
+
+
+# --- min-char-rnn LSTM keeping the gist's names: Wxh (4H, V) stacked, gates i, f, o, g -------------
+
+MIN_CHAR_LSTM_STACKED = '''import numpy as np
+
+vocab_size = 27
+hidden_size = 64
+Wxh = np.random.randn(4 * hidden_size, vocab_size) * 0.01
+Whh = np.random.randn(4 * hidden_size, hidden_size) * 0.01
+Why = np.random.randn(vocab_size, hidden_size) * 0.01
+bh = np.zeros((4 * hidden_size, 1))
+by = np.zeros((vocab_size, 1))
+
+
+def sigmoid(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+def lossFun(inputs, targets, hprev, cprev):
+    xs, hs, cs, gates, ps = {}, {}, {}, {}, {}
+    hs[-1], cs[-1] = np.copy(hprev), np.copy(cprev)
+    H = hidden_size
+    loss = 0.0
+    for t in range(len(inputs)):
+        xs[t] = np.zeros((vocab_size, 1))
+        xs[t][inputs[t]] = 1
+        a = np.dot(Wxh, xs[t]) + np.dot(Whh, hs[t - 1]) + bh
+        i, f, o = sigmoid(a[:H]), sigmoid(a[H:2 * H]), sigmoid(a[2 * H:3 * H])
+        g = np.tanh(a[3 * H:])
+        gates[t] = (i, f, o, g)
+        cs[t] = f * cs[t - 1] + i * g
+        hs[t] = o * np.tanh(cs[t])
+        y = np.dot(Why, hs[t]) + by
+        ps[t] = np.exp(y - np.max(y)) / np.sum(np.exp(y - np.max(y)))
+        loss += -np.log(ps[t][targets[t], 0])
+    dWxh, dWhh, dWhy = np.zeros_like(Wxh), np.zeros_like(Whh), np.zeros_like(Why)
+    dbh, dby = np.zeros_like(bh), np.zeros_like(by)
+    dhnext, dcnext = np.zeros_like(hprev), np.zeros_like(cprev)
+    for t in reversed(range(len(inputs))):
+        i, f, o, g = gates[t]
+        dy = np.copy(ps[t])
+        dy[targets[t]] -= 1
+        dWhy += np.dot(dy, hs[t].T)
+        dby += dy
+        dh = np.dot(Why.T, dy) + dhnext
+        tc = np.tanh(cs[t])
+        dc = dcnext + dh * o * (1 - tc * tc)
+        da = np.vstack((dc * g * i * (1 - i), dc * cs[t - 1] * f * (1 - f), dh * tc * o * (1 - o),
+                        dc * i * (1 - g * g)))
+        dWxh += np.dot(da, xs[t].T)
+        dWhh += np.dot(da, hs[t - 1].T)
+        dbh += da
+        dhnext = np.dot(Whh.T, da)
+        dcnext = dc * f
+    return loss, dWxh, dWhh, dWhy, dbh, dby, hs[len(inputs) - 1], cs[len(inputs) - 1]
+'''
+
+
+# --- GRU in torch.nn.GRU's layout, batch first ---------------------------------------------------
+
+GRU_LAYER = '''import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh):
+    N, T, D = x.shape
+    H = h0.shape[1]
+    h = np.zeros((N, T, H))
+    prev = h0
+    cache = []
+    for t in range(T):
+        gi = x[:, t].dot(W_ih.T) + b_ih
+        gh = prev.dot(W_hh.T) + b_hh
+        r = sigmoid(gi[:, :H] + gh[:, :H])
+        z = sigmoid(gi[:, H:2 * H] + gh[:, H:2 * H])
+        n = np.tanh(gi[:, 2 * H:] + r * gh[:, 2 * H:])
+        nxt = (1 - z) * n + z * prev
+        cache.append((x[:, t], prev, r, z, n, gh))
+        h[:, t] = nxt
+        prev = nxt
+    return h, (cache, W_ih, W_hh)
+
+
+def gru_backward(dh, cache):
+    steps, W_ih, W_hh = cache
+    N, T, H = dh.shape
+    D = W_ih.shape[1]
+    dx = np.zeros((N, T, D))
+    dW_ih, dW_hh = np.zeros_like(W_ih), np.zeros_like(W_hh)
+    db_ih, db_hh = np.zeros(3 * H), np.zeros(3 * H)
+    dprev = np.zeros((N, H))
+    for t in reversed(range(T)):
+        x_t, prev, r, z, n, gh = steps[t]
+        d = dh[:, t] + dprev
+        dn = d * (1 - z) * (1 - n ** 2)
+        dz = d * DZ * z * (1 - z)
+        dr = DR * r * (1 - r)
+        dgi = np.hstack((dr, dz, dn))
+        dgh = np.hstack((dr, dz, dn * r))
+        dW_ih += dgi.T.dot(x_t)
+        dW_hh += dgh.T.dot(prev)
+        db_ih += dgi.sum(0)
+        db_hh += dgh.sum(0)
+        dx[:, t] = dgi.dot(W_ih)
+        dprev = d * z + dgh.dot(W_hh)
+    return dx, dprev, dW_ih, dW_hh, db_ih, db_hh
+'''
+
+
+def gru_source(bug=None) -> str:
+    dz = "(n - prev)" if bug == "update_gate_sign" else "(prev - n)"
+    dr = "0 * dn" if bug == "reset_path_missing" else "dn * gh[:, 2 * H:]"
+    return GRU_LAYER.replace("DZ", dz).replace("DR", dr)
