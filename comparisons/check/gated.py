@@ -459,42 +459,47 @@ def _clipped(g: Gradients, c: float) -> Gradients:
     return g._replace(grads={k: (v if k in INITIAL.values() else np.clip(v, -c, c)) for k, v in g.grads.items()})
 
 
-def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output, loss, reduction, gates):
-    """One case's ``Outcome``: ``check_cell_case``'s rules on the stacked references."""
-    from comparisons.check.cells import finite_differences_hold
-    from comparisons.check.checker import ILL_CONDITIONED, Outcome, _exception_line, _read_only
-    from comparisons.check.compare import compare
-    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+def inconclusive(case: Case, results: dict, magnitude, gates: int) -> str | None:
+    """Why no verdict can be given on ``case`` (``check_cell_case``'s reasons), from the case
+    and its references alone, or None."""
+    from comparisons.check.checker import ILL_CONDITIONED
     from comparisons.check.tolerances import case_tolerance
 
-    results, magnitude, dL_dc = prepared
-    params, xs, ys = arrays
-    tol_case = case.replace(H=gates * case.H)
     finite = all(np.isfinite(r.loss) and all(np.all(np.isfinite(g)) for g in r.grads.values())
                  for r in results.values())
     if not finite:
-        return Outcome(case, "inconclusive", reason="reference not finite: the float64 references overflow")
+        return "reference not finite: the float64 references overflow"
     limit = float(np.finfo(case.dtype).max) * 1e-3
     if any(abs(r.loss) > limit or any(np.max(np.abs(g), initial=0) > limit for g in r.grads.values())
            for r in results.values()):
-        return Outcome(case, "inconclusive", reason=f"{case.dtype} overflows on this case")
+        return f"{case.dtype} overflows on this case"
     if magnitude is not None:
-        rtol = case_tolerance(tol_case).rtol
+        rtol = case_tolerance(case.replace(H=gates * case.H)).rtol
         if rtol * magnitude["amplification"] >= ILL_CONDITIONED:
-            return Outcome(case, "inconclusive", reason=(
-                f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
-                f"{magnitude['amplification']:.3g} times beyond the gradients' size"))
+            return (f"ill-conditioned beyond {case.dtype}: the recurrence can grow a rounding error "
+                    f"{magnitude['amplification']:.3g} times beyond the gradients' size")
+    return None
+
+
+def run_candidate(fn, case: Case, arrays, state):
+    """The candidate's ``Gradients`` on the case (its initial-state gradients h0, c0 kept where
+    it gives them), or the ``Outcome`` of its failing (raised, bad output, non-finite)."""
+    from comparisons.check.checker import Outcome, _exception_line, _read_only
+    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+
+    params, xs, ys = arrays
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
     initial = {INITIAL[s]: np.zeros((case.B, case.H), case.dtype) for s in state if s in INITIAL}
     try:
         with np.errstate(all="ignore"):
-            got = fn(inputs, xs_ro, ys_ro, output=output, loss=loss, reduction=reduction, truncate=None)
+            got = fn(inputs, xs_ro, ys_ro, output=case.output, loss=case.loss, reduction=case.reduction,
+                     truncate=None)
         given = got.grads if isinstance(got, Gradients) else (got[1] if isinstance(got, (tuple, list))
                                                                  and len(got) > 1 else {})
         checked = tuple(params) + tuple(k for k in initial if isinstance(given, dict) and k in given)
-        got = as_gradients(got, {**params, **initial}, checked, (case.T, case.B, case.D, case.H),
-                           np.dtype(case.dtype))
+        return as_gradients(got, {**params, **initial}, checked, (case.T, case.B, case.D, case.H),
+                            np.dtype(case.dtype))
     except NonFiniteOutput as exc:
         return Outcome(case, "non_finite", reason=str(exc))
     except BadOutput as exc:
@@ -502,6 +507,15 @@ def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output,
     except (Exception, SystemExit) as exc:
         import traceback
         return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
+
+
+def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: int):
+    """The candidate's ``got`` against the references ``results`` (the case's verdict)."""
+    from comparisons.check.cells import finite_differences_hold
+    from comparisons.check.checker import Outcome
+    from comparisons.check.compare import compare
+
+    tol_case = case.replace(H=gates * case.H)
     if "numeric" in results and not finite_differences_hold(results, tol_case, magnitude):
         results = {k: v for k, v in results.items() if k != "numeric"}    # autodiff judges alone
     comparisons = []
@@ -511,10 +525,43 @@ def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output,
         comparisons.append(compare(mine, r, name, tol_case, magnitude,
                                    kind="central" if name == "numeric" else "autodiff"))
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
-    outcome = Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude,
-                      arrays=(params, xs, ys))
-    outcome.dL_dc = dL_dc
-    return outcome
+    return Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude, arrays=arrays)
+
+
+def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output, loss, reduction, gates):
+    """One case's ``Outcome``: ``check_cell_case``'s rules on the stacked references."""
+    from comparisons.check.checker import Outcome
+
+    results, magnitude, _ = prepared
+    why = inconclusive(case, results, magnitude, gates)
+    if why is not None:
+        return Outcome(case, "inconclusive", reason=why)
+    got = run_candidate(fn, case, arrays, state)
+    if isinstance(got, Outcome):
+        return got
+    return judge(case, got, results, magnitude, arrays, gates)
+
+
+def failure(outcome, cell: str, gates: int, diagnose: bool = True):
+    """The ``Failure`` of a failed gated outcome, diagnosed against the gated catalogue."""
+    from comparisons.check.checker import Failure
+    from comparisons.check import gated_mistakes
+
+    worst = outcome.worst()
+    if worst is None:
+        return Failure(outcome.case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
+                       outcome.traceback)
+    reference, target, err, _ = worst
+    steps = {}
+    for c in outcome.comparisons:
+        for k, t in c.first_bad.items():
+            steps.setdefault(k, t)
+    failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
+    f = Failure(outcome.case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
+                err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
+    if diagnose:
+        f.diagnosis, f.notes = gated_mistakes.diagnose(cell, outcome, gates)
+    return f
 
 
 def check_convention(fn, *, output=None, loss=None, reduction=None, cases=100, seed=0, dtype="float64",
@@ -551,7 +598,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     gradients clipped elementwise at this c (min-char-rnn's own clip; 1-Lipschitz, so the
     tolerances hold)."""
     from comparisons.check import backends
-    from comparisons.check.checker import CheckResult, Failure, shrink_with
+    from comparisons.check.checker import CheckResult, shrink_with
 
     found, skipped = backends.available(tuple(references))
     names = tuple(n for n in references if n in found)
@@ -566,35 +613,47 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     run = functools.partial(check_gated_cases, step, fn, param_shapes=param_shapes, state=state, output=output,
                             loss=loss, reduction=reduction, references_=names, clip=clip)
     cell = is_fast(step)
-    failures, inconclusive, ids = [], {}, []
+    failures, why_not, ids = [], {}, []
     for case, outcome in zip(drawn, run(drawn)):
         if outcome.status == "inconclusive":
             ids.append(case.id)
-            inconclusive.setdefault(outcome.reason.split(":")[0], []).append(case.id)
+            why_not.setdefault(outcome.reason.split(":")[0], []).append(case.id)
             continue
         if not outcome.failed:
             continue
-        worst = outcome.worst()
-        if worst is None:
-            f = Failure(case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
-                        outcome.traceback)
-        else:
-            reference, target, err, _ = worst
-            steps = {}
-            for c in outcome.comparisons:
-                for k, t in c.first_bad.items():
-                    steps.setdefault(k, t)
-            failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
-            f = Failure(case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
-                        err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
-            if diagnose and cell is not None:
-                from comparisons.check.gated_mistakes import diagnose as diagnose_gated
-                f.diagnosis, f.notes = diagnose_gated(cell, outcome, tol_gates(param_shapes))
+        f = failure(outcome, cell, tol_gates(param_shapes), diagnose=diagnose)
         if shrink_failures and f.status in ("disagree", "non_finite", "raised"):
             f.shrunk = shrink_with(lambda c: run([c])[0].failed, case, space)
         failures.append(f)
     return CheckResult(not failures, failures, len(drawn), ids, skipped, sorted(names), {},
-                       space.to_dict(), [], inconclusive)
+                       space.to_dict(), [], why_not)
+
+
+def plan_references(cell_name: str, drawn: list, references=("torch", "jax", "numeric")) -> tuple:
+    """For grading a class: ([(references, magnitude) per case], {index: why inconclusive},
+    the reference names used) of the built-in cell ``cell_name`` on ``drawn``."""
+    from comparisons.check import backends
+    from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
+
+    cell = builtin_cells()[cell_name]
+    found, skipped = backends.available(tuple(references))
+    names = tuple(n for n in references if n in found)
+    if "torch" not in names:
+        raise BackendUnavailable(f"references: the gated cells need torch ({skipped.get('torch', '')})")
+    arrays64 = []
+    for c in drawn:
+        p, x, y = make_cell_problem(c, cell.param_shapes)
+        arrays64.append(({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64),
+                         y if c.loss == "cross_entropy" else y.astype(np.float64)))
+    with np.errstate(all="ignore"):
+        refs = references_(cell.step, drawn, arrays64, cell.param_shapes, len(cell.state), names)
+    gates = _gates(cell.param_shapes)
+    prepared = [(r, m) for r, m, _ in refs]
+    why = {i: w for i, (c, (r, m)) in enumerate(zip(drawn, prepared)) if (w := inconclusive(c, r, m, gates)) is not None}
+    return prepared, why, names
+
+
+references_ = references
 
 
 def tol_gates(param_shapes) -> int:

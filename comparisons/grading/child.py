@@ -82,9 +82,18 @@ def main(spec_path: str, out: str) -> int:
     record["clip"], record["clip_note"] = getattr(fn, "clip", None), getattr(fn, "clip_note", None)
     from comparisons.loading import as_user
 
+    cases = [Case(**c) for c in spec["cases"]]
     with as_user(spec["file"]):
-        outcomes = [run_candidate(fn, case, *make_problem(case), tuple(checked))
-                    for case, checked in ((Case(**c), k) for c, k in zip(spec["cases"], spec["checked"]))]
+        if getattr(fn, "cell", None) is not None:        # a gated convention: the suite's LSTM/GRU cases
+            from comparisons.check import gated
+            from comparisons.check.cells import builtin_cells, make_cell_problem
+
+            cell = builtin_cells()[fn.cell]
+            outcomes = [gated.run_candidate(fn, case, make_cell_problem(case, cell.param_shapes), cell.state)
+                        for case in cases]
+        else:
+            outcomes = [run_candidate(fn, case, *make_problem(case), tuple(checked))
+                        for case, checked in zip(cases, spec["checked"])]
     for i, result in enumerate(outcomes):
         if isinstance(result, Outcome):
             record["cases"].append({"status": result.status, "reason": result.reason,

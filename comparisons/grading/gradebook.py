@@ -102,16 +102,21 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
 
     if convention not in CONVENTION_NAMES:
         raise ValueError(f"convention: expected one of {CONVENTION_NAMES}; got {convention!r}")
-    space_dict = {}
+    space_dict, cell = {}, None
     if convention != "contract":
         adapter, names, _ = CONVENTIONS[convention]
         if fn is not None and len(fn) != len(names):
             raise ValueError(f"fn: the {convention} convention takes {len(names)} function name(s) "
                              f"({','.join(names)}); got {','.join(fn)}")
         # the adapter's case space does not depend on the functions it wraps
-        space_dict = dict(adapter(*[lambda *a, **k: None] * len(names)).case_space)
+        probe = adapter(*[lambda *a, **k: None] * len(names))
+        space_dict, cell = dict(probe.case_space), getattr(probe, "cell", None)
     elif fn is not None and len(fn) != 1:
         raise ValueError(f"fn: the contract convention takes one function name; got {','.join(fn)}")
+    if cell is not None:
+        return _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
+                           output=output, loss=loss, reduction=reduction, paths=paths, stubs=stubs,
+                           strict_clip=strict_clip)
     config = {"hidden": hidden or space_dict.get("hidden", "tanh"), "output": output or space_dict.get("output", "identity"),
               "loss": loss or space_dict.get("loss", "squared_error"),
               "reduction": reduction or space_dict.get("reduction", "mean")}
@@ -129,6 +134,28 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
                 "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [space.checked(c) for c in drawn],
                 prepared, inconclusive, settings)
+
+
+def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memory, output, loss, reduction, paths,
+                stubs, strict_clip) -> Plan:
+    """make_plan for a gated convention: the cases of its case space and the suite's LSTM or
+    GRU cell's references (``comparisons.check.gated``), stacked across the class's cases."""
+    from comparisons.check.cases import CaseSpace, draw_cases
+    from comparisons.check.gated import plan_references
+
+    config = {"output": output or space_dict.get("output", "identity"),
+              "loss": loss or space_dict.get("loss", "squared_error"),
+              "reduction": reduction or space_dict.get("reduction", "mean")}
+    space = CaseSpace.make(space_dict.get("sizes"), "none", space_dict.get("inputs"), None,
+                           space_dict.get("tie_D_O", False), loss=config["loss"])
+    drawn = draw_cases(cases, seed, space=space, truncate=None, **config)
+    prepared, inconclusive, names = plan_references(cell, drawn)
+    settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
+                "timeout": timeout, "memory": memory, "hidden": "tanh", **config, "references": sorted(names),
+                "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip,
+                "cell": cell}
+    return Plan(convention, tuple(fn) if fn else None, seed, drawn, [() for _ in drawn], prepared, inconclusive,
+                settings)
 
 
 # --- the submission's process -------------------------------------------------------------
@@ -270,6 +297,12 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
         if path:
             message = message.replace(repr(path), raw["name"]).replace(path, raw["name"])
         return {**row, "verdict": verdict, "detail": message.splitlines()[0][:300]}
+    cell = None
+    if plan.settings.get("cell"):
+        from comparisons.check import gated
+        from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
+        cell = builtin_cells()[plan.settings["cell"]]
+        gates = _gates(cell.param_shapes)
     outcomes = []
     for i, (case, entry) in enumerate(zip(plan.cases, record["cases"])):
         if i in plan.inconclusive:
@@ -282,6 +315,12 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
                            raw["arrays"].get(f"{i}/dL_dh") if entry["dL_dh"] else None,
                            raw["arrays"].get(f"{i}/dL_dx") if entry["dL_dx"] else None)
         references, magnitude = plan.prepared[i]
+        if cell is not None:
+            if record.get("clip") is not None:
+                references = {k: gated._clipped(r, record["clip"]) for k, r in references.items()}
+            outcomes.append(gated.judge(case, result, references, magnitude,
+                                        make_cell_problem(case, cell.param_shapes), gates))
+            continue
         outcomes.append(judge(case, result, references, magnitude, make_problem(case), clip=record.get("clip")))
     agreed = sum(o.status == "agree" for o in outcomes)
     row.update(cases_agreed=agreed, cases_run=len(outcomes))
@@ -294,7 +333,7 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
     if disagreeing:
         smallest = disagreeing[0]
         if smallest.status == "disagree":
-            f = failure_from(smallest)
+            f = failure_from(smallest) if cell is None else gated.failure(smallest, plan.settings["cell"], gates)
             return {**row, "verdict": "disagree", "parameter": f.parameter or "",
                     "step": "" if f.step is None else f.step, "diagnosis": ";".join(f.diagnosis),
                     "detail": f"{f.parameter} off by {f.rel:.3g} relative (tolerance {f.tol:.3g} absolute) "
