@@ -324,7 +324,7 @@ def lossFun(inputs, targets, hprev, cprev):
     for t in xrange(len(inputs)):
         xs[t] = np.zeros((vocab_size, 1))
         xs[t][inputs[t]] = 1
-        zs[t] = np.row_stack((hs[t-1], xs[t]))
+        zs[t] = np.vstack((hs[t-1], xs[t]))
         fs[t] = sigmoid(np.dot(Wf, zs[t]) + bf)
         is_[t] = sigmoid(np.dot(Wi, zs[t]) + bi)
         cc[t] = np.tanh(np.dot(Wc, zs[t]) + bc)

@@ -681,6 +681,11 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
                                    ("inputs", None), ("params", None)):
         if explicit[name] == contract_default and name in defaults:
             explicit[name] = defaults[name]
+    if explicit["sizes"] is not None and defaults.get("sizes"):
+        # the caller's sizes narrow the convention's; a size the style fixes (a step pair's
+        # T = 1) stays fixed, so --sizes for a whole file cannot break its step pair
+        fixed = {k: v for k, v in defaults["sizes"].items() if k in defaults.get("fixed", ())}
+        explicit["sizes"] = {**defaults["sizes"], **explicit["sizes"], **fixed}
     hidden, output, loss, reduction = (explicit[k] for k in ("hidden", "output", "loss", "reduction"))
     check_options(hidden, output, loss, reduction, truncate)
     space = CaseSpace.make(explicit["sizes"], explicit["h0"], explicit["inputs"], explicit["params"],

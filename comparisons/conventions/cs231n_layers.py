@@ -98,7 +98,7 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         mode["arrays"] = "numpy"
         return result
 
-    space = {"hidden": "tanh", **({"sizes": {"T": 1}} if step else {})}
+    space = {"hidden": "tanh", **({"sizes": {"T": 1}, "fixed": ("T",)} if step else {})}
     return tagged(loss_and_grads, f"{'cs231n_step' if step else 'cs231n'}({fwd}, {bwd})", space)
 
 

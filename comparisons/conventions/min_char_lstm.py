@@ -9,7 +9,7 @@ stacked, the gist's names kept (``Wxh`` (4H, V), ``Whh`` (4H, H), ``bh`` (4H, 1)
 one matrix per gate on the stacked [h_{t-1}; x_t] (``Wf``, ``Wi``, ``Wc`` or ``Wg``, ``Wo``, each
 (H, H + V), biases ``bf``... (H, 1), ``Wy``, ``by``)::
 
-    z = np.row_stack((hs[t-1], xs[t]));  f = sigmoid(Wf z + bf) ...
+    z = np.row_stack((hs[t-1], xs[t]));  f = sigmoid(Wf z + bf) ...   (or np.vstack)
     return loss, dWf, dWi, dWc, dWo, dWy, dbf, dbi, dbc, dbo, dby, h, c   (any order of the ten)
 
 Mapping to the suite's LSTM (PyTorch's layout, gates i, f, g, o): stacked, ``Wxh = W_ih``,
