@@ -265,6 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where torch and JAX compute")
     p.add_argument("--cells", action="store_true",
                    help="check_cell on every built-in cell's own derivation (LSTM, GRU, IndRNN, MGU, Elman)")
+    p.add_argument("--gated", action="store_true",
+                   help="LSTM and GRU on check_cell's stacked fast path (the gated conventions' checks)")
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
@@ -546,9 +548,11 @@ def _soak(args) -> int:
 
     from comparisons.measure.soak import soak, summary
 
-    if args.cells and args.device != "cpu":
-        raise UsageError("--cells: check_cell computes its references on the CPU; drop --device")
-    out = Path(args.out or f"benchmarks/results/soak{'-cells' if args.cells else ''}.json")
+    if (args.cells or args.gated) and args.device != "cpu":
+        raise UsageError("--cells/--gated: check_cell computes its references on the CPU; drop --device")
+    if args.cells and args.gated:
+        raise UsageError("--gated: the gated soak is a soak of its own; drop --cells")
+    out = Path(args.out or f"benchmarks/results/soak{'-cells' if args.cells else '-gated' if args.gated else ''}.json")
     _writable(str(out.parent))
     from comparisons.check import backends
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
@@ -557,7 +561,8 @@ def _soak(args) -> int:
     import os
     total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
-                 progress=lambda line: print(line, flush=True), device=args.device, cells=args.cells)
+                 progress=lambda line: print(line, flush=True), device=args.device, cells=args.cells,
+                 gated=args.gated)
     print(summary(total))
     try:
         from comparisons.measure.soak import figure

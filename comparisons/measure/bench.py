@@ -212,6 +212,53 @@ def checker_rate(cases: int = 200, slow_cases: int = 50, repeats: int = 5) -> di
             "identical_verdicts": identical}
 
 
+def gated_rate(cell: str = "lstm", cases: int = 200, slow_cases: int = 6, repeats: int = 3,
+               cold_cases: int = 20) -> dict:
+    """check_cell's cases per second on a built-in gated cell's own derivation: warm (the
+    median of ``repeats`` checks of ``cases`` float64 cases, the stacked fast path), the
+    per-case path's (the same step behind a wrapper, so it is not recognised as built in) on
+    ``slow_cases`` of them, and a cold ``check-cell`` of ``cold_cases`` in a fresh process
+    (imports, JAX's compilation and all), the way a user first meets it."""
+    import subprocess
+    import sys
+
+    from comparisons.check.cells import builtin_cells, check_builtin, check_cell
+
+    built_in = builtin_cells()[cell]
+    check_builtin(cell, cases=cases, seed=1)                      # JAX compiles its buckets
+    runs = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        result = check_builtin(cell, cases=cases, seed=1)
+        runs.append(time.perf_counter() - started)
+    step = built_in.step
+    per_case_step = lambda xp, p, x_t, state: step(xp, p, x_t, state)      # not `is` the built-in
+    started = time.perf_counter()
+    slow = check_cell(per_case_step, built_in.derivation, param_shapes=built_in.param_shapes, state=built_in.state,
+                      cases=slow_cases, seed=1)
+    slow_seconds = time.perf_counter() - started
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        # a user's file as docs/api.md shows it: the built-in step, the manual derivation
+        target = Path(folder) / f"my_{cell}.py"
+        shapes = {k: tuple(v) for k, v in built_in.param_shapes.items()}
+        target.write_text(
+            f"from comparisons.check.cells import {cell}_step as step\n"
+            f"from manual.gated import {cell}_loss_and_grads\n\n"
+            f"param_shapes = {shapes!r}\nstate = {tuple(built_in.state)!r}\n\n\n"
+            f"def loss_and_grads(params, xs, ys, *, output, loss, reduction, truncate):\n"
+            f"    return {cell}_loss_and_grads(params, xs, ys, reduction=reduction)\n")
+        started = time.perf_counter()
+        cold = subprocess.run([sys.executable, "-m", "comparisons.cli", "check-cell", str(target), "--cases",
+                               str(cold_cases)], capture_output=True, text=True)
+        cold_seconds = time.perf_counter() - started
+    return {"cell": cell, "cases": cases, "ok": bool(result.ok and slow.ok), "warm_cases_per_s": cases / statistics.median(runs),
+            "warm_runs_cases_per_s": [cases / r for r in runs], "slow_cases": slow_cases,
+            "slow_cases_per_s": slow_cases / slow_seconds, "cold_cases": cold_cases, "cold_seconds": cold_seconds,
+            "cold_exit_code": cold.returncode}
+
+
 FRAMEWORKS = ("torch.nn.RNN", "jax.jit")
 
 
@@ -266,6 +313,10 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
     progress("checker")
     cases = 50 if quick else checker_cases
     results["checker"] = checker_rate(cases, min(cases, 10 if quick else 50))
+    results["gated"] = []
+    for cell in ("lstm", "gru"):
+        progress(f"check_cell {cell}")
+        results["gated"].append(gated_rate(cell, cases=50 if quick else checker_cases, slow_cases=2 if quick else 6))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -347,4 +398,8 @@ def table(results: dict) -> str:
     lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
                  f"({c['cases']} cases, verdict ok={c['ok']}); slow path {c['slow_cases_per_s']:.1f} cases/s, "
                  f"verdicts {'identical' if c['identical_verdicts'] else 'DIFFERENT'} on {c['slow_cases']} cases")
+    for g in results.get("gated", []):
+        lines.append(f"check_cell {g['cell']}: {g['warm_cases_per_s']:.0f} cases/s warm ({g['cases']} cases, stacked; "
+                     f"ok={g['ok']}), per-case path {g['slow_cases_per_s']:.2f} cases/s; cold check-cell of "
+                     f"{g['cold_cases']} cases in a fresh process {g['cold_seconds']:.1f} s (exit {g['cold_exit_code']})")
     return "\n".join(lines)

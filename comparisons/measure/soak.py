@@ -151,6 +151,55 @@ def run_cell_block(seed: int, block: int, per_block: int, references: tuple, dev
     return tally
 
 
+# --- the gated soak: LSTM and GRU on check_cell's stacked fast path (comparisons.check.gated) ---
+
+# the fast path stacks a block's cases: blocks this large pay its per-step costs once per stack
+GATED_BLOCK = 384
+
+
+def gated_configs() -> list:
+    """(cell, configuration) for the gated cells' derivations (manual.gated: identity output,
+    squared error, every reduction), each computing in the case's own dtype."""
+    from comparisons.check.cells import builtin_cells
+
+    cells = builtin_cells()
+    return [(name, dict(output=o, loss=l, reduction=r)) for name in ("lstm", "gru")
+            for o, l, r in itertools.product(cells[name].outputs, cells[name].losses, REDUCTION)]
+
+
+def gated_blocks(cases: int) -> tuple:
+    per_block = max(2, min(GATED_BLOCK, -(-cases // len(gated_configs()))))
+    return per_block, -(-cases // per_block)
+
+
+def run_gated_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
+    """The gated fast path's verdicts on one block of a built-in gated cell's own derivation;
+    the block's cases are drawn as a cells soak draws them (half in each dtype)."""
+    from comparisons.check import backends
+    from comparisons.check.cases import CaseSpace, draw_cases
+    from comparisons.check.cells import builtin_cells
+    from comparisons.check.gated import check_gated_cases
+
+    found, skipped = backends.available(references)
+    configs = gated_configs()
+    name, config = configs[block % len(configs)]
+    space = CaseSpace.make(None, "none", None, None, False, loss=config["loss"])
+    drawn = []
+    for i, d in enumerate(DTYPES):
+        drawn += draw_cases((per_block + i) // 2, (seed * 1_000_003 + block) * 2 + i, dtype=d, space=space, **config)
+    cell = builtin_cells()[name]
+    tally = {"block": block, "cell": name, "cases": 0, "false_alarms": [], "inconclusive": {},
+             "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
+             "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
+    outcomes = check_gated_cases(cell.step, cell.derivation, drawn, param_shapes=cell.param_shapes, state=cell.state,
+                                 references_=tuple(n for n in references if n in found), **config)
+    for case, outcome in zip(drawn, outcomes):
+        _tally(tally, case, outcome)
+    for alarm in tally["false_alarms"]:
+        alarm["cell"] = name
+    return tally
+
+
 def _tally(tally: dict, case, outcome) -> None:
     """Count one outcome into its block's tally."""
     tally["cases"] += 1
@@ -192,10 +241,11 @@ def empty(cases: int, seed: int, per_block: int, references: tuple, kind: str = 
 
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
          references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu",
-         cells: bool = False) -> dict:
+         cells: bool = False, gated: bool = False) -> dict:
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally.
     ``cells``: ``check_cell`` on the built-in cells' own derivations instead of
-    ``check_derivation`` on ``manual.rnn`` (a false alarm's record names its cell)."""
+    ``check_derivation`` on ``manual.rnn`` (a false alarm's record names its cell);
+    ``gated``: LSTM and GRU only, on check_cell's stacked fast path (``run_gated_block``)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     from comparisons import atomic
@@ -203,8 +253,9 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     from comparisons.check.cases import Case
 
     references = tuple(references)
-    kind, runner = ("cells", run_cell_block) if cells else ("elman", run_block)
-    per_block, n_blocks = cell_blocks(cases) if cells else blocks(cases)
+    kind, runner = ("gated", run_gated_block) if gated else ("cells", run_cell_block) if cells else ("elman", run_block)
+    per_block, n_blocks = gated_blocks(cases) if gated else cell_blocks(cases) if cells else blocks(cases)
+    cells = cells or gated
     total = empty(cases, seed, per_block, references, kind)
     out = Path(out) if out else None
     if out is not None and out.is_file():
