@@ -641,7 +641,7 @@ def other_cells_study(seed: int = 0, cases: int = 6) -> dict:
     """The report's "Other cells": each built-in cell's derivation checked (both dtypes),
     and ||dL/dh_t|| across time at a matched spectral radius (every H x H block at 0.9,
     IndRNN's u at 0.45-0.9), a loss at the last step only: gating keeps the gradient
-    alive where Elman's vanishes."""
+    alive where Elman's vanishes; for the LSTM also ||dL/dc_t||, the cell state's."""
     sizes = {"T": (2, 8), "B": 2, "D": 3, "H": 4, "O": 2}
     out = {}
     for name, cell in _builtin().items():
@@ -651,11 +651,21 @@ def other_cells_study(seed: int = 0, cases: int = 6) -> dict:
         from comparisons.check import backends
 
         autodiff = [REFERENCES[n] for n in ("torch", "jax") if n in backends.available(("torch", "jax"))[0]]
-        norms = []
+        norms, cell_norms = [], []
         if autodiff:
             r = autodiff[0](cell.step, params, xs, ys, n_state=len(cell.state), output="identity",
                             loss="squared_error", reduction="last")
             norms = [float(np.linalg.norm(r.dL_dh[t])) for t in range(case.T + 1)]
+        if name == "lstm" and "torch" in backends.available(("torch",))[0]:
+            # the cell state's error, dL/dc_t, by torch autograd of the same step: the
+            # constant error carousel (c_t = f c_{t-1} + ...: dL/dc_{t-1} = f dL/dc_t + ...)
+            from comparisons.check import gated
+
+            p64 = {k: v.astype(np.float64) for k, v in params.items()}
+            s = gated.stack([case], [(p64, xs.astype(np.float64), ys.astype(np.float64))], cell.param_shapes)
+            _, _, _, states = gated.torch_stacked(cell.step, s, len(cell.state), "identity", "squared_error")
+            cell_norms = [float(np.linalg.norm(states[1][0, t])) for t in range(case.T + 1)]
         out[name] = {"agree": bool(result.ok), "cases": result.cases_run, "references": result.references,
-                     "failures": [f.describe() for f in result.failures[:2]], "dL_dh_norms": norms}
+                     "failures": [f.describe() for f in result.failures[:2]], "dL_dh_norms": norms,
+                     **({"dL_dc_norms": cell_norms} if cell_norms else {})}
     return out

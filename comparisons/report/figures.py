@@ -284,10 +284,15 @@ def cell_norms(data: dict, path) -> str:
     """||dL/dh_t|| across time for every built-in cell at a matched spectral radius, the
     loss at the last step (``comparisons.check.cells.other_cells_study``)."""
     fig, ax = plt.subplots(figsize=(7.5, 4))
-    for (name, d), style in zip(data.items(), ("-", "--", "-.", ":")):
-        ax.semilogy(range(len(d["dL_dh_norms"])), _positive(d["dL_dh_norms"]), style, lw=1.8, label=name)
+    for (name, d), style in zip(data.items(), ("-", "--", "-.", ":", (0, (5, 1)))):
+        ax.semilogy(range(len(d["dL_dh_norms"])), _positive(d["dL_dh_norms"]), linestyle=style, lw=1.8,
+                    label=f"{name}: dL/dh_t")
+        if d.get("dL_dc_norms"):
+            # the LSTM's cell state: the error carried by c_t = f c_{t-1} + i g, not through W_hh
+            ax.semilogy(range(len(d["dL_dc_norms"])), _positive(d["dL_dc_norms"]), color="black", lw=2.4,
+                        alpha=0.6, label=f"{name}: dL/dc_t (cell state)")
     ax.set_xlabel("t")
-    ax.set_ylabel("||dL/dh_t||")
+    ax.set_ylabel("||dL/dh_t||, ||dL/dc_t||")
     ax.set_title("Gradients back through time, every H x H block at spectral radius 0.9, loss at t = T")
     ax.grid(alpha=0.3, which="both")
     ax.legend()
