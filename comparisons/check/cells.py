@@ -556,13 +556,21 @@ def _affine(xp, v, W, b=None):
     return out if b is None else out + b[..., None, :]
 
 
+def _gate(xp, v):
+    """sigmoid(v) = (1 + tanh(v / 2)) / 2, the gated cells' gates: the same function as
+    1 / (1 + exp(-v)) in four operations instead of five, and differentiated from its own
+    output (tanh's backward is 1 - t^2), as a derivation's i (1 - i) is; the stacked Monte
+    Carlo runs spend their time per operation (comparisons.check.gated)."""
+    return 0.5 * xp.tanh(0.5 * v) + 0.5
+
+
 def lstm_step(xp, p, x_t, state):
     """PyTorch's LSTM (gates i, f, g, o stacked in W_ih (4H, D), W_hh (4H, H), one bias b)."""
     h, c = state
     H = h.shape[-1]
     a = _affine(xp, x_t, p["W_ih"], p["b"]) + _affine(xp, h, p["W_hh"])
-    i, f = _sigmoid(xp, a[..., :H]), _sigmoid(xp, a[..., H:2 * H])
-    g, o = xp.tanh(a[..., 2 * H:3 * H]), _sigmoid(xp, a[..., 3 * H:])
+    i, f = _gate(xp, a[..., :H]), _gate(xp, a[..., H:2 * H])
+    g, o = xp.tanh(a[..., 2 * H:3 * H]), _gate(xp, a[..., 3 * H:])
     c = f * c + i * g
     return o * xp.tanh(c), c
 
@@ -573,8 +581,8 @@ def gru_step(xp, p, x_t, state):
     H = h.shape[-1]
     gi = _affine(xp, x_t, p["W_ih"], p["b_ih"])
     gh = _affine(xp, h, p["W_hh"], p["b_hh"])
-    r = _sigmoid(xp, gi[..., :H] + gh[..., :H])
-    z = _sigmoid(xp, gi[..., H:2 * H] + gh[..., H:2 * H])
+    r = _gate(xp, gi[..., :H] + gh[..., :H])
+    z = _gate(xp, gi[..., H:2 * H] + gh[..., H:2 * H])
     n = xp.tanh(gi[..., 2 * H:] + r * gh[..., 2 * H:])
     return ((1 - z) * n + z * h,)
 

@@ -51,9 +51,10 @@ INITIAL = {"h": "h0", "c": "c0"}
 # cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
 TORCH_STACK = 64
 JAX_STACK = 16
-# central differences through the NumPy step cost 2 x (parameters x steps) NumPy steps in
-# Python: a third reference on the smallest cases only (~20 ms each at this bound)
-NUMERIC_FAST_WORK = 400
+# the complex step evaluates every perturbed copy of the parameters at once (numeric_stacked):
+# a third reference wherever (parameters x T x B x gate width) stays under this (~5 ms each;
+# measured: 152 of the default mixture's 200 cases, 8% of a check's time)
+NUMERIC_FAST_WORK = 400_000
 
 
 # --- stacking ---------------------------------------------------------------------------------
@@ -320,6 +321,47 @@ def jax_stacked(step, s: Stack, n_state: int, output: str, loss: str):
     return np.asarray(value), {k: np.asarray(v) for k, v in g.items()}, np.asarray(g_xs), states
 
 
+# --- finite differences: the complex step through the NumPy step, every perturbation at once --
+
+def numeric_stacked(step, case: Case, params: dict, xs, ys, n_state: int) -> Gradients:
+    """dL/dtheta by the complex step (Im L(theta + i h e_k) / h, h = 1e-150: exact to float64
+    rounding, no truncation or cancellation error) through the NumPy step, the P perturbed
+    copies of theta evaluated as one stack (the built-in steps take a case axis); central
+    differences where the output layer has a kink (ReLU). No dL/dh_t."""
+    import array_api_compat
+
+    from comparisons.check.cells import _theta
+    from reference.numeric import differentiate
+
+    analytic = case.output != "relu"
+    T, B, _ = xs.shape
+    H, O = params["W_hy"].shape[1], params["W_hy"].shape[0]
+    w = step_weights(case.reduction, T, np.float64)
+    target = np.eye(O)[ys] if case.loss == "cross_entropy" else ys
+
+    def evaluate(batch):
+        R = len(batch["W_hy"])
+        dtype = np.complex128 if analytic else np.float64
+        xp = array_api_compat.array_namespace(np.zeros(1, dtype))
+        state = tuple(np.zeros((R, B, H), dtype) for _ in range(n_state))
+        hs = []
+        for t in range(T):
+            state = tuple(step(xp, batch, xs[t], state))
+            hs.append(state[0])
+        h = np.stack(hs, 1)                                                        # (R, T, B, H)
+        z = h @ np.swapaxes(batch["W_hy"], -1, -2)[:, None] + batch["b_y"][:, None, None]
+        if case.loss == "squared_error":
+            l = 0.5 * ((_theta(np, case.output, z) - target) ** 2).sum(-1)
+        else:
+            shifted = z - z.real.max(-1, keepdims=True)
+            l = -((shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))) * target).sum(-1)
+        return (l.mean(-1) * w).sum(-1)
+
+    with np.errstate(all="ignore"):
+        L0, grads = differentiate(params, evaluate, analytic=analytic, row_cost=T * B * params["W_hh"].shape[0])
+    return Gradients(L0, grads, None)
+
+
 # --- the references and the error sizes of many cases at once --------------------------------
 
 # torch's cost is per operation (Python's dispatch, ~40 us each in the Monte Carlo runs) and
@@ -390,12 +432,10 @@ def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int
                     continue
                 _magnitudes(step, s, idx, results, mags, n_state, u, montecarlo, later_steps_scale)
         if "numeric" in names:
-            from comparisons.check.cells import numeric_reference
-
             for i, (case, (p, x, y)) in enumerate(zip(cases, arrays)):
-                if sum(v.size for v in p.values()) * case.T <= NUMERIC_FAST_WORK:
-                    results[i]["numeric"] = numeric_reference(step, p, x, y, n_state=n_state, output=case.output,
-                                                              loss=case.loss, reduction=case.reduction)
+                rows = sum(v.size for v in p.values()) + 1
+                if rows * case.T * case.B * p["W_hh"].shape[0] <= NUMERIC_FAST_WORK:
+                    results[i]["numeric"] = numeric_stacked(step, case, p, x, y, n_state)
     finally:
         if jax_thread is not None:
             jax_thread.join()
@@ -522,8 +562,8 @@ def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: i
     for name, r in results.items():
         mine = got if all(k in r.grads for k in got.grads) else got._replace(   # numeric: no h0, c0
             grads={k: v for k, v in got.grads.items() if k in r.grads})
-        comparisons.append(compare(mine, r, name, tol_case, magnitude,
-                                   kind="central" if name == "numeric" else "autodiff"))
+        kind = "autodiff" if name != "numeric" else "central" if case.output == "relu" else "complex_step"
+        comparisons.append(compare(mine, r, name, tol_case, magnitude, kind=kind))
     status = "agree" if all(c.ok for c in comparisons) else "disagree"
     return Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude, arrays=arrays)
 

@@ -134,6 +134,14 @@ def _mode(u: float, generator, branches: list | None = None, noise=None):
     class MonteCarloArithmetic(TorchDispatchMode):
         """Every rounded floating-point result r becomes r (1 + u U(-1, 1))."""
 
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # torch wraps a mode's __torch_dispatch__ so that Dynamo never traces it, and the
+            # wrapper imports torch._dynamo on its first call (1.1-1.6 s measured: half of a
+            # cold check_cell) and costs a frame per operation after that. These runs are
+            # never compiled: no wrapper.
+            return False
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
             name = func._schema.name.split("::")[-1]
