@@ -272,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=_positive_int, default=200)
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
+    p.add_argument("--cell", choices=("lstm", "gru"), default=None,
+                   help="a gated cell's check instead of Elman's (the error planted in one gate's dL/dW_hh rows)")
 
     p = sub.add_parser("check-cell", help="check a hand-derived BPTT of any cell against autodiff of its step")
     p.add_argument("target", metavar="FILE", help="the .py defining the step, the derivation and param_shapes")
@@ -579,9 +581,19 @@ def _resolve(args) -> int:
     from comparisons.measure.resolve import figure, goals_met, resolving_power, table
 
     _writable(args.out)
+    out = Path(args.out)
+    if args.cell is not None:
+        # the gated checks have no goals of their own yet: the measurement is the result
+        from comparisons.measure.resolve import gated_resolving_power
+
+        power = gated_resolving_power(args.cell, args.cases, args.seed)
+        print(table(power, goals=False))
+        atomic.write_text(out / f"resolve-{args.cell}.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
+        figure(power, out / f"resolve-{args.cell}.png", goals=False)
+        print(f"results: {out.resolve() / f'resolve-{args.cell}.json'} and resolve-{args.cell}.png")
+        return EXIT_OK
     power = resolving_power(args.cases, args.seed)
     print(table(power))
-    out = Path(args.out)
     atomic.write_text(out / "resolve.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
     figure(power, out / "resolve.png")
     print(f"results: {out.resolve() / 'resolve.json'} and resolve.png")

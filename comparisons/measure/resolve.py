@@ -8,7 +8,11 @@ flags it. The references are computed once per case and every planted result is 
 against them with the checker's own ``compare``, so this measures exactly the verdicts
 ``check_derivation`` would give.
 
-    bptt-xval resolve [--cases 200] [--seed 0] [--out DIR]
+    bptt-xval resolve [--cases 200] [--seed 0] [--out DIR] [--cell lstm|gru]
+
+``--cell`` measures the gated cells' checks the same way (:func:`gated_resolving_power`):
+the error planted in one gate's block of dL/dW_hh at a time, against the stacked
+references of ``comparisons.check.gated``.
 """
 
 from __future__ import annotations
@@ -72,6 +76,55 @@ def resolving_power(cases: int = 200, seed: int = 0, references=("torch", "jax")
     return out
 
 
+def gated_resolving_power(cell: str = "lstm", cases: int = 100, seed: int = 0,
+                          references=("torch", "jax", "numeric")) -> dict:
+    """{dtype: {target: {relative error: share of conclusive cases that catch it}}} for a
+    built-in gated cell: the error planted in one gate's rows of dL/dW_hh (targets
+    "W_hh[i]", "W_hh[f]", ... in PyTorch's gate order), verdicts by ``gated.judge``."""
+    from comparisons.check import gated
+    from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
+    from comparisons.conventions._gates import TORCH_GATES
+
+    c = builtin_cells()[cell]
+    gates = TORCH_GATES[cell]
+    G = _gates(c.param_shapes)
+    found, _ = backends.available(references)
+    names = tuple(n for n in references if n in found)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for i, dtype in enumerate(EXPONENTS):
+        drawn = draw_cases(cases, seed + i, dtype=dtype)
+        arrays = [make_cell_problem(case, c.param_shapes) for case in drawn]
+        arrays64 = [({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64), y.astype(np.float64))
+                    for p, x, y in arrays]
+        with np.errstate(all="ignore"):
+            prepared = gated.references(c.step, drawn, arrays64, c.param_shapes, len(c.state), names)
+        targets = [f"W_hh[{g}]" for g in gates]
+        caught = {t: {10.0 ** -k: 0 for k in EXPONENTS[dtype]} for t in targets}
+        counted, carried = 0, dict.fromkeys(targets, 0)
+        for case, a, (results, magnitude, _) in zip(drawn, arrays, prepared):
+            if gated.inconclusive(case, results, magnitude, G) is not None:
+                continue
+            base = gated.run_candidate(c.derivation, case, a, c.state)
+            counted += 1
+            for k, target in enumerate(targets):
+                rows = slice(k * case.H, (k + 1) * case.H)
+                if not np.any(base.grads["W_hh"][rows]):
+                    continue                       # nothing to get wrong (h_0 = 0 at T = 1)
+                carried[target] += 1
+                for relative in caught[target]:
+                    W = base.grads["W_hh"].copy()
+                    t = int(rng.integers(case.H))          # one row of the gate's block
+                    W[k * case.H + t] *= 1 + relative
+                    planted = base._replace(grads={**base.grads, "W_hh": W})
+                    if gated.judge(case, planted, results, magnitude, a, G).status != "agree":
+                        caught[target][relative] += 1
+        out[dtype] = {"cases": counted, "cases_per_target": carried,
+                      "caught": {t: {f"{r:.0e}": n / max(carried[t], 1) for r, n in v.items()}
+                                 for t, v in caught.items()}}
+    return out
+
+
 def goals_met(power: dict) -> dict:
     """{dtype: [(relative error, required share, worst target's share, met)]}."""
     met = {}
@@ -85,7 +138,7 @@ def goals_met(power: dict) -> dict:
     return met
 
 
-def table(power: dict) -> str:
+def table(power: dict, goals: bool = True) -> str:
     lines = []
     for dtype, data in power.items():
         keys = list(next(iter(data["caught"].values())))
@@ -94,14 +147,14 @@ def table(power: dict) -> str:
         lines.append(f"{'target':>8}" + "".join(f"{k:>9}" for k in keys))
         for target, shares in data["caught"].items():
             lines.append(f"{target:>8}" + "".join(f"{shares[k]:>9.2f}" for k in keys))
-    for dtype, rows in goals_met(power).items():
+    for dtype, rows in (goals_met(power).items() if goals else ()):
         for relative, share, worst, ok in rows:
             lines.append(f"goal {dtype}: {relative:.0e} caught in >= {share:.0%} of cases: worst target "
                          f"{worst:.0%} -> {'met' if ok else 'NOT met'}")
     return "\n".join(lines)
 
 
-def figure(power: dict, path) -> None:
+def figure(power: dict, path, goals: bool = True) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -110,7 +163,7 @@ def figure(power: dict, path) -> None:
     for ax, (dtype, data) in zip(axes[0], power.items()):
         for target, shares in data["caught"].items():
             ax.semilogx([float(k) for k in shares], list(shares.values()), marker="o", label=target)
-        for relative, share in GOALS[dtype]:
+        for relative, share in (GOALS[dtype] if goals else ()):
             ax.plot([relative], [share], "k*", markersize=12)
         ax.set_title(f"{dtype}: share of cases that catch the error")
         ax.set_xlabel("planted relative error")

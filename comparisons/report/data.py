@@ -227,6 +227,8 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     progress("other cells: check_cell on every built-in cell")
     from comparisons.check.cells import other_cells_study
     figures["cells"] = other_cells_study(seed)
+    progress("resolving power of the gated checks (LSTM, GRU)")
+    figures["gated_resolving_power"] = gated_resolving(seed, quick)
     studies_agree = bool(all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
                      and all(g["agree"] for g in figures["gated"])
                      and all(c["agree"] for c in figures["cells"].values())
@@ -260,6 +262,16 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
         "resolving_power": power,
     }
     return report
+
+
+def gated_resolving(seed: int, quick: bool) -> dict:
+    """The gated checks' resolving power (``resolve.gated_resolving_power``): the share of
+    cases that catch a relative error planted in one gate's rows of dL/dW_hh, per cell."""
+    from comparisons.measure import resolve
+
+    if "torch" not in backends.available(("torch",))[0]:
+        return {}
+    return {cell: resolve.gated_resolving_power(cell, cases=16 if quick else 40, seed=seed) for cell in ("lstm", "gru")}
 
 
 def resolving(seed: int, quick: bool) -> dict:
