@@ -77,4 +77,7 @@ def deeplearning_ai_lstm(lstm_forward, lstm_backward):
         dL_dx = as_numpy("dx", g["dx"], (p.D, p.B, p.T), p.dtype).transpose(2, 1, 0)
         return Gradients(L, {k: np.ascontiguousarray(v) for k, v in grads.items()}, None, np.ascontiguousarray(dL_dx))
 
-    return gated(loss_and_grads, "lstm", f"deeplearning_ai_lstm({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "lstm", f"deeplearning_ai_lstm({fwd}, {bwd})")
+    fn.names_note = ("names: W_hh = the a_prev columns of dWi, dWf, dWc, dWo stacked (gates i, f, g = c, o), "
+                     "W_ih = their xt columns, b = dbi, dbf, dbc, dbo; h0 = da0^T; dL_dx = dx")
+    return fn

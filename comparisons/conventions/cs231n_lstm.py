@@ -30,6 +30,8 @@ from comparisons.conventions._adapt import (arg_names, as_numpy, call, handed, h
 from comparisons.conventions._gates import GatedProblem, arrays_mode, back, gated, reorder
 
 ORDER = ("i", "f", "o", "g")
+NAMES = ("names: W_ih = dWx^T, W_hh = dWh^T, b = db, each with cs231n's gate blocks i, f, o, g put in "
+         "PyTorch's order i, f, g, o; h0 = {h0}; dL_dx = dx")
 
 
 def _weights(p):
@@ -87,7 +89,9 @@ def cs231n_lstm(lstm_forward, lstm_backward, *, arrays="auto", device="cpu"):
                              np.ascontiguousarray(dL_dx))
         return arrays_mode(run, mode)
 
-    return gated(loss_and_grads, "lstm", f"cs231n_lstm({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm({fwd}, {bwd})")
+    fn.names_note = NAMES.format(h0="dh0")
+    return fn
 
 
 def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"):
@@ -139,4 +143,6 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
             return Gradients(L, {k: np.ascontiguousarray(v) for k, v in grads.items()}, None, dx.astype(p.dtype))
         return arrays_mode(run, mode)
 
-    return gated(loss_and_grads, "lstm", f"cs231n_lstm_step({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm_step({fwd}, {bwd})")
+    fn.names_note = NAMES.format(h0="the first step's dprev_h") + ", c0 = the first step's dprev_c"
+    return fn

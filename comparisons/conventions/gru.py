@@ -59,4 +59,6 @@ def gru(gru_forward, gru_backward, *, arrays="auto", device="cpu"):
                              np.ascontiguousarray(dL_dx))
         return arrays_mode(run, mode)
 
-    return gated(loss_and_grads, "gru", f"gru({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "gru", f"gru({fwd}, {bwd})")
+    fn.names_note = "names: W_ih = dW_ih, W_hh = dW_hh, b_ih = db_ih, b_hh = db_hh (gates r, z, n); h0 = dh0; dL_dx = dx"
+    return fn

@@ -217,5 +217,9 @@ def min_char_rnn_lstm(lossFun, *, strict_clip: bool = False):
         f"clipped at ±{bound[0]:g}, as min-char-rnn does ({where}'s np.clip, line {bound[1]}): compared with the "
         f"true gradients clipped at ±{bound[0]:g}; --strict-clip compares them unclipped")
     fn.parameter_names = {role: n for role, (n, _) in names.items()}
+    fn.names_note = ("names: W_ih, W_hh, b = the gradients of " + (
+        f"{names['W_ih'][0]}, {names['W_hh'][0]}, {names['b'][0]} with the file's gate blocks in PyTorch's order i, f, g, o"
+        if form == "stacked" else "each gate's matrix (Wf ... on [h; x]) split into its h and x columns, gates i, f, g, o")
+        + f"; W_hy, b_y = those of {names['W_hy' if form == 'stacked' else 'Wy'][0]}, {names['b_y' if form == 'stacked' else 'by'][0]}")
     fn.layout = lambda: "".join(state["layout"]) if form == "stacked" else "[" + "; ".join(state["layout"]) + "]"
     return fn
