@@ -171,3 +171,26 @@ def test_bad_input_to_a_gated_adapter_names_the_argument(write):
         fn(params, np.full_like(xs, np.nan), ys)
     with pytest.raises(ValueError, match="truncate"):
         fn(params, xs, ys, truncate=2)
+
+
+# --- the gated soak's blocks and the gated resolving power ------------------------------------------
+
+def test_a_gated_soak_block_runs_exactly_its_cases_without_false_alarms():
+    from comparisons.measure.soak import gated_blocks, run_gated_block
+
+    per_block, n_blocks = gated_blocks(30)
+    assert per_block * n_blocks >= 30
+    tally = run_gated_block(7, 1, 8, ("torch", "jax"))
+    assert tally["cases"] == 8 and tally["false_alarms"] == [], tally
+    assert tally["cell"] == "lstm" and max(tally["max_error_over_tolerance"].values()) < 1
+
+
+def test_gated_resolving_power_catches_large_planted_errors_and_not_rounding_sized_ones():
+    from comparisons.measure.resolve import gated_resolving_power
+
+    power = gated_resolving_power("gru", cases=6, seed=2, references=("torch",))
+    for dtype, large, small in (("float32", "1e-02", "1e-06"), ("float64", "1e-09", "1e-14")):
+        caught = power[dtype]["caught"]
+        assert set(caught) == {"W_hh[r]", "W_hh[z]", "W_hh[n]"}
+        assert all(shares[large] >= 0.5 for shares in caught.values()), caught
+        assert all(shares[small] == 0.0 for shares in caught.values()), caught
