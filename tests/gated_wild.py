@@ -501,3 +501,69 @@ def gru_source(bug=None) -> str:
     dz = "(n - prev)" if bug == "update_gate_sign" else "(prev - n)"
     dr = "0 * dn" if bug == "reset_path_missing" else "dn * gh[:, 2 * H:]"
     return GRU_LAYER.replace("DZ", dz).replace("DR", dr)
+
+
+# --- EECS 498 (Michigan), A4: the same LSTM on torch tensors, no autograd ------------------------
+
+EECS498_LSTM = '''import torch
+
+
+def hello_rnn_lstm_captioning():
+    print("Hello from rnn_lstm_captioning.py!")
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b, attn=None, Wattn=None):
+    N, H = prev_h.shape
+    a = x.mm(Wx) + prev_h.mm(Wh) + b
+    i = torch.sigmoid(a[:, :H])
+    f = torch.sigmoid(a[:, H:2 * H])
+    o = torch.sigmoid(a[:, 2 * H:3 * H])
+    g = torch.tanh(a[:, 3 * H:])
+    next_c = f * prev_c + i * g
+    next_h = o * torch.tanh(next_c)
+    return next_h, next_c
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    N, T, D = x.shape
+    H = h0.shape[1]
+    h = torch.zeros((N, T, H), dtype=x.dtype, device=x.device)
+    c = torch.zeros_like(h0)
+    prev_h = h0
+    for t in range(T):
+        prev_h, c = lstm_step_forward(x[:, t], prev_h, c, Wx, Wh, b)
+        h[:, t] = prev_h
+    return h, (x, h0, Wx, Wh, b)
+
+
+def lstm_backward(dh, cache):
+    # the assignment uses autograd; this student derived it by hand, recomputing the forward
+    x, h0, Wx, Wh, b = cache
+    N, T, D = x.shape
+    H = h0.shape[1]
+    hs, cs, gates = [h0], [torch.zeros_like(h0)], []
+    for t in range(T):
+        a = x[:, t].mm(Wx) + hs[-1].mm(Wh) + b
+        i, f, o = torch.sigmoid(a[:, :H]), torch.sigmoid(a[:, H:2 * H]), torch.sigmoid(a[:, 2 * H:3 * H])
+        g = torch.tanh(a[:, 3 * H:])
+        cs.append(f * cs[-1] + i * g)
+        hs.append(o * torch.tanh(cs[-1]))
+        gates.append((i, f, o, g))
+    dx = torch.zeros_like(x)
+    dWx, dWh, db = torch.zeros_like(Wx), torch.zeros_like(Wh), torch.zeros_like(b)
+    dnext_h, dnext_c = torch.zeros_like(h0), torch.zeros_like(h0)
+    for t in reversed(range(T)):
+        i, f, o, g = gates[t]
+        dhh = dh[:, t] + dnext_h
+        tc = torch.tanh(cs[t + 1])
+        dc = dnext_c + dhh * o * (1 - tc ** 2)
+        da = torch.cat((dc * g * i * (1 - i), dc * cs[t] * f * (1 - f), dhh * tc * o * (1 - o),
+                        dc * i * (1 - g ** 2)), dim=1)
+        dx[:, t] = da.mm(Wx.t())
+        dWx += x[:, t].t().mm(da)
+        dWh += hs[t].t().mm(da)
+        db += da.sum(dim=0)
+        dnext_h = da.mm(Wh.t())
+        dnext_c = dc * f
+    return dx, dnext_h, dWx, dWh, db
+'''

@@ -194,3 +194,9 @@ def test_gated_resolving_power_catches_large_planted_errors_and_not_rounding_siz
         assert set(caught) == {"W_hh[r]", "W_hh[z]", "W_hh[n]"}
         assert all(shares[large] >= 0.5 for shares in caught.values()), caught
         assert all(shares[small] == 0.0 for shares in caught.values()), caught
+
+
+def test_an_eecs498_lstm_on_torch_tensors_agrees(write):
+    # tensor methods (x.mm) that NumPy arrays lack: the adapter hands torch tensors over
+    result = check(write("rnn_lstm_captioning.py", gated_wild.EECS498_LSTM), "cs231n-lstm")
+    assert result.ok, result.summary()
