@@ -38,6 +38,7 @@ with dL/dh_0 and dL/dc_0.
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -72,38 +73,29 @@ def _dims(shape, sizes: dict) -> list:
     return out
 
 
-def _place(target: np.ndarray, value: np.ndarray, dims: list, real: dict) -> None:
-    """Write ``value`` into ``target`` (padded) block by block: gate k of a (4H, ...) weight
-    lands at rows k Hp .. k Hp + H, so the padded step reads the same gates."""
-    ranges = []
+def _blocks(dims: list, real: dict, padded_shape: tuple) -> list:
+    """Per axis, [(padded slice, real slice)] for each gate block: gate k of a (4H, ...)
+    weight sits at rows k Hp .. k Hp + H padded and k H .. (k + 1) H as it is."""
+    out = []
     for axis, (blocks, letter) in enumerate(dims):
         n = real[letter] if isinstance(letter, str) else letter
-        step = target.shape[axis] // blocks
-        ranges.append([slice(k * step, k * step + n) for k in range(blocks)])
-    sources = []
-    for axis, (blocks, letter) in enumerate(dims):
-        n = real[letter] if isinstance(letter, str) else letter
-        sources.append([slice(k * n, (k + 1) * n) for k in range(blocks)])
-    import itertools
+        step = padded_shape[axis] // blocks
+        out.append([(slice(k * step, k * step + n), slice(k * n, (k + 1) * n)) for k in range(blocks)])
+    return out
 
-    for picks in itertools.product(*[range(len(r)) for r in ranges]):
-        target[tuple(ranges[a][k] for a, k in enumerate(picks))] = value[tuple(sources[a][k] for a, k in enumerate(picks))]
+
+def _place(target: np.ndarray, value: np.ndarray, dims: list, real: dict) -> None:
+    """Write ``value`` into ``target`` (padded) block by block, so the padded step reads the
+    same gates."""
+    for picks in itertools.product(*_blocks(dims, real, target.shape)):
+        target[tuple(p for p, _ in picks)] = value[tuple(r for _, r in picks)]
 
 
 def _take(padded: np.ndarray, dims: list, real: dict) -> np.ndarray:
     """The inverse of :func:`_place`: case i's real entries out of its padded array."""
-    shape = tuple(b * (real[l] if isinstance(l, str) else l) for b, l in dims)
-    out = np.empty(shape, padded.dtype)
-    ranges, sources = [], []
-    for axis, (blocks, letter) in enumerate(dims):
-        n = real[letter] if isinstance(letter, str) else letter
-        step = padded.shape[axis] // blocks
-        ranges.append([slice(k * step, k * step + n) for k in range(blocks)])
-        sources.append([slice(k * n, (k + 1) * n) for k in range(blocks)])
-    import itertools
-
-    for picks in itertools.product(*[range(len(r)) for r in ranges]):
-        out[tuple(sources[a][k] for a, k in enumerate(picks))] = padded[tuple(ranges[a][k] for a, k in enumerate(picks))]
+    out = np.empty(tuple(b * (real[l] if isinstance(l, str) else l) for b, l in dims), padded.dtype)
+    for picks in itertools.product(*_blocks(dims, real, padded.shape)):
+        out[tuple(r for _, r in picks)] = padded[tuple(p for p, _ in picks)]
     return out
 
 
@@ -399,7 +391,6 @@ def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int
     """For each case (one configuration and dtype across ``cases``): ({reference name:
     Gradients}, magnitude dict or None, dL/dc_t of torch or None). ``arrays``: float64."""
     from comparisons.check import montecarlo
-    from comparisons.check.tolerances import later_steps_scale
 
     config = cases[0]          # one configuration; dtypes may differ (stacks are per dtype)
     mags = [None] * len(cases)
@@ -430,7 +421,7 @@ def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int
                     results[i]["torch"], cell_state[i] = unstack(s, j, value[j], g, g_x, states)
                 if not magnitudes:
                     continue
-                _magnitudes(step, s, idx, results, mags, n_state, u, montecarlo, later_steps_scale)
+                _magnitudes(step, s, idx, results, mags, n_state, u)
         if "numeric" in names:
             for i, (case, (p, x, y)) in enumerate(zip(cases, arrays)):
                 rows = sum(v.size for v in p.values()) + 1
@@ -444,10 +435,13 @@ def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int
     return list(zip(results, mags, cell_state))
 
 
-def _magnitudes(step, s, idx, results, mags, n_state, u, montecarlo, later_steps_scale):
+def _magnitudes(step, s, idx, results, mags, n_state, u):
     """The Monte Carlo error sizes of every case of the stack, from one run of K copies (the
     built-in gated cells take no branch, so there is no kink to look for)."""
     import torch
+
+    from comparisons.check import montecarlo
+    from comparisons.check.tolerances import later_steps_scale
 
     K = montecarlo.SAMPLES
     generator = torch.Generator().manual_seed(int(s.cases[0].seed))
@@ -477,20 +471,19 @@ def is_fast(step) -> str | None:
 
 
 def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, loss, reduction,
-                      references_=("torch", "jax"), clip=None) -> list:
-    """``Outcome`` per case of ``drawn`` (any dtypes), references computed per group."""
+                      names=("torch", "jax"), clip=None) -> list:
+    """``Outcome`` per case of ``drawn`` (one configuration, any dtypes; ``output`` and
+    ``reduction`` are the cases' own), the references ``names`` computed per group."""
     from comparisons.check.cells import make_cell_problem, _gates
 
     arrays = [make_cell_problem(c, param_shapes) for c in drawn]
     arrays64 = [({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64),
                  y if loss == "cross_entropy" else y.astype(np.float64)) for p, x, y in arrays]
     with np.errstate(all="ignore"):
-        refs = references(step, drawn, arrays64, param_shapes, len(state), references_)
+        refs = references(step, drawn, arrays64, param_shapes, len(state), names)
     if clip is not None:
         refs = [({name: _clipped(g, clip) for name, g in r.items()}, m, c) for r, m, c in refs]
-    return [judge_case(fn, case, a, r, param_shapes=param_shapes, state=state, output=output, loss=loss,
-                       reduction=reduction, gates=_gates(param_shapes))
-            for case, a, r in zip(drawn, arrays, refs)]
+    return [judge_case(fn, case, a, r, state=state, gates=_gates(param_shapes)) for case, a, r in zip(drawn, arrays, refs)]
 
 
 def _clipped(g: Gradients, c: float) -> Gradients:
@@ -568,7 +561,7 @@ def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: i
     return Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude, arrays=arrays)
 
 
-def judge_case(fn, case: Case, arrays, prepared, *, param_shapes, state, output, loss, reduction, gates):
+def judge_case(fn, case: Case, arrays, prepared, *, state, gates):
     """One case's ``Outcome``: ``check_cell_case``'s rules on the stacked references."""
     from comparisons.check.checker import Outcome
 
@@ -640,6 +633,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     gradients clipped elementwise at this c (min-char-rnn's own clip; 1-Lipschitz, so the
     tolerances hold)."""
     from comparisons.check import backends
+    from comparisons.check.cells import _gates
     from comparisons.check.checker import CheckResult, shrink_with
 
     found, skipped = backends.available(tuple(references))
@@ -653,7 +647,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
         drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
                             output=output, loss=loss, reduction=reduction)
     run = functools.partial(check_gated_cases, step, fn, param_shapes=param_shapes, state=state, output=output,
-                            loss=loss, reduction=reduction, references_=names, clip=clip)
+                            loss=loss, reduction=reduction, names=names, clip=clip)
     cell = is_fast(step)
     failures, why_not, ids = [], {}, []
     for case, outcome in zip(drawn, run(drawn)):
@@ -663,7 +657,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
             continue
         if not outcome.failed:
             continue
-        f = failure(outcome, cell, tol_gates(param_shapes), diagnose=diagnose)
+        f = failure(outcome, cell, _gates(param_shapes), diagnose=diagnose)
         if shrink_failures and f.status in ("disagree", "non_finite", "raised"):
             f.shrunk = shrink_with(lambda c: run([c])[0].failed, case, space)
         failures.append(f)
@@ -671,15 +665,15 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
                        space.to_dict(), [], why_not)
 
 
-def plan_references(cell_name: str, drawn: list, references=("torch", "jax", "numeric")) -> tuple:
+def plan_references(cell_name: str, drawn: list, wanted=("torch", "jax", "numeric")) -> tuple:
     """For grading a class: ([(references, magnitude) per case], {index: why inconclusive},
     the reference names used) of the built-in cell ``cell_name`` on ``drawn``."""
     from comparisons.check import backends
     from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
 
     cell = builtin_cells()[cell_name]
-    found, skipped = backends.available(tuple(references))
-    names = tuple(n for n in references if n in found)
+    found, skipped = backends.available(tuple(wanted))
+    names = tuple(n for n in wanted if n in found)
     if "torch" not in names:
         raise BackendUnavailable(f"references: the gated cells need torch ({skipped.get('torch', '')})")
     arrays64 = []
@@ -688,17 +682,9 @@ def plan_references(cell_name: str, drawn: list, references=("torch", "jax", "nu
         arrays64.append(({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64),
                          y if c.loss == "cross_entropy" else y.astype(np.float64)))
     with np.errstate(all="ignore"):
-        refs = references_(cell.step, drawn, arrays64, cell.param_shapes, len(cell.state), names)
+        refs = references(cell.step, drawn, arrays64, cell.param_shapes, len(cell.state), names)
     gates = _gates(cell.param_shapes)
     prepared = [(r, m) for r, m, _ in refs]
     why = {i: w for i, (c, (r, m)) in enumerate(zip(drawn, prepared)) if (w := inconclusive(c, r, m, gates)) is not None}
     return prepared, why, names
 
-
-references_ = references
-
-
-def tol_gates(param_shapes) -> int:
-    from comparisons.check.cells import _gates
-
-    return _gates(param_shapes)

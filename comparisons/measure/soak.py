@@ -192,7 +192,7 @@ def run_gated_block(seed: int, block: int, per_block: int, references: tuple, de
              "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
              "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
     outcomes = check_gated_cases(cell.step, cell.derivation, drawn, param_shapes=cell.param_shapes, state=cell.state,
-                                 references_=tuple(n for n in references if n in found), **config)
+                                 names=tuple(n for n in references if n in found), **config)
     for case, outcome in zip(drawn, outcomes):
         _tally(tally, case, outcome)
     for alarm in tally["false_alarms"]:
