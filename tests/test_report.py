@@ -106,6 +106,24 @@ def test_atomic_write_keeps_old_file_on_interrupt(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == [target]
 
 
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_atomic_write_gives_the_mode_the_umask_gives(tmp_path, mask, mode):
+    # mkstemp's 0600 would keep a course's web server from serving a gradebook or a report
+    import os
+    import stat
+
+    old = os.umask(mask)
+    try:
+        assert atomic.umask() == mask
+        atomic.write_text(tmp_path / "gradebook.html", "<html/>")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("as open() makes it")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "gradebook.html").stat().st_mode) == mode
+    assert stat.S_IMODE(plain.stat().st_mode) == mode
+
+
 def test_report_without_torch_and_jax(tmp_path, monkeypatch):
     """Missing libraries are skipped with their reason; numeric still checks manual."""
     from reference import jax_grad, torch_autograd
