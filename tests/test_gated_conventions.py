@@ -200,3 +200,4 @@ def test_an_eecs498_lstm_on_torch_tensors_agrees(write):
     # tensor methods (x.mm) that NumPy arrays lack: the adapter hands torch tensors over
     result = check(write("rnn_lstm_captioning.py", gated_wild.EECS498_LSTM), "cs231n-lstm")
     assert result.ok, result.summary()
+

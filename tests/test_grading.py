@@ -177,3 +177,35 @@ def test_parse_size(text, size):
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError, match="memory"):
         parse_size(text)
+
+
+def test_repeated_grades_spawn_every_child_from_the_one_spawner_thread(tmp_path, monkeypatch):
+    # issue 27: no thread of the grader forks but the spawner, one child at a time; a class
+    # graded three times over on four threads finishes with every row (the CI hang was two
+    # Dask threads inside Popen at once)
+    import csv
+    import subprocess
+    import threading
+
+    from comparisons.grading import gradebook
+
+    spawning_threads = []
+    real_popen = subprocess.Popen
+
+    def recording(*args, **kwargs):
+        if "comparisons.grading.child" in args[0]:       # (Dask's own IO loop may run a tool at start-up)
+            spawning_threads.append(threading.current_thread().name)
+        return real_popen(*args, **kwargs)
+
+    monkeypatch.setattr(gradebook.subprocess, "Popen", recording)
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"student{i}.py").write_text(__import__('gated_wild').cs231n_lstm_source(None if i % 2 else "tanh_prime_of_h"))
+    plan = gradebook.make_plan("cs231n", cases=3, seed=1, timeout=60)
+    for round_ in range(3):
+        book = gradebook.grade(folder, tmp_path / "out", plan, workers=4, force=True, progress=lambda *a: None)
+        assert len(book["rows"]) == 6, round_
+    rows = list(csv.DictReader(open(tmp_path / "out" / "gradebook.csv")))
+    assert {r["verdict"] for r in rows} == {"agree"}           # the RNN half of every file is right
+    assert len(spawning_threads) == 18 and set(spawning_threads) == {"bptt-xval-spawner"}

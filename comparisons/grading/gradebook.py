@@ -26,6 +26,7 @@ import html
 import io
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -182,12 +183,55 @@ class _Tail:
         return out + (f"\n[... {self.dropped} more bytes not kept]" if self.dropped else "")
 
 
-# One spawn at a time across the grader's threads: a fresh-clone CI run hung with two Dask
-# threads inside Popen's fork/exec at once (one in _fork_exec, one waiting on its error pipe,
-# every other thread on the GIL); concurrent vfork-based spawns from threads are a known
-# CPython hazard (gh-104372, gh-120998). Spawning takes milliseconds; the children still run
-# in parallel.
-_SPAWNING = threading.Lock()
+class Spawner:
+    """Every child of the grader is started by this one thread.
+
+    A fresh-clone CI run hung with two Dask threads inside Popen's fork/exec at once (one in
+    _fork_exec, one waiting on its error pipe, every other thread on the GIL); concurrent
+    vfork-based spawns from several threads are a known CPython hazard (gh-104372,
+    gh-120998). A lock around Popen only made it rarer. Here the grader's threads never
+    fork: each hands its request to this thread and waits for the child; the only forks are
+    this thread's, one at a time, each straight into exec (subprocess's C code between
+    fork and exec touches no lock another thread could hold). Spawning takes milliseconds;
+    the children still run in parallel, waited on by the threads that asked for them."""
+
+    def __init__(self):
+        self._requests: queue.SimpleQueue = queue.SimpleQueue()
+        self.spawned = 0
+        self.thread = threading.Thread(target=self._serve, name="bptt-xval-spawner", daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            args, kwargs, reply = self._requests.get()
+            try:
+                child = subprocess.Popen(*args, **kwargs)
+            except BaseException as exc:             # handed back to the thread that asked
+                reply.put((None, exc))
+                continue
+            self.spawned += 1
+            reply.put((child, None))
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        self._requests.put((args, kwargs, reply))
+        child, exc = reply.get()
+        if exc is not None:
+            raise exc
+        return child
+
+
+_SPAWNER: Spawner | None = None
+_SPAWNER_LOCK = threading.Lock()
+
+
+def spawner() -> Spawner:
+    """The process's one spawner thread (started on first use)."""
+    global _SPAWNER
+    with _SPAWNER_LOCK:
+        if _SPAWNER is None or not _SPAWNER.thread.is_alive():
+            _SPAWNER = Spawner()
+        return _SPAWNER
 
 
 def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float) -> dict:
@@ -209,10 +253,9 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
                "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
         started = time.perf_counter()
-        with _SPAWNING:
-            child = subprocess.Popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
-                                      str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        child = spawner().popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
+                                 str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
         timed_out = False
         try:
