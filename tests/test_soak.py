@@ -65,3 +65,14 @@ def test_cells_soak_same_verdicts_with_one_or_two_workers_and_never_mixes_tallie
 def test_cells_soak_refuses_a_gpu(tmp_path, capsys):
     assert main(["soak", "--cells", "--device", "cuda", "--cases", "2", "--out", str(tmp_path / "s.json")]) == 2
     assert "--cells" in capsys.readouterr().err
+
+
+def test_a_soak_runs_exactly_the_cases_asked():
+    # blocks of a fixed size used to round N up (100,000 gated cases in blocks of 384 ran
+    # 100,224; the Elman soak of 600 ran 602): the last block runs what is left
+    from comparisons.measure.soak import gated_blocks
+
+    per_block, n_blocks = gated_blocks(13)
+    assert per_block * n_blocks > 13                  # the case the old rounding got wrong
+    total = soak(13, 9, workers=1, references=("torch",), progress=lambda line: None, gated=True)
+    assert total["cases"] == 13 and total["false_alarms"] == 0 and total["kind"] == "gated"
