@@ -15,7 +15,7 @@ from comparisons.check.cells import REFERENCES, builtin_cells, make_cell_problem
 from comparisons.cli import convention_check, main
 
 SIZES = {"T": (1, 6), "B": (1, 3), "D": (1, 3), "H": (1, 4)}
-CASES = 6
+CASES = 4
 
 
 @pytest.fixture
