@@ -44,3 +44,18 @@ def test_one_module_per_course_style():
 def test_old_flat_names_are_gone(old):
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module(old)
+
+
+def test_the_package_declares_ranges_and_the_constraints_pin():
+    # a user with their own torch (any 2.x, CUDA or not) can install bptt-xval[torch]; the
+    # sessions still get exactly the CPU wheel on local disk
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[1]          # the checkout (the package may be installed)
+    meta = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
+    requirements = meta["dependencies"] + [r for extra in meta["optional-dependencies"].values() for r in extra]
+    assert not [r for r in requirements if "==" in r], requirements
+    assert "torch>=2.1" in meta["optional-dependencies"]["torch"]
+    pins = [line.strip() for line in (repo / "constraints.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
+    assert "torch==2.13.0" in pins
