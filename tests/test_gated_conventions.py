@@ -201,3 +201,18 @@ def test_an_eecs498_lstm_on_torch_tensors_agrees(write):
     result = check(write("rnn_lstm_captioning.py", gated_wild.EECS498_LSTM), "cs231n-lstm")
     assert result.ok, result.summary()
 
+
+
+def test_a_deeplearning_ai_notebook_with_a_wrong_lstm_is_never_reported_agrees(write, capsys):
+    # the four notebooks: the RNN half right, lstm_backward dropping the hidden
+    # carry, reported AGREES because only the RNN functions were checked
+    helpers = write("course/rnn_utils.py", wild.RNN_UTILS).parent
+    write("course/public_tests.py", wild.PUBLIC_TESTS)
+    cells = wild.dlai_cells() + gated_wild.dlai_lstm_cells("hidden_carry_dropped")[1:]
+    path = write("Building_RNN_Step_by_Step.ipynb", wild.notebook(cells))
+    code = main(["check", str(path), "--path", str(helpers), "--cases", "4", "--sizes", "H=1:4,B=1:2"])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "== deeplearning-ai: rnn_forward, rnn_backward ==\nAGREES" in out
+    assert "== deeplearning-ai-lstm: lstm_forward, lstm_backward ==\nDISAGREES" in out
+    assert "hidden_carry_dropped" in out
