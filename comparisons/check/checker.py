@@ -478,15 +478,24 @@ def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
     submission's own subprocess and :func:`judge` in its own."""
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
+    return candidate_result(case, lambda: fn(inputs, xs_ro, ys_ro, **case.config()),
+                            lambda result: as_gradients(result, params, checked, (case.T, case.B, case.D, case.H),
+                                                        np.dtype(case.dtype)))
+
+
+def candidate_result(case: Case, call, convert):
+    """``convert(call())``, the candidate's run made ``Gradients``, or the failed ``Outcome``:
+    what it raised (with the line of the user's file it came from), or what it returned
+    that is malformed or not finite. Every path that runs a candidate shares it."""
     try:
         with np.errstate(all="ignore"):
-            result = fn(inputs, xs_ro, ys_ro, **case.config())
+            result = call()
     except BadOutput as exc:                # a convention adapter found the user's return malformed
         return Outcome(case, "bad_output", reason=str(exc))
     except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
         return Outcome(case, "raised", reason=_exception_line(exc) + user_line(exc), traceback=tb.format_exc())
     try:
-        return as_gradients(result, params, checked, (case.T, case.B, case.D, case.H), np.dtype(case.dtype))
+        return convert(result)
     except NonFiniteOutput as exc:
         return Outcome(case, "non_finite", reason=str(exc))
     except BadOutput as exc:

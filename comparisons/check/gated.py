@@ -516,30 +516,24 @@ def inconclusive(case: Case, results: dict, magnitude, gates: int) -> str | None
 
 def run_candidate(fn, case: Case, arrays, state):
     """The candidate's ``Gradients`` on the case (its initial-state gradients h0, c0 kept where
-    it gives them), or the ``Outcome`` of its failing (raised, bad output, non-finite)."""
-    from comparisons.check.checker import Outcome, _exception_line, _read_only
-    from comparisons.check.outputs import BadOutput, NonFiniteOutput, as_gradients
+    it gives them), or the ``Outcome`` of its failing (``checker.candidate_result``)."""
+    from comparisons.check.checker import _read_only, candidate_result
+    from comparisons.check.outputs import as_gradients
 
     params, xs, ys = arrays
     inputs = _read_only({"xs": xs, "ys": ys, **params})
     xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
     initial = {INITIAL[s]: np.zeros((case.B, case.H), case.dtype) for s in state if s in INITIAL}
-    try:
-        with np.errstate(all="ignore"):
-            got = fn(inputs, xs_ro, ys_ro, output=case.output, loss=case.loss, reduction=case.reduction,
-                     truncate=None)
+
+    def convert(got):
         given = got.grads if isinstance(got, Gradients) else (got[1] if isinstance(got, (tuple, list))
                                                                  and len(got) > 1 else {})
         checked = tuple(params) + tuple(k for k in initial if isinstance(given, dict) and k in given)
         return as_gradients(got, {**params, **initial}, checked, (case.T, case.B, case.D, case.H),
                             np.dtype(case.dtype))
-    except NonFiniteOutput as exc:
-        return Outcome(case, "non_finite", reason=str(exc))
-    except BadOutput as exc:
-        return Outcome(case, "bad_output", reason=str(exc))
-    except (Exception, SystemExit) as exc:
-        import traceback
-        return Outcome(case, "raised", reason=_exception_line(exc), traceback=traceback.format_exc())
+
+    return candidate_result(case, lambda: fn(inputs, xs_ro, ys_ro, output=case.output, loss=case.loss,
+                                             reduction=case.reduction, truncate=None), convert)
 
 
 def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: int):
