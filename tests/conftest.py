@@ -50,3 +50,15 @@ def small_problem(T=5, B=2, D=3, H=4, O=2, dtype=np.float64, seed=0, h0=None, cr
 @pytest.fixture
 def problem():
     return small_problem()
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(name, text) -> the path of a file written under tmp_path (folders made): a
+    student's file as handed in (tests/test_real_files.py, tests/test_gated_conventions.py)."""
+    def put(name, text):
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+    return put

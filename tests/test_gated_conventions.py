@@ -18,16 +18,6 @@ SIZES = {"T": (1, 6), "B": (1, 3), "D": (1, 3), "H": (1, 4)}
 CASES = 4
 
 
-@pytest.fixture
-def write(tmp_path):
-    def put(name, text):
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-    return put
-
-
 def check(path, convention, **options):
     loaded = loading.load(str(path), paths=options.pop("paths", ()))
     fn = convention_check(loaded, str(path), convention, None)

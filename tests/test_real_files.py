@@ -14,16 +14,6 @@ from comparisons import check_derivation, loading
 from comparisons.cli import main
 
 
-@pytest.fixture
-def write(tmp_path):
-    def put(name, text):
-        path = tmp_path / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        return path
-    return put
-
-
 def run(argv, capsys):
     code = main(argv)
     captured = capsys.readouterr()
