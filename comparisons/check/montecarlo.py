@@ -101,23 +101,20 @@ def byte_noise(rng: np.random.Generator, block: int = 1 << 20):
     non-overlapping slices, which is the same random stream as a draw per operation: the
     gated cells' stacked runs perturb ~10^4 small results each, and a ``torch.rand`` per
     result cost 4 times more than this (measured: 500 against 134 us per 65,536 entries,
-    and ~25 us of fixed cost per call). Returns draw(shape, dtype) -> (2k + 1) as a
+    and ~25 us of fixed cost per call). Returns draw(shape, dtype, n entries) -> (2k + 1) as a
     tensor; the caller scales by u / 256."""
-    import math
-
     import torch
 
-    # float32 holds every odd number to 255 exactly, and addcmul reads it at float64 speed
-    state = {"buffer": torch.empty(0, dtype=torch.float32), "at": 0}
+    # float64, as the runs compute: an addcmul of float32 noise into a float64 result converts
+    # it first (a copy per operation: 10% of a stacked run, torch's profiler). The values are
+    # the same odd numbers, so the draws are those of the float32 buffer before it, bit for bit.
+    state = {"buffer": torch.empty(0, dtype=torch.float64), "at": 0}
 
     def refill(n):
-        odd = np.frombuffer(rng.bytes(max(block, n)), dtype=np.int8).astype(np.float32)
-        odd *= 2
-        odd += 1
-        state["buffer"], state["at"] = torch.from_numpy(odd), 0
+        odd = torch.from_numpy(np.frombuffer(rng.bytes(max(block, n)), dtype=np.int8).copy())
+        state["buffer"], state["at"] = odd.to(torch.float64).mul_(2).add_(1), 0
 
-    def draw(shape, dtype):
-        n = math.prod(shape)
+    def draw(shape, dtype, n):
         if state["at"] + n > len(state["buffer"]):
             refill(n)
         at = state["at"]
@@ -130,6 +127,9 @@ def _mode(u: float, generator, branches: list | None = None, noise=None):
     """The dispatch mode; ``noise``: a :func:`byte_noise` draw instead of ``torch.rand`` (CPU)."""
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    # per ATen operation, looked up once: (its branch quantities or None, exact?, in place?)
+    plans = {}
 
     class MonteCarloArithmetic(TorchDispatchMode):
         """Every rounded floating-point result r becomes r (1 + u U(-1, 1))."""
@@ -144,25 +144,29 @@ def _mode(u: float, generator, branches: list | None = None, noise=None):
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            name = func._schema.name.split("::")[-1]
-            if branches is not None and name in BRANCHES and isinstance(args[0], torch.Tensor) \
+            plan = plans.get(func)
+            if plan is None:
+                name = func._schema.name.split("::")[-1]
+                plan = plans[func] = (BRANCHES.get(name), func.is_view or name in EXACT, func._schema.is_mutable)
+            branch, exact, mutable = plan
+            if branches is not None and branch is not None and isinstance(args[0], torch.Tensor) \
                     and args[0].is_floating_point():
-                branches.append([np.asarray(q.detach().cpu(), np.float64) for q in BRANCHES[name](args, kwargs or {})])
-            if func.is_view or name in EXACT:
+                branches.append([np.asarray(q.detach().cpu(), np.float64) for q in branch(args, kwargs or {})])
+            if exact:
                 return out
             if isinstance(out, (tuple, list)):      # a fused kernel's several results
-                return type(out)(self._rounded(func, o) for o in out)
-            return self._rounded(func, out)
+                return type(out)(self._rounded(mutable, o) for o in out)
+            return self._rounded(mutable, out)
 
         @staticmethod
-        def _rounded(func, out):
+        def _rounded(mutable, out):
             if not isinstance(out, torch.Tensor) or not out.is_floating_point():
                 return out
             # (inside __torch_dispatch__ the mode is off: these operations are not perturbed)
-            if noise is not None and out.device.type == "cpu" and not func._schema.is_mutable:
-                return torch.addcmul(out, out, noise(out.shape, out.dtype), value=u / 256)
+            if noise is not None and not mutable and out.device.type == "cpu":
+                return torch.addcmul(out, out, noise(out.shape, out.dtype, out.numel()), value=u / 256)
             delta = torch.rand(out.shape, generator=generator, dtype=out.dtype, device=out.device) * 2 - 1
-            if func._schema.is_mutable:              # an in-place result stays in place
+            if mutable:                              # an in-place result stays in place
                 return out.mul_(1 + u * delta)
             return out * (1 + u * delta)
 
