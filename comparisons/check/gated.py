@@ -365,10 +365,6 @@ STEP_COST = 2.7e-3
 ENTRY_COST = 1.0e-5
 
 
-def _pow2(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
 def _cost(cases: list, group: list) -> float:
     """Predicted seconds of a group's Monte Carlo run (STEP_COST, ENTRY_COST)."""
     T, B, H = (max(getattr(cases[i], k) for i in group) for k in "TBH")
@@ -384,7 +380,7 @@ def _groups(cases: list) -> list:
     wide case never makes a narrow long stack's every step wide."""
     seeds = {}
     for i, c in enumerate(cases):
-        seeds.setdefault((c.dtype, _pow2(c.H), _pow2(c.T)), []).append(i)
+        seeds.setdefault((c.dtype, _bucket(c.H, 1), _bucket(c.T, 1)), []).append(i)
     out = []
     for key in sorted(seeds):
         idx = sorted(seeds[key], key=lambda i: -cases[i].T)

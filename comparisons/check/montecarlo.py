@@ -101,8 +101,10 @@ def byte_noise(rng: np.random.Generator, block: int = 1 << 20):
     non-overlapping slices, which is the same random stream as a draw per operation: the
     gated cells' stacked runs perturb ~10^4 small results each, and a ``torch.rand`` per
     result cost 4 times more than this (measured: 500 against 134 us per 65,536 entries,
-    and ~25 us of fixed cost per call). Returns draw(shape, dtype, n entries) -> (2k + 1) as a
+    and ~25 us of fixed cost per call). Returns draw(shape, dtype) -> (2k + 1) as a
     tensor; the caller scales by u / 256."""
+    import math
+
     import torch
 
     # float64, as the runs compute: an addcmul of float32 noise into a float64 result converts
@@ -111,10 +113,13 @@ def byte_noise(rng: np.random.Generator, block: int = 1 << 20):
     state = {"buffer": torch.empty(0, dtype=torch.float64), "at": 0}
 
     def refill(n):
-        odd = torch.from_numpy(np.frombuffer(rng.bytes(max(block, n)), dtype=np.int8).copy())
-        state["buffer"], state["at"] = odd.to(torch.float64).mul_(2).add_(1), 0
+        odd = np.frombuffer(rng.bytes(max(block, n)), dtype=np.int8).astype(np.float64)
+        odd *= 2
+        odd += 1
+        state["buffer"], state["at"] = torch.from_numpy(odd), 0
 
-    def draw(shape, dtype, n):
+    def draw(shape, dtype):
+        n = math.prod(shape)
         if state["at"] + n > len(state["buffer"]):
             refill(n)
         at = state["at"]
@@ -164,7 +169,7 @@ def _mode(u: float, generator, branches: list | None = None, noise=None):
                 return out
             # (inside __torch_dispatch__ the mode is off: these operations are not perturbed)
             if noise is not None and not mutable and out.device.type == "cpu":
-                return torch.addcmul(out, out, noise(out.shape, out.dtype, out.numel()), value=u / 256)
+                return torch.addcmul(out, out, noise(out.shape, out.dtype), value=u / 256)
             delta = torch.rand(out.shape, generator=generator, dtype=out.dtype, device=out.device) * 2 - 1
             if mutable:                              # an in-place result stays in place
                 return out.mul_(1 + u * delta)
