@@ -356,19 +356,20 @@ def numeric_stacked(step, case: Case, params: dict, xs, ys, n_state: int) -> Gra
 
 # --- the references and the error sizes of many cases at once --------------------------------
 
-# torch's cost in the Monte Carlo runs, measured (LSTM, 8 copies, 2026-12-03): per step
-# ~2.7 ms of operations whatever the stack holds (Python's dispatch, ~26 us each) plus ~10 ns
-# per (case, batch row, hidden unit) of the padded stack. Padding is exact but not free: one
-# stack per width put 4.2 times the default mixture's real entries through the perturbed
-# runs; grouping by this cost model instead ran them in 78% of the time.
-STEP_COST = 2.7e-3
-ENTRY_COST = 1.0e-5
+# The Monte Carlo run's cost, measured (gated_mc's NumPy engine, LSTM, 8 copies, 2026-12-04):
+# per step ~0.25 ms whatever the stack holds plus ~3 us per (case, batch row, hidden unit) of
+# the padded stack (torch's dispatch engine before it: 2.7 ms and 10 us). Padding is exact but
+# not free: one stack per width put 4.2 times the default mixture's real entries through the
+# perturbed runs; grouping by this cost model instead ran them in 78% of the time.
+STEP_COST = 2.5e-4
+ENTRY_COST = 3.0e-6
 
 
-def _cost(cases: list, group: list) -> float:
-    """Predicted seconds of a group's Monte Carlo run (STEP_COST, ENTRY_COST)."""
-    T, B, H = (max(getattr(cases[i], k) for i in group) for k in "TBH")
-    return T * (STEP_COST + ENTRY_COST * len(group) * B * H)
+def _cost(size: tuple) -> float:
+    """Predicted seconds of a group's Monte Carlo run (STEP_COST, ENTRY_COST); ``size``: the
+    group's (cases, largest T, B, H)."""
+    n, T, B, H = size
+    return T * (STEP_COST + ENTRY_COST * n * B * H)
 
 
 def _groups(cases: list) -> list:
@@ -385,21 +386,22 @@ def _groups(cases: list) -> list:
     for key in sorted(seeds):
         idx = sorted(seeds[key], key=lambda i: -cases[i].T)
         out += [idx[j:j + TORCH_STACK] for j in range(0, len(idx), TORCH_STACK)]
-    costs = [_cost(cases, g) for g in out]
+    size = lambda g: (len(g),) + tuple(max(getattr(cases[i], k) for i in g) for k in "TBH")
+    merged = lambda a, b: (a[0] + b[0],) + tuple(max(x, y) for x, y in zip(a[1:], b[1:]))
+    sizes = [size(g) for g in out]
     while True:
         best = None
         for a, b in itertools.combinations(range(len(out)), 2):
-            if cases[out[a][0]].dtype != cases[out[b][0]].dtype or len(out[a]) + len(out[b]) > TORCH_STACK:
+            if cases[out[a][0]].dtype != cases[out[b][0]].dtype or sizes[a][0] + sizes[b][0] > TORCH_STACK:
                 continue
-            saved = costs[a] + costs[b] - _cost(cases, out[a] + out[b])
+            saved = _cost(sizes[a]) + _cost(sizes[b]) - _cost(merged(sizes[a], sizes[b]))
             if saved > 0 and (best is None or saved > best[0]):
                 best = (saved, a, b)
         if best is None:
             return [sorted(g, key=lambda i: -cases[i].T) for g in out]
         _, a, b = best
         out[a] += out.pop(b)
-        costs[a] = _cost(cases, out[a])
-        costs.pop(b)
+        sizes[a] = merged(sizes[a], sizes.pop(b))
 
 
 def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int, names=("torch", "jax"),
@@ -451,20 +453,25 @@ def references(step, cases: list, arrays: list, param_shapes: dict, n_state: int
     return list(zip(results, mags, cell_state))
 
 
-def _magnitudes(step, s, idx, results, mags, n_state, u):
+def _magnitudes(step, s, idx, results, mags, n_state, u, engine="numpy"):
     """The Monte Carlo error sizes of every case of the stack, from one run of K copies (the
-    built-in gated cells take no branch, so there is no kink to look for)."""
+    built-in gated cells take no branch, so there is no kink to look for). ``engine``:
+    "numpy", the recurrence written out (``gated_mc``), or "dispatch", torch's own forward and
+    backward under the dispatch mode (the same error model, ~3 times slower)."""
     import torch
 
-    from comparisons.check import montecarlo
+    from comparisons.check import gated_mc, montecarlo
     from comparisons.check.tolerances import later_steps_scale
 
     K = montecarlo.SAMPLES
-    generator = torch.Generator().manual_seed(int(s.cases[0].seed))
-    noise = montecarlo.byte_noise(np.random.default_rng(int(s.cases[0].seed)))
-    with montecarlo._mode(u, generator, noise=noise):
-        value, g, g_x, states = torch_stacked(step, s, n_state, s.cases[0].output, s.cases[0].loss, copies=K,
-                                              rounding=(u, generator))
+    seed = int(s.cases[0].seed)
+    if engine == "numpy":
+        value, g, g_x, states = gated_mc.run(is_fast(step), s, K, s.cases[0].output, s.cases[0].loss, u, seed=seed)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        with montecarlo._mode(u, generator, noise=montecarlo.byte_noise(np.random.default_rng(seed))):
+            value, g, g_x, states = torch_stacked(step, s, n_state, s.cases[0].output, s.cases[0].loss, copies=K,
+                                                  rounding=(u, generator))
     N = len(s.cases)
     for j, i in enumerate(idx):
         draws = [unstack(s, j, value[k * N + j], g, g_x, states, row=k * N + j)[0] for k in range(K)]
