@@ -20,10 +20,13 @@ cases at once:
   cases padded to coarse shape buckets, one compilation per bucket (cached), computed on
   another core while torch runs.
 - **Monte Carlo arithmetic** (the tolerance's error sizes): the eight perturbed runs are one
-  run of the stack replicated eight times along its case axis, under the same dispatch mode
-  (every rounded result r becomes r (1 + u delta), delta drawn per entry, so the copies are
-  eight independent draws). The per-case statistics are ``montecarlo.from_draws``'s, the
-  same as ``check_cell``'s.
+  run of the stack replicated eight times along its case axis (every rounded result r
+  becomes r (1 + u delta), delta drawn per entry, so the copies are eight independent
+  draws), computed by ``gated_mc``: the recurrence in NumPy, operation for operation as
+  torch's autograd rounds it, the output layer in torch under ``check_cell``'s dispatch mode
+  (the whole run under that mode, ``engine="dispatch"``, is the same error model ~3 times
+  slower). The per-case statistics are ``montecarlo.from_draws``'s, the same as
+  ``check_cell``'s.
 
 The verdict rules are ``check_cell_case``'s (the same inconclusive reasons, the same
 ``compare``); only where the numbers come from differs, and ``tests/test_gated.py`` checks
