@@ -198,8 +198,9 @@ def is_cut(t: int, truncate: int | None) -> bool:
 
 
 GATED_KEYS = {"lstm": ("W_ih", "W_hh", "b", "W_hy", "b_y"),
-              "gru": ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y")}
-GATES = {"lstm": 4, "gru": 3}
+              "gru": ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y"),
+              "gru_d2l": ("W_ih", "W_hh", "W_hc", "b", "W_hy", "b_y")}
+GATES = {"lstm": 4, "gru": 3, "gru_d2l": 3}
 
 
 class GatedProblem(NamedTuple):
@@ -229,6 +230,8 @@ def validate_gated(cell, params, xs, ys, reduction) -> GatedProblem:
     O = _float_array("params['W_hy']", params["W_hy"], 2, xs.dtype).shape[0]
     shapes = {"W_ih": (G * H, D), "W_hh": (G * H, H), "b": (G * H,), "b_ih": (G * H,), "b_hh": (G * H,),
               "W_hy": (O, H), "b_y": (O,)}
+    if cell == "gru_d2l":          # z and r read h_{t-1}; the candidate reads r * h_{t-1} through W_hc
+        shapes.update(W_hh=(2 * H, H), W_hc=(H, H))
     for k in keys:
         _shape(f"params['{k}']", _float_array(f"params['{k}']", params[k], len(shapes[k]), xs.dtype), shapes[k])
     ys = _float_array("ys", ys, 3, xs.dtype)

@@ -95,7 +95,7 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
                              f"convention's {default_names[names.index(n)]} takes {a}"
                              + (f"; it looks like the {others[0]} convention" if others else ""))
     # the torch-tensor styles hand their inputs over on the GPU when the check runs there
-    if convention.startswith("cs231n") or convention == "gru":
+    if convention.startswith("cs231n") or convention in ("gru", "d2l-gru"):
         return adapter(*functions, device=device)
     if convention.startswith("min-char-rnn"):
         return adapter(*functions, strict_clip=strict_clip)
@@ -186,7 +186,7 @@ def _add_space(p: argparse.ArgumentParser) -> None:
 
 
 CHECK_CONVENTIONS = ("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm", "cs231n-lstm",
-                     "cs231n-lstm-step", "deeplearning-ai-lstm", "gru")
+                     "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
 
 
 def _add_loading(p: argparse.ArgumentParser) -> None:
@@ -267,12 +267,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="check_cell on every built-in cell's own derivation (LSTM, GRU, IndRNN, MGU, Elman)")
     p.add_argument("--gated", action="store_true",
                    help="LSTM and GRU on check_cell's stacked fast path (the gated conventions' checks)")
+    p.add_argument("--gated-cells", type=_names, default=None, metavar="CELL[,CELL]",
+                   help="with --gated: the cells soaked (lstm, gru, gru_d2l; default lstm,gru)")
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
     p.add_argument("--seed", type=_non_negative_int, default=0)
     p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
-    p.add_argument("--cell", choices=("lstm", "gru"), default=None,
+    p.add_argument("--cell", choices=("lstm", "gru", "gru_d2l"), default=None,
                    help="a gated cell's check instead of Elman's (the error planted in one gate's dL/dW_hh rows)")
 
     p = sub.add_parser("check-cell", help="check a hand-derived BPTT of any cell against autodiff of its step")
@@ -554,6 +556,8 @@ def _soak(args) -> int:
         raise UsageError("--cells/--gated: check_cell computes its references on the CPU; drop --device")
     if args.cells and args.gated:
         raise UsageError("--gated: the gated soak is a soak of its own; drop --cells")
+    if args.gated_cells is not None and not args.gated:
+        raise UsageError("--gated-cells: only with --gated")
     out = Path(args.out or f"benchmarks/results/soak{'-cells' if args.cells else '-gated' if args.gated else ''}.json")
     _writable(str(out.parent))
     from comparisons.check import backends
@@ -564,7 +568,7 @@ def _soak(args) -> int:
     total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
                  progress=lambda line: print(line, flush=True), device=args.device, cells=args.cells,
-                 gated=args.gated)
+                 gated=args.gated, **({"gated_cells": args.gated_cells} if args.gated_cells else {}))
     print(summary(total))
     try:
         from comparisons.measure.soak import figure

@@ -19,6 +19,15 @@ GRU (params W_ih (3H, D), W_hh (3H, H), b_ih (3H,), b_hh (3H,); gates r, z, n)::
     backward: dn = dh (1 - z), dz = dh (h_{t-1} - n), dgi_n = dn (1 - n^2), dgh_n = dgi_n r,
               dr = dgi_n gh_n; dgi = [dr r(1-r), dz z(1-z), dgi_n], dgh = [.., .., dgh_n]
               dL/dh_{t-1} = dh z + W_hh^T dgh
+
+GRU as d2l writes it (params W_ih (3H, D), b (3H,), gates z, r, h~; W_hh (2H, H) for z and r;
+W_hc (H, H), the candidate's, reading r * h_{t-1}: the reset gate applied before the product)::
+
+    z = sigmoid(gi_z + gh_z), r = sigmoid(gi_r + gh_r), h~ = tanh(gi_c + W_hc (r h_{t-1}))
+    with gi = W_ih x_t + b, gh = W_hh h_{t-1};              h_t = z h_{t-1} + (1 - z) h~
+    backward: dh~ = dh (1 - z), dz = dh (h_{t-1} - h~), da_c = dh~ (1 - h~^2),
+              d(r h) = W_hc^T da_c, dr = d(r h) h_{t-1}; dgi = [dz z(1-z), dr r(1-r), da_c]
+              dL/dh_{t-1} = dh z + d(r h) r + W_hh^T dgi[z, r]
 """
 
 from __future__ import annotations
@@ -123,4 +132,39 @@ def gru_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
     return Gradients(L, grads, dL_dh)
 
 
-CELLS = {"lstm": lstm_loss_and_grads, "gru": gru_loss_and_grads}
+def gru_d2l_loss_and_grads(params, xs, ys, *, reduction="mean") -> Gradients:
+    """d2l's GRU BPTT. params: W_ih (3H, D), W_hh (2H, H), W_hc (H, H), b (3H,), W_hy, b_y."""
+    p = validate_gated("gru_d2l", params, xs, ys, reduction)
+    T, B, H = p.T, p.B, p.H
+    W_hh, W_hc = params["W_hh"], params["W_hc"]
+    gi = (xs @ params["W_ih"].T + params["b"]).astype(xs.dtype)     # input side, all steps
+    h = np.zeros((T + 1, B, H), xs.dtype)
+    z, r, c = (np.empty((T + 1, B, H), xs.dtype) for _ in range(3))
+    for t in range(1, T + 1):
+        gh = h[t - 1] @ W_hh.T
+        z[t] = sigmoid(gi[t - 1, :, :H] + gh[:, :H])
+        r[t] = sigmoid(gi[t - 1, :, H:2 * H] + gh[:, H:])
+        c[t] = tanh(gi[t - 1, :, 2 * H:] + (r[t] * h[t - 1]) @ W_hc.T)
+        h[t] = z[t] * h[t - 1] + (1 - z[t]) * c[t]
+
+    L, dL_dz, direct = _output(params, h, p.ys, reduction)
+    dL_dh = np.zeros_like(h)
+    dL_dh[1:] = direct
+    dgi = np.zeros((T + 1, B, 3 * H), xs.dtype)
+    for t in range(T, 0, -1):
+        dh = dL_dh[t]
+        da_c = dh * (1 - z[t]) * (1 - c[t] ** 2)
+        d_rh = da_c @ W_hc
+        dz = dh * (h[t - 1] - c[t])
+        dr = d_rh * h[t - 1]
+        dgi[t] = np.concatenate([dz * z[t] * (1 - z[t]), dr * r[t] * (1 - r[t]), da_c], axis=1)
+        dL_dh[t - 1] += dh * z[t] + d_rh * r[t] + dgi[t, :, :2 * H] @ W_hh
+
+    G = dgi[1:].reshape(T * B, 3 * H)
+    rh = (r[1:] * h[:-1]).reshape(T * B, H)
+    grads = {"W_ih": G.T @ xs.reshape(T * B, -1), "W_hh": G[:, :2 * H].T @ h[:-1].reshape(T * B, H),
+             "W_hc": G[:, 2 * H:].T @ rh, "b": G.sum(0), **_output_grads(params, h, dL_dz)}
+    return Gradients(L, grads, dL_dh)
+
+
+CELLS = {"lstm": lstm_loss_and_grads, "gru": gru_loss_and_grads, "gru_d2l": gru_d2l_loss_and_grads}

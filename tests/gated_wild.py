@@ -567,3 +567,101 @@ def lstm_backward(dh, cache):
         dnext_c = dc * f
     return dx, dnext_h, dWx, dWh, db
 '''
+
+
+# --- d2l's GRU from scratch (PyTorch edition), and a backward its reader derived by hand -----------
+
+D2L_GRU = '''import torch
+from torch import nn
+
+
+def get_params(vocab_size, num_hiddens, device):
+    num_inputs = num_outputs = vocab_size
+
+    def normal(shape):
+        return torch.randn(size=shape, device=device) * 0.01
+
+    def three():
+        return (normal((num_inputs, num_hiddens)), normal((num_hiddens, num_hiddens)),
+                torch.zeros(num_hiddens, device=device))
+
+    W_xz, W_hz, b_z = three()  # update gate
+    W_xr, W_hr, b_r = three()  # reset gate
+    W_xh, W_hh, b_h = three()  # candidate hidden state
+    W_hq = normal((num_hiddens, num_outputs))
+    b_q = torch.zeros(num_outputs, device=device)
+    return [W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q]
+
+
+def init_gru_state(batch_size, num_hiddens, device):
+    return (torch.zeros((batch_size, num_hiddens), device=device),)
+
+
+def gru(inputs, state, params):
+    W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q = params
+    H, = state
+    outputs = []
+    for X in inputs:
+        Z = torch.sigmoid((X @ W_xz) + (H @ W_hz) + b_z)
+        R = torch.sigmoid((X @ W_xr) + (H @ W_hr) + b_r)
+        H_tilda = torch.tanh((X @ W_xh) + ((R * H) @ W_hh) + b_h)
+        H = Z * H + (1 - Z) * H_tilda
+        Y = H @ W_hq + b_q
+        outputs.append(Y)
+    return torch.cat(outputs, dim=0), (H,)
+
+
+def gru_backward(dY, inputs, state, params):
+    """My BPTT for the GRU above (no autograd): recompute the forward, then walk back."""
+    W_xz, W_hz, b_z, W_xr, W_hr, b_r, W_xh, W_hh, b_h, W_hq, b_q = params
+    H, = state
+    Hs, Zs, Rs, Cs = [H], [], [], []
+    for X in inputs:
+        Z = torch.sigmoid((X @ W_xz) + (H @ W_hz) + b_z)
+        R = torch.sigmoid((X @ W_xr) + (H @ W_hr) + b_r)
+        C = torch.tanh((X @ W_xh) + ((R * H) @ W_hh) + b_h)
+        H = Z * H + (1 - Z) * C
+        Hs.append(H); Zs.append(Z); Rs.append(R); Cs.append(C)
+    grads = [torch.zeros_like(p) for p in params]
+    dW_xz, dW_hz, db_z, dW_xr, dW_hr, db_r, dW_xh, dW_hh, db_h, dW_hq, db_q = grads
+    T, B = len(inputs), Hs[0].shape[0]
+    dH_next = torch.zeros_like(Hs[0])
+    for t in reversed(range(T)):
+        X, H_prev, Z, R, C = inputs[t], Hs[t], Zs[t], Rs[t], Cs[t]
+        dY_t = dY[t * B:(t + 1) * B]
+        dW_hq += Hs[t + 1].T @ dY_t
+        db_q += dY_t.sum(0)
+        dH = dY_t @ W_hq.T + dH_next
+        dA_c = dH * (1 - Z) * (1 - C ** 2)
+        dZ = dH * DZ
+        dA_z = dZ * Z * (1 - Z)
+RESET
+        dA_r = dR * R * (1 - R)
+        dW_xz += X.T @ dA_z
+        dW_hz += H_prev.T @ dA_z
+        db_z += dA_z.sum(0)
+        dW_xr += X.T @ dA_r
+        dW_hr += H_prev.T @ dA_r
+        db_r += dA_r.sum(0)
+        dW_xh += X.T @ dA_c
+        db_h += dA_c.sum(0)
+        dH_next = CARRY + dA_z @ W_hz.T + dA_r @ W_hr.T
+    return grads
+'''
+
+D2L_BUGS = (None, "reset_after_product", "update_gate_sign", "reset_not_applied", "update_carry_dropped")
+
+
+def d2l_gru_source(bug=None) -> str:
+    dz = "(C - H_prev)" if bug == "update_gate_sign" else "(H_prev - C)"
+    if bug == "reset_after_product":      # PyTorch's candidate differentiated: r * (H W_hh)
+        reset = ("        dR = dA_c * (H_prev @ W_hh)\n"
+                 "        dW_hh += H_prev.T @ (dA_c * R)\n"
+                 "        dH_c = (dA_c * R) @ W_hh.T")
+    else:
+        reset = ("        dRH = dA_c @ W_hh.T\n"
+                 "        dR = dRH * H_prev\n"
+                 "        dW_hh += (R * H_prev).T @ dA_c\n"
+                 "        dH_c = " + ("dRH" if bug == "reset_not_applied" else "dRH * R"))
+    carry = "dH_c" if bug == "update_carry_dropped" else "dH * Z + dH_c"
+    return D2L_GRU.replace("DZ", dz).replace("RESET", reset).replace("CARRY", carry)

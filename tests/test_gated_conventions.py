@@ -206,3 +206,24 @@ def test_a_deeplearning_ai_notebook_with_a_wrong_lstm_is_never_reported_agrees(w
     assert "== deeplearning-ai: rnn_forward, rnn_backward ==\nAGREES" in out
     assert "== deeplearning-ai-lstm: lstm_forward, lstm_backward ==\nDISAGREES" in out
     assert "hidden_carry_dropped" in out
+
+
+# --- d2l's GRU: the reset gate before the product ---------------------------------------------------
+
+def test_d2l_gru_from_scratch_agrees_and_is_detected(write):
+    path = write("gru_scratch.py", gated_wild.d2l_gru_source())
+    loaded = loading.load(str(path))
+    from comparisons.conventions import detect
+    assert ("d2l-gru", ("gru", "gru_backward")) in detect({k: loaded.function(k) for k in loaded.functions})
+    result = check(path, "d2l-gru")
+    assert result.ok, result.summary()
+    assert {"torch", "jax"} <= set(result.references)
+
+
+@pytest.mark.parametrize("bug", [b for b in gated_wild.D2L_BUGS if b])
+def test_d2l_gru_mistakes_are_named(bug, write):
+    result = check(write("gru_scratch.py", gated_wild.d2l_gru_source(bug)), "d2l-gru")
+    assert not result.ok
+    named = [f for f in result.failures if f.diagnosis]
+    assert named and all(f.diagnosis == [bug] for f in named), result.summary()
+    assert any("W_hc is d2l's W_hh^T" in n for n in result.notes)

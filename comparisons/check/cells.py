@@ -587,6 +587,19 @@ def gru_step(xp, p, x_t, state):
     return ((1 - z) * n + z * h,)
 
 
+def gru_d2l_step(xp, p, x_t, state):
+    """d2l's GRU (gates z, r, h~ stacked in W_ih, one bias b; W_hh (2H, H) for z and r; the
+    reset gate applied before the candidate's product, W_hc (r * h); h = z h + (1 - z) h~)."""
+    (h,) = state
+    H = h.shape[-1]
+    gi = _affine(xp, x_t, p["W_ih"], p["b"])
+    gh = _affine(xp, h, p["W_hh"])
+    z = _gate(xp, gi[..., :H] + gh[..., :H])
+    r = _gate(xp, gi[..., H:2 * H] + gh[..., H:])
+    c = xp.tanh(gi[..., 2 * H:] + _affine(xp, r * h, p["W_hc"]))
+    return (z * h + (1 - z) * c,)
+
+
 def indrnn_step(xp, p, x_t, state):
     """IndRNN: h_t = relu(W x_t + u * h_{t-1} + b), each unit recurring on itself."""
     (h,) = state
@@ -625,6 +638,9 @@ def _builtin():
         "gru": Cell("gru", gru_step, {"W_ih": ("3*H", "D"), "W_hh": ("3*H", "H"), "b_ih": ("3*H",),
                                       "b_hh": ("3*H",)},
                     derivation=_gated("gru"), outputs=("identity",), losses=("squared_error",)),
+        "gru_d2l": Cell("gru_d2l", gru_d2l_step, {"W_ih": ("3*H", "D"), "W_hh": ("2*H", "H"), "W_hc": ("H", "H"),
+                                                  "b": ("3*H",)},
+                        derivation=_gated("gru_d2l"), outputs=("identity",), losses=("squared_error",)),
         "indrnn": Cell("indrnn", indrnn_step, {"W": ("H", "D"), "u": ("H",), "b": ("H",)},
                        derivation=indrnn.loss_and_grads, recurrent=("u",)),
         "mgu": Cell("mgu", mgu_step, {"W_f": ("H", "D"), "U_f": ("H", "H"), "b_f": ("H",),

@@ -491,9 +491,9 @@ def _magnitudes(step, s, idx, results, mags, n_state, u, engine="numpy"):
 
 def is_fast(step) -> str | None:
     """The built-in cell's name when ``step`` is one the fast path stacks, else None."""
-    from comparisons.check.cells import gru_step, lstm_step
+    from comparisons.check.cells import gru_d2l_step, gru_step, lstm_step
 
-    return {lstm_step: "lstm", gru_step: "gru"}.get(step)
+    return {lstm_step: "lstm", gru_step: "gru", gru_d2l_step: "gru_d2l"}.get(step)
 
 
 def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, loss, reduction,

@@ -15,7 +15,8 @@ a step, half of them views and copies that round nothing, each through a Python
   ``tanh_backward`` is one kernel), and what autograd adds that a derivation would not is
   kept: the gradient of the stacked pre-activations is accumulated from its gate blocks'
   slices by full-width additions, each rounded (LSTM: o and g three times, f twice, i once;
-  GRU: n and z twice, r once: the order the engine delivers them), a state used twice
+  GRU: n and z twice, r once; d2l's GRU: h~ and r twice, z once: the order the engine
+  delivers them), a state used twice
   accumulates its gradients by a rounded addition, a weight's per-step gradients by T - 1,
   and x's gradient is summed from the T steps' full-width ``select_backward`` results, so
   dL/dx_t is rounded up to T - 1 times more (:func:`_select_accumulations`; drawn as one
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CELLS = ("lstm", "gru")
+CELLS = ("lstm", "gru", "gru_d2l")
 
 
 class _Rounding:
@@ -214,8 +215,72 @@ def gru_backward(R, P, tape, dhs):
     return {"W_ih": _T(dW_ihT), "W_hh": _T(dW_hhT), "b_ih": db_ih, "b_hh": db_hh}, dx, [dh_all]
 
 
-FORWARD = {"lstm": lstm_forward, "gru": gru_forward}
-BACKWARD = {"lstm": lstm_backward, "gru": gru_backward}
+# --- d2l's GRU: cells.gru_d2l_step -------------------------------------------------------------
+
+def gru_d2l_forward(R, P, x):
+    """(hs (M, T, B, H), tape) of the stacked d2l GRU on x (M, T, B, D), h_0 = 0."""
+    M, T, B, _ = x.shape
+    H = P["W_hc"].shape[-1]
+    W_ihT, W_hhT, W_hcT, b = _T(P["W_ih"]), _T(P["W_hh"]), _T(P["W_hc"]), P["b"][:, None, :]
+    h = np.zeros((M, B, H))
+    hs, tape = np.empty((M, T, B, H)), []
+    for t in range(T):
+        x_t = x[:, t]
+        gi = R(R(x_t @ W_ihT) + b)
+        gh = R(h @ W_hhT)
+        z, tz = _gate(R, R(gi[..., :H] + gh[..., :H]))
+        r, tr = _gate(R, R(gi[..., H:2 * H] + gh[..., H:]))
+        rh = R(r * h)
+        c = R(np.tanh(R(gi[..., 2 * H:] + R(rh @ W_hcT))))
+        zh = R(z * h)
+        omz = R(1 - z)
+        h_new = R(zh + R(omz * c))
+        tape.append((x_t, h, z, tz, r, tr, rh, c, omz))
+        hs[:, t] = h_new
+        h = h_new
+    return hs, tape
+
+
+def gru_d2l_backward(R, P, tape, dhs):
+    """Autograd's backward of :func:`gru_d2l_forward` (as :func:`gru_backward`)."""
+    M, T, B, H = dhs.shape
+    W_ih, W_hh, W_hc = P["W_ih"], P["W_hh"], P["W_hc"]
+    dh_all = np.empty((M, T + 1, B, H))
+    dx = np.empty((M, T, B, W_ih.shape[-1]))
+    dW_ihT = dW_hhT = dW_hcT = db = None
+    dh_next = None       # h_t's gradient: output's, then z h's, then r h's, then W_hh's
+    for t in reversed(range(T)):
+        x_t, h_prev, z, tz, r, tr, rh, c, omz = tape[t]
+        dh = dhs[:, t] if dh_next is None else dh_next
+        dh_all[:, t + 1] = dh
+        d_omz, d_c = R(dh * c), R(dh * omz)
+        d_z1, d_direct = R(dh * h_prev), R(dh * z)
+        d_z = R(d_z1 - d_omz)                          # rsub's backward negates (exact)
+        dh_prev = d_direct if t == 0 else R(dhs[:, t - 1] + d_direct)
+        d_ac = R(d_c * (1 - c * c))
+        dW_hcT = _accumulate(R, dW_hcT, R(_T(rh) @ d_ac))
+        d_rh = R(d_ac @ W_hc)
+        d_r = R(d_rh * h_prev)
+        dh_prev = R(dh_prev + R(d_rh * r))
+        d_ar = _gate_back(R, d_r, tr)
+        d_az = _gate_back(R, d_z, tz)
+        dgi, dgh = np.empty((M, B, 3 * H)), np.empty((M, B, 2 * H))
+        dgi[..., 2 * H:], dgi[..., H:2 * H], dgi[..., :H] = d_ac, d_ar, d_az
+        dgh[..., H:], dgh[..., :H] = d_ar, d_az
+        R(dgi[..., H:])                                # slices summed full width as they arrive (c, r, z)
+        R(dgi)
+        R(dgh)
+        dW_hhT = _accumulate(R, dW_hhT, R(_T(h_prev) @ dgh))
+        dh_next = R(dh_prev + R(dgh @ W_hh))
+        db = _accumulate(R, db, R(dgi.sum(1)) if B > 1 else dgi[:, 0].copy())
+        dW_ihT = _accumulate(R, dW_ihT, R(_T(x_t) @ dgi))
+        dx[:, t] = R.times(R(dgi @ W_ih), _select_accumulations(t, T))
+    dh_all[:, 0] = dh_next
+    return {"W_ih": _T(dW_ihT), "W_hh": _T(dW_hhT), "W_hc": _T(dW_hcT), "b": db}, dx, [dh_all]
+
+
+FORWARD = {"lstm": lstm_forward, "gru": gru_forward, "gru_d2l": gru_d2l_forward}
+BACKWARD = {"lstm": lstm_backward, "gru": gru_backward, "gru_d2l": gru_d2l_backward}
 
 
 # --- the output layer in torch, under the dispatch mode ----------------------------------------
@@ -245,7 +310,7 @@ def head(s, hs, copies: int, output: str, loss: str, rounding=None):
 
 def run(cell: str, s, copies: int, output: str, loss: str, u: float | None = None, generator=None, seed: int = 0):
     """``gated.torch_stacked``'s result (per copy and case: loss, grads, dL_dx, [dL/d state]) for
-    the built-in ``cell`` ("lstm" or "gru"), perturbed at unit roundoff ``u`` (None: exact, the
+    the built-in ``cell`` (one of :data:`CELLS`), perturbed at unit roundoff ``u`` (None: exact, the
     engine's own check against torch), the noise seeded by ``seed``."""
     import torch
 

@@ -15,6 +15,9 @@ and loss a convention checks).
     GRU   h_t = (1 - z) n + z h_{t-1},  n = tanh(gi_n + r gh_n);  backward, correct:
           dn = dh (1 - z), dz = dh (h_{t-1} - n), dr = dn (1 - n^2) gh_n
           dh_{t-1} = dh z + W_hh^T [dr r(1-r), dz z(1-z), dn (1-n^2) r]
+    d2l   h_t = z h_{t-1} + (1 - z) h~,  h~ = tanh(gi_c + W_hc (r h_{t-1}));  backward, correct:
+          da_c = dh (1 - z)(1 - h~^2), d(rh) = W_hc^T da_c, dr = d(rh) h_{t-1}, dz = dh (h_{t-1} - h~)
+          dh_{t-1} = dh z + d(rh) r + W_hh^T [dz z(1-z), dr r(1-r)]
 """
 
 from __future__ import annotations
@@ -52,8 +55,20 @@ GRU_MISTAKES = {
     "hidden_carry_dropped": "never carried dL/dh_t back to h_{t-1} at all",
     "off_by_one_hidden_state": "used h_t instead of h_{t-1} in dL/dW_hh",
 }
-MISTAKES = {"lstm": LSTM_MISTAKES, "gru": GRU_MISTAKES}
-GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+GRU_D2L_MISTAKES = {
+    "reset_path_missing": "dropped the reset gate's path: dr = 0 (r gets no gradient through h~)",
+    "reset_not_applied": "carried the candidate's gradient back to h_{t-1} without the reset gate "
+                         "(dh_{t-1} += W_hh^T da_c instead of r * (W_hh^T da_c))",
+    "reset_after_product": "differentiated PyTorch's candidate tanh(W_xh x + r * (W_hh h) + b) where d2l's "
+                           "tanh(W_xh x + W_hh (r * h) + b) was computed: the reset gate placed after the product",
+    "update_gate_sign": "differentiated h_t = z h_{t-1} + (1 - z) h~ with the update gate's sign flipped "
+                        "(dz = dh (h~ - h_{t-1})): PyTorch's convention h = (1 - z) n + z h mixed with d2l's",
+    "update_carry_dropped": "dropped the direct carry dh_t z to h_{t-1} (only the paths through the gates kept)",
+    "hidden_carry_dropped": "never carried dL/dh_t back to h_{t-1} at all",
+    "off_by_one_hidden_state": "used h_t instead of h_{t-1} in dL/dW_hz and dL/dW_hr",
+}
+MISTAKES = {"lstm": LSTM_MISTAKES, "gru": GRU_MISTAKES, "gru_d2l": GRU_D2L_MISTAKES}
+GATE_NAMES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "gru_d2l": ("z", "r", "h~")}
 
 
 def _head(params, h, ys, config):
@@ -146,7 +161,55 @@ def gru(params, xs, ys, config, mistake=None, swap=None) -> Gradients:
     return Gradients(L, grads, dL_dh, dgi[1:] @ params["W_ih"]), None
 
 
-DERIVATIONS = {"lstm": lstm, "gru": gru}
+def gru_d2l(params, xs, ys, config, mistake=None, swap=None) -> Gradients:
+    """d2l's GRU BPTT (manual.gated's) with one ``mistake`` (a GRU_D2L_MISTAKES key) or none."""
+    T, B, _ = xs.shape
+    H = params["W_hc"].shape[1]
+    W_hh, W_hc = params["W_hh"], params["W_hc"]
+    gi = xs @ params["W_ih"].T + params["b"]
+    h = np.zeros((T + 1, B, H))
+    z, r, c = (np.zeros((T + 1, B, H)) for _ in range(3))
+    for t in range(1, T + 1):
+        gh = h[t - 1] @ W_hh.T
+        z[t] = sigmoid(gi[t - 1, :, :H] + gh[:, :H])
+        r[t] = sigmoid(gi[t - 1, :, H:2 * H] + gh[:, H:])
+        c[t] = np.tanh(gi[t - 1, :, 2 * H:] + (r[t] * h[t - 1]) @ W_hc.T)
+        h[t] = z[t] * h[t - 1] + (1 - z[t]) * c[t]
+    L, direct, top = _head(params, h, ys, config)
+    dL_dh = np.zeros_like(h)
+    dL_dh[1:] = direct
+    dgi = np.zeros((T + 1, B, 3 * H))
+    dW_hc = np.zeros_like(W_hc)
+    after = mistake == "reset_after_product"
+    for t in range(T, 0, -1):
+        dh = dL_dh[t]
+        da_c = dh * (1 - z[t]) * (1 - c[t] ** 2)
+        if after:            # c = tanh(gi_c + r * (W_hc h)): r scales the product's result
+            dr = da_c * (h[t - 1] @ W_hc.T)
+            d_h_c = (da_c * r[t]) @ W_hc
+            dW_hc += (da_c * r[t]).T @ h[t - 1]
+        else:
+            d_rh = da_c @ W_hc
+            dr = 0.0 * d_rh if mistake == "reset_path_missing" else d_rh * h[t - 1]
+            d_h_c = d_rh if mistake == "reset_not_applied" else d_rh * r[t]
+            dW_hc += da_c.T @ (r[t] * h[t - 1])
+        dz = dh * ((c[t] - h[t - 1]) if mistake == "update_gate_sign" else (h[t - 1] - c[t]))
+        blocks = [dz * z[t] * (1 - z[t]), dr * r[t] * (1 - r[t]), da_c]
+        if swap is not None:
+            blocks[swap[0]], blocks[swap[1]] = blocks[swap[1]], blocks[swap[0]]
+        dgi[t] = np.concatenate(blocks, axis=1)
+        if mistake == "hidden_carry_dropped" and t > 1:
+            continue
+        dL_dh[t - 1] += ((0.0 if mistake == "update_carry_dropped" else dh * z[t]) + d_h_c
+                         + dgi[t, :, :2 * H] @ W_hh)
+    G = dgi[1:].reshape(T * B, 3 * H)
+    h_in = h[1:] if mistake == "off_by_one_hidden_state" else h[:-1]
+    grads = {"W_ih": G.T @ xs.reshape(T * B, -1), "W_hh": G[:, :2 * H].T @ h_in.reshape(T * B, H), "W_hc": dW_hc,
+             "b": G.sum(0), **top, "h0": dL_dh[0].copy()}
+    return Gradients(L, grads, dL_dh, dgi[1:] @ params["W_ih"]), None
+
+
+DERIVATIONS = {"lstm": lstm, "gru": gru, "gru_d2l": gru_d2l}
 
 
 def mistaken(cell: str, mistake: str | None, params, xs, ys, *, output="identity", loss="squared_error",

@@ -10,6 +10,7 @@ symbols in its docstring.
     cs231n_lstm.py     lstm_forward / lstm_backward and the step pair, gates i, f, o, g
     coursera_lstm.py   deeplearning.ai: lstm_forward(x, a0, parameters), Wf on [a_prev; xt]
     gru.py             gru_forward / gru_backward in torch.nn.GRU's layout
+    d2l_gru.py         d2l's gru(inputs, state, params) and a hand-derived gru_backward
 
 Each adapter returns a function with the contract's ``loss_and_grads`` signature, carrying
 in ``fn.case_space`` the part of the case space its style supports (one-hot inputs and no
@@ -33,6 +34,7 @@ from comparisons.conventions.coursera import deeplearning_ai
 from comparisons.conventions.coursera_lstm import deeplearning_ai_lstm
 from comparisons.conventions.cs231n_layers import cs231n, cs231n_step
 from comparisons.conventions.cs231n_lstm import cs231n_lstm, cs231n_lstm_step
+from comparisons.conventions.d2l_gru import d2l_gru
 from comparisons.conventions.gru import gru
 from comparisons.conventions.min_char import min_char_rnn
 from comparisons.conventions.min_char_lstm import min_char_rnn_lstm
@@ -49,6 +51,7 @@ CONVENTIONS = {
     "cs231n-lstm-step": (cs231n_lstm_step, ("lstm_step_forward", "lstm_step_backward"), (6, 3)),
     "deeplearning-ai-lstm": (deeplearning_ai_lstm, ("lstm_forward", "lstm_backward"), (3, 2)),
     "gru": (gru, ("gru_forward", "gru_backward"), (6, 2)),
+    "d2l-gru": (d2l_gru, ("gru", "gru_backward"), (3, 4)),
 }
 #: the contract's own signature, for detection beside the styles
 CONTRACT = ("loss_and_grads", 3)
@@ -87,5 +90,5 @@ def looks_like(name: str, functions: dict) -> str | None:
     return None
 
 
-__all__ = ["CONVENTIONS", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "deeplearning_ai",
+__all__ = ["CONVENTIONS", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "d2l_gru", "deeplearning_ai",
            "deeplearning_ai_lstm", "detect", "gru", "min_char_rnn", "min_char_rnn_lstm"]

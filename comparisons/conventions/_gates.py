@@ -18,9 +18,10 @@ from comparisons.check.outputs import BadOutput
 from comparisons.conventions._adapt import torch_module
 
 #: PyTorch's gate order per cell
-TORCH_GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n")}
+TORCH_GATES = {"lstm": ("i", "f", "g", "o"), "gru": ("r", "z", "n"), "gru_d2l": ("z", "r", "h~")}
 #: the state entries and parameters of each built-in cell
-CELL_PARAMS = {"lstm": ("W_ih", "W_hh", "b", "W_hy", "b_y"), "gru": ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y")}
+CELL_PARAMS = {"lstm": ("W_ih", "W_hh", "b", "W_hy", "b_y"), "gru": ("W_ih", "W_hh", "b_ih", "b_hh", "W_hy", "b_y"),
+               "gru_d2l": ("W_ih", "W_hh", "W_hc", "b", "W_hy", "b_y")}
 
 
 def reorder(W: np.ndarray, order: tuple, cell: str) -> np.ndarray:

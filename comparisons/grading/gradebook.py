@@ -47,7 +47,7 @@ COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 FOLDER_MAX_BYTES = 16 * 2 ** 20     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
-                    "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru")
+                    "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
 OUTPUT_KEPT = 64 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256
 FILE_SIZE = 256 * 2 ** 20        # the largest file a submission may write

@@ -76,6 +76,12 @@ def resolving_power(cases: int = 200, seed: int = 0, references=("torch", "jax")
     return out
 
 
+def _block_count(cell, name: str) -> int:
+    """How many H-row blocks a parameter stacks ("4*H": 4, "H": 1)."""
+    first = str(cell.param_shapes[name][0]).replace(" ", "")
+    return int(first.split("*")[0]) if "*" in first else 1
+
+
 def gated_resolving_power(cell: str = "lstm", cases: int = 100, seed: int = 0,
                           references=("torch", "jax", "numeric")) -> dict:
     """{dtype: {target: {relative error: share of conclusive cases that catch it}}} for a
@@ -99,7 +105,11 @@ def gated_resolving_power(cell: str = "lstm", cases: int = 100, seed: int = 0,
                     for p, x, y in arrays]
         with np.errstate(all="ignore"):
             prepared = gated.references(c.step, drawn, arrays64, c.param_shapes, len(c.state), names)
-        targets = [f"W_hh[{g}]" for g in gates]
+        # each gate's recurrent block: (target, parameter, block); d2l's candidate has its own W_hc
+        blocks = [(f"W_hh[{g}]", "W_hh", k) for k, g in enumerate(gates) if k < _block_count(c, "W_hh")]
+        if "W_hc" in c.param_shapes:
+            blocks.append(("W_hc", "W_hc", 0))
+        targets = [t for t, _, _ in blocks]
         caught = {t: {10.0 ** -k: 0 for k in EXPONENTS[dtype]} for t in targets}
         counted, carried = 0, dict.fromkeys(targets, 0)
         for case, a, (results, magnitude, _) in zip(drawn, arrays, prepared):
@@ -107,16 +117,16 @@ def gated_resolving_power(cell: str = "lstm", cases: int = 100, seed: int = 0,
                 continue
             base = gated.run_candidate(c.derivation, case, a, c.state)
             counted += 1
-            for k, target in enumerate(targets):
+            for target, name, k in blocks:
                 rows = slice(k * case.H, (k + 1) * case.H)
-                if not np.any(base.grads["W_hh"][rows]):
+                if not np.any(base.grads[name][rows]):
                     continue                       # nothing to get wrong (h_0 = 0 at T = 1)
                 carried[target] += 1
                 for relative in caught[target]:
-                    W = base.grads["W_hh"].copy()
+                    W = base.grads[name].copy()
                     t = int(rng.integers(case.H))          # one row of the gate's block
                     W[k * case.H + t] *= 1 + relative
-                    planted = base._replace(grads={**base.grads, "W_hh": W})
+                    planted = base._replace(grads={**base.grads, name: W})
                     if gated.judge(case, planted, results, magnitude, a, G).status != "agree":
                         caught[target][relative] += 1
         out[dtype] = {"cases": counted, "cases_per_target": carried,

@@ -157,22 +157,28 @@ def run_cell_block(seed: int, block: int, per_block: int, references: tuple, dev
 GATED_BLOCK = 384
 
 
-def gated_configs() -> list:
+#: the cells a gated soak runs by default (``--gated-cells``: any of GATED_CELLS_ALL)
+GATED_CELLS = ("lstm", "gru")
+GATED_CELLS_ALL = ("lstm", "gru", "gru_d2l")
+
+
+def gated_configs(cells=GATED_CELLS) -> list:
     """(cell, configuration) for the gated cells' derivations (manual.gated: identity output,
     squared error, every reduction), each computing in the case's own dtype."""
     from comparisons.check.cells import builtin_cells
 
-    cells = builtin_cells()
-    return [(name, dict(output=o, loss=l, reduction=r)) for name in ("lstm", "gru")
-            for o, l, r in itertools.product(cells[name].outputs, cells[name].losses, REDUCTION)]
+    built_in = builtin_cells()
+    return [(name, dict(output=o, loss=l, reduction=r)) for name in cells
+            for o, l, r in itertools.product(built_in[name].outputs, built_in[name].losses, REDUCTION)]
 
 
-def gated_blocks(cases: int) -> tuple:
-    per_block = max(2, min(GATED_BLOCK, -(-cases // len(gated_configs()))))
+def gated_blocks(cases: int, cells=GATED_CELLS) -> tuple:
+    per_block = max(2, min(GATED_BLOCK, -(-cases // len(gated_configs(cells)))))
     return per_block, -(-cases // per_block)
 
 
-def run_gated_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu") -> dict:
+def run_gated_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu",
+                    cells=GATED_CELLS) -> dict:
     """The gated fast path's verdicts on one block of a built-in gated cell's own derivation;
     the block's cases are drawn as a cells soak draws them (half in each dtype)."""
     from comparisons.check import backends
@@ -181,7 +187,7 @@ def run_gated_block(seed: int, block: int, per_block: int, references: tuple, de
     from comparisons.check.gated import check_gated_cases
 
     found, skipped = backends.available(references)
-    configs = gated_configs()
+    configs = gated_configs(cells)
     name, config = configs[block % len(configs)]
     space = CaseSpace.make(None, "none", None, None, False, loss=config["loss"])
     drawn = []
@@ -241,11 +247,12 @@ def empty(cases: int, seed: int, per_block: int, references: tuple, kind: str = 
 
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
          references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu",
-         cells: bool = False, gated: bool = False) -> dict:
+         cells: bool = False, gated: bool = False, gated_cells=GATED_CELLS) -> dict:
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally.
     ``cells``: ``check_cell`` on the built-in cells' own derivations instead of
     ``check_derivation`` on ``manual.rnn`` (a false alarm's record names its cell);
-    ``gated``: LSTM and GRU only, on check_cell's stacked fast path (``run_gated_block``)."""
+    ``gated``: LSTM and GRU only, on check_cell's stacked fast path (``run_gated_block``);
+    ``gated_cells``: which of GATED_CELLS_ALL (recorded in the tally, and a resume must match)."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     from comparisons import atomic
@@ -254,14 +261,21 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
 
     references = tuple(references)
     kind, runner = ("gated", run_gated_block) if gated else ("cells", run_cell_block) if cells else ("elman", run_block)
-    per_block, n_blocks = gated_blocks(cases) if gated else cell_blocks(cases) if cells else blocks(cases)
+    gated_cells = tuple(gated_cells)
+    unknown = [c for c in gated_cells if c not in GATED_CELLS_ALL]
+    if gated and (unknown or not gated_cells):
+        raise ValueError(f"gated_cells: expected some of {list(GATED_CELLS_ALL)}; got {list(gated_cells)}")
+    per_block, n_blocks = gated_blocks(cases, gated_cells) if gated else cell_blocks(cases) if cells else blocks(cases)
     cells = cells or gated
     total = empty(cases, seed, per_block, references, kind)
+    if gated:
+        total["cells"] = list(gated_cells)
     out = Path(out) if out else None
     if out is not None and out.is_file():
         saved = json.loads(out.read_text())
         if saved.get("kind", "elman") == kind and \
-                all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")):
+                all(saved.get(k) == total[k] for k in ("cases_asked", "seed", "per_block", "references")) and \
+                (not gated or saved.get("cells", list(GATED_CELLS)) == total["cells"]):
             total = saved                                   # resume: keep what is done
             progress(f"resuming: {len(total['blocks_done'])} of {n_blocks} blocks already done")
     todo = sorted(set(range(n_blocks)) - set(total["blocks_done"]))
@@ -274,8 +288,9 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     try:
         with Client(scheduler or cluster) as client:
             # the last block runs what is left: N asked is N run (100,000 in blocks of 384 ran 100,224)
+            extra = {"cells": gated_cells} if gated else {}
             futures = [client.submit(runner, seed, b, min(per_block, cases - b * per_block), references, device,
-                                     pure=False) for b in todo]
+                                     pure=False, **extra) for b in todo]
             for i, future in enumerate(as_completed(futures), 1):
                 tally = future.result()
                 merge(total, tally)
