@@ -37,7 +37,8 @@ def test_no_flat_modules_but_the_command_loading_and_shared_helpers():
 
 def test_one_module_per_course_style():
     styles = sorted(p.stem for p in (ROOT / "conventions").glob("*.py") if not p.name.startswith("_"))
-    assert styles == ["coursera", "coursera_lstm", "cs231n_layers", "cs231n_lstm", "gru", "min_char", "min_char_lstm"]
+    assert styles == ["coursera", "coursera_lstm", "cs231n_layers", "cs231n_lstm", "d2l_gru", "gru", "min_char",
+                      "min_char_lstm"]
 
 
 @pytest.mark.parametrize("old", ["comparisons.cases", "comparisons.checker", "comparisons.conventions_old"])
