@@ -14,7 +14,10 @@ the benchmark) and ``grading/``; ``loading.py`` takes functions out of files and
 without running their top-level work.
 """
 
-from comparisons.check.checker import CheckResult, Failure, assert_derivation, check_derivation
+# The checker's names are looked up on first use (``__getattr__``), not imported here: a
+# grading sandbox imports ``comparisons`` without the checker, its references and its
+# catalogue of derivations (comparisons.grading.sandbox).
+_CHECKER = ("CheckResult", "Failure", "assert_derivation", "check_derivation")
 
 
 def check_cell(step, fn, **kwargs):
@@ -25,6 +28,10 @@ def check_cell(step, fn, **kwargs):
 
 
 def __getattr__(name):
+    if name in _CHECKER:
+        from comparisons.check import checker
+
+        return getattr(checker, name)
     # ``import comparisons; comparisons.conventions.cs231n(...)``, as the contract names it
     if name == "conventions":
         import importlib

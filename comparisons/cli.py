@@ -323,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stub", action="append", default=None, metavar="MODULE",
                    help="import MODULE as a placeholder in every submission; repeatable")
     p.add_argument("--strict-clip", action="store_true", help="min-char-rnn: clipped gradients fail")
+    p.add_argument("--require-sandbox", action="store_true",
+                   help="refuse to grade unless every submission runs isolated (bubblewrap: files, network, "
+                        "processes, ipc) under whole-submission limits (a cgroup); docs/grading.md")
 
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
@@ -633,6 +636,12 @@ def _grade(args) -> int:
     # no folder, no submission: exit 2 before any work
     submissions(args.folder, args.convention, args.fn, tuple(args.path or ()))
     _writable(args.out)
+    from comparisons.grading import sandbox
+
+    held = sandbox.protections()
+    if args.require_sandbox and not (held.isolated and held.cgroup):
+        raise UsageError(f"--require-sandbox: this machine cannot sandbox every submission: {held.text()}")
+    print(f"sandbox: {held.text()}", flush=True)
     memory = args.memory if isinstance(args.memory, int) else _size(args.memory)
     plan = make_plan(args.convention, args.fn, cases=args.cases, seed=args.seed, timeout=args.timeout,
                      memory=memory, hidden=args.hidden, output=args.output, loss=args.loss,
@@ -684,32 +693,7 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
-def _jax_compilation_cache() -> None:
-    """JAX's persistent compilation cache for this command's own process: a fresh
-    ``bptt-xval check-cell`` compiles the same few shape buckets every time (0.55 s of a cold
-    20-case check, measured 2026-12-04), so they are kept in ``$XDG_CACHE_HOME/bptt-xval/jax``
-    (~/.cache by default). Set through JAX's own environment variables before JAX is imported,
-    and only where the user has not configured a cache; ``BPTT_XVAL_JAX_CACHE=off`` turns it
-    off. Library calls (``check_cell`` in a user's process) never touch JAX's settings."""
-    import os
-
-    if os.environ.get("BPTT_XVAL_JAX_CACHE", "").lower() in ("off", "0", "no") \
-            or "JAX_COMPILATION_CACHE_DIR" in os.environ or "jax" in sys.modules:
-        return
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    folder = base / "bptt-xval" / "jax"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:              # a read-only home: compile every time, as before
-        return
-    if os.access(folder, os.W_OK):
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(folder)
-        os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-
-
 def main(argv=None) -> int:
-    if argv is None:             # the command line itself, not a caller's in-process use
-        _jax_compilation_cache()
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args)
@@ -730,5 +714,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    HARD_TIMEOUT = True
-    sys.exit(main())
+    # ``python -m comparisons.cli`` is the command too: the same process settings as ``console``
+    # (JAX's compiled buckets kept between runs; the bench's cold checks start it this way)
+    console()

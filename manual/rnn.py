@@ -20,22 +20,12 @@ every weight-gradient reduction is one matrix product over the stacked (T*B) row
 from __future__ import annotations
 
 import threading
-from typing import NamedTuple
 
 import numpy as np
 
 from bptt_xval.model import Gradients, is_cut, step_weights, validate
 from manual.activations import ACTIVATIONS
-
-
-class Forward(NamedTuple):
-    """The forward pass, indexed as the equations are: a[t], h[t] for t = 1..T with h[0] = h0
-    (a[0] unused); z and o for t = 1..T stored at 0..T-1."""
-
-    a: np.ndarray   # (T+1, B, H)
-    h: np.ndarray   # (T+1, B, H)
-    z: np.ndarray   # (T, B, O)
-    o: np.ndarray   # (T, B, O)
+from manual.output import Forward, output_error  # noqa: F401  (the output layer, shared)
 
 
 class _Workspace(threading.local):
@@ -100,23 +90,6 @@ def forward(params, xs, hidden, output, buffers=None) -> Forward:
         phi(a_t, out=h_t)
     z = (h[1:].reshape(T * B, H) @ params["W_hy"].T).reshape(T, B, -1) + params["b_y"]
     return Forward(a, h, z, theta(z))
-
-
-def output_error(f: Forward, ys, loss, reduction, output):
-    """L = sum_t w_t l_t and dL/dz_t (T, B, O): w_t / B (batch mean) times the loss derivative."""
-    T, B, O = f.z.shape
-    w = step_weights(reduction, T, f.z.dtype)
-    if loss == "squared_error":
-        l = 0.5 * ((f.o - ys) ** 2).sum(-1).mean(-1)
-        dL_dz = (f.o - ys) * ACTIVATIONS[output][1](f.z, f.o)
-    else:
-        z_shift = f.z - f.z.max(-1, keepdims=True)
-        log_softmax = z_shift - np.log(np.exp(z_shift).sum(-1, keepdims=True))
-        one_hot = np.eye(O, dtype=f.z.dtype)[ys]
-        l = -(log_softmax * one_hot).sum(-1).mean(-1)
-        dL_dz = np.exp(log_softmax) - one_hot       # softmax + cross-entropy: o - y
-    dL_dz *= (w / B)[:, None, None]
-    return float((w * l).sum()), dL_dz
 
 
 def backward(params, xs, f: Forward, dL_dz, hidden, truncate, overwrite_a=False):

@@ -125,28 +125,3 @@ def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys, tmp_path):
     assert "interrupted" in err and "Traceback" not in err
     assert not list(tmp_path.iterdir())
 
-
-def test_command_line_keeps_jax_compilations_in_its_own_cache(monkeypatch, tmp_path):
-    """A fresh `bptt-xval` process reuses JAX's compiled buckets from the user's cache folder;
-    a cache the user configured, or BPTT_XVAL_JAX_CACHE=off, is left alone."""
-    import sys
-
-    from comparisons import cli
-
-    monkeypatch.delitem(sys.modules, "jax", raising=False)      # as in a fresh process
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
-    monkeypatch.delenv("BPTT_XVAL_JAX_CACHE", raising=False)
-    cli._jax_compilation_cache()
-    import os
-    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "bptt-xval" / "jax")
-    assert (tmp_path / "bptt-xval" / "jax").is_dir()
-
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/the/users/own")
-    cli._jax_compilation_cache()
-    assert os.environ["JAX_COMPILATION_CACHE_DIR"] == "/the/users/own"
-
-    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
-    monkeypatch.setenv("BPTT_XVAL_JAX_CACHE", "off")
-    cli._jax_compilation_cache()
-    assert "JAX_COMPILATION_CACHE_DIR" not in os.environ

@@ -25,7 +25,9 @@ from comparisons.check import backends, reproducer
 from comparisons.check.cases import DTYPES, Case, CaseSpace, as_float64, draw_cases, make_problem
 from comparisons.check.compare import compare
 from comparisons.check.diagnosis import MISTAKES, diagnose, error_patterns
-from comparisons.check.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients
+from comparisons.check.candidate import (Outcome, _exception_line, _read_only, candidate_result,  # noqa: F401
+                                         run_candidate, user_line)
+from comparisons.check.outputs import BadOutput, InputModified, NonFiniteOutput, as_gradients  # noqa: F401
 from comparisons.check.tolerances import case_tolerance, magnitudes, magnitudes_many
 from reference.numeric import states
 from reference.stacked import groups
@@ -52,38 +54,6 @@ STACK_SIZE = 16
 TORCH_STACK = 16
 # cases whose references are computed together before their candidates run (bounds memory)
 CHUNK = 256
-
-
-@dataclass
-class Outcome:
-    """One case checked: ``status`` is "agree", "disagree", "raised", "bad_output",
-    "non_finite" (the candidate overflowed where the float64 reference did not) or
-    "inconclusive" (no verdict can be given on this case: ``reason`` starts with one of
-    INCONCLUSIVE's phrases, decided from the case and the references alone)."""
-
-    case: Case
-    status: str
-    comparisons: list = field(default_factory=list)
-    reason: str = ""
-    traceback: str | None = None
-    result: object = None              # the candidate's Gradients, when it returned any
-    references: dict = field(default_factory=dict)
-    magnitude: dict | None = None
-    arrays: tuple | None = None
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("disagree", "raised", "bad_output", "non_finite")
-
-    def worst(self) -> tuple:
-        """(reference, target, Error, first_bad_step) of the worst disagreement."""
-        best = None
-        for c in self.comparisons:
-            for target in c.failing():
-                e = c.errors[target]
-                if best is None or e.max_abs / e.tol > best[2].max_abs / best[2].tol:
-                    best = (c.reference, target, e, c.first_bad_step)
-        return best
 
 
 @dataclass
@@ -286,15 +256,6 @@ def _h0_hint(failures: list, drawn: list) -> list:
     return []
 
 
-def _read_only(arrays: dict) -> dict:
-    out = {}
-    for k, v in arrays.items():
-        v = v.copy()
-        v.flags.writeable = False
-        out[k] = v
-    return out
-
-
 def _arrays(result) -> list:
     return list(result.grads.values()) + ([result.dL_dh] if result.dL_dh is not None else [])
 
@@ -471,37 +432,6 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
     return judge(case, result, references, magnitude, (params, xs, ys), clip=getattr(fn, "clip", None))
 
 
-def run_candidate(fn, case: Case, params: dict, xs, ys, checked):
-    """The candidate's half of a check: ``fn`` on the case's arrays (read-only), its return
-    value made ``Gradients`` (``comparisons.check.outputs``). Returns the Gradients, or the failed
-    ``Outcome`` (raised, bad_output, non_finite). The grader runs this half in a
-    submission's own subprocess and :func:`judge` in its own."""
-    inputs = _read_only({"xs": xs, "ys": ys, **params})
-    xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
-    return candidate_result(case, lambda: fn(inputs, xs_ro, ys_ro, **case.config()),
-                            lambda result: as_gradients(result, params, checked, (case.T, case.B, case.D, case.H),
-                                                        np.dtype(case.dtype)))
-
-
-def candidate_result(case: Case, call, convert):
-    """``convert(call())``, the candidate's run made ``Gradients``, or the failed ``Outcome``:
-    what it raised (with the line of the user's file it came from), or what it returned
-    that is malformed or not finite. Every path that runs a candidate shares it."""
-    try:
-        with np.errstate(all="ignore"):
-            result = call()
-    except BadOutput as exc:                # a convention adapter found the user's return malformed
-        return Outcome(case, "bad_output", reason=str(exc))
-    except (Exception, SystemExit) as exc:  # the candidate's own failure is a result, not a crash
-        return Outcome(case, "raised", reason=_exception_line(exc) + user_line(exc), traceback=tb.format_exc())
-    try:
-        return convert(result)
-    except NonFiniteOutput as exc:
-        return Outcome(case, "non_finite", reason=str(exc))
-    except BadOutput as exc:
-        return Outcome(case, "bad_output", reason=str(exc))
-
-
 def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, clip=None) -> Outcome:
     """The references' half: the candidate's ``Gradients`` compared with each reference.
     ``clip``: the c of a style that clips its gradients by design (min-char-rnn's
@@ -517,44 +447,6 @@ def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, 
 
 
 @functools.lru_cache(maxsize=1)
-def _library_folders() -> tuple:
-    """The folders whose frames are not the user's: the suite's packages and Python's own."""
-    import os
-    import sysconfig
-
-    import bptt_xval
-    import comparisons
-    import manual
-    import reference
-
-    ours = [os.path.dirname(m.__file__) for m in (bptt_xval, comparisons, manual, reference)]
-    paths = sysconfig.get_paths()
-    return tuple(p + os.sep for p in ours + [paths["stdlib"], paths["purelib"], paths["platlib"]])
-
-
-def user_line(exc: BaseException) -> str:
-    """' (at student.py, line 12, in rnn_step_forward: `next_h = ...`)': the deepest frame of
-    the user's own code (not the suite's, not a library's), so the failure names its line."""
-    from comparisons.loading import describe
-
-    suite = _library_folders()
-    for frame in reversed(tb.extract_tb(exc.__traceback__)):
-        if frame.filename.startswith(suite) or frame.filename.startswith("<"):
-            continue
-        code = f": `{frame.line.strip()}`" if frame.line else ""
-        return f" (at {describe(frame.filename, frame.lineno)}, in {frame.name}{code})"
-    return ""
-
-
-def _exception_line(exc: BaseException) -> str:
-    if isinstance(exc, SystemExit):
-        return f"SystemExit: the derivation called sys.exit({exc.code!r})"
-    if isinstance(exc, ValueError) and "read-only" in str(exc) and not isinstance(exc, InputModified):
-        return (f"{type(exc).__name__}: {exc} (the derivation wrote into an input array: inputs are "
-                f"handed over read-only, because writing into them corrupts the caller's data)")
-    return f"{type(exc).__name__}: {exc}"
-
-
 def shrink(fn, case: Case, refs: dict, fast=True, space: CaseSpace | None = None) -> Case:
     """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails
     (:func:`shrink_with` on ``check_case``)."""

@@ -48,10 +48,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, step_weights
+from comparisons.check.candidate import INITIAL  # h0, c0: the names of the initial states' gradients
 from comparisons.check.cases import Case, CaseSpace, draw_cases
 
-#: state entries the initial-state gradients are named by: h0 (every cell), c0 (LSTM)
-INITIAL = {"h": "h0", "c": "c0"}
 # cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
 TORCH_STACK = 64
 JAX_STACK = 16
@@ -541,25 +540,10 @@ def inconclusive(case: Case, results: dict, magnitude, gates: int) -> str | None
 
 
 def run_candidate(fn, case: Case, arrays, state):
-    """The candidate's ``Gradients`` on the case (its initial-state gradients h0, c0 kept where
-    it gives them), or the ``Outcome`` of its failing (``checker.candidate_result``)."""
-    from comparisons.check.checker import _read_only, candidate_result
-    from comparisons.check.outputs import as_gradients
+    """The candidate's ``Gradients`` on the case (``candidate.run_gated_candidate``)."""
+    from comparisons.check.candidate import run_gated_candidate
 
-    params, xs, ys = arrays
-    inputs = _read_only({"xs": xs, "ys": ys, **params})
-    xs_ro, ys_ro = inputs.pop("xs"), inputs.pop("ys")
-    initial = {INITIAL[s]: np.zeros((case.B, case.H), case.dtype) for s in state if s in INITIAL}
-
-    def convert(got):
-        given = got.grads if isinstance(got, Gradients) else (got[1] if isinstance(got, (tuple, list))
-                                                                 and len(got) > 1 else {})
-        checked = tuple(params) + tuple(k for k in initial if isinstance(given, dict) and k in given)
-        return as_gradients(got, {**params, **initial}, checked, (case.T, case.B, case.D, case.H),
-                            np.dtype(case.dtype))
-
-    return candidate_result(case, lambda: fn(inputs, xs_ro, ys_ro, output=case.output, loss=case.loss,
-                                             reduction=case.reduction, truncate=None), convert)
+    return run_gated_candidate(fn, case, arrays, state)
 
 
 def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: int):

@@ -20,7 +20,7 @@ import numpy as np
 
 from bptt_xval.model import Gradients, is_cut, validate
 from manual.activations import ACTIVATIONS
-from manual.rnn import Forward, output_error
+from manual.output import Forward, output_error
 
 MANTISSA_BITS = 10
 UNIT_ROUNDOFF = 2.0 ** -(MANTISSA_BITS + 1)

@@ -16,7 +16,7 @@ import numpy as np
 from bptt_xval.model import validate
 from comparisons.check.outputs import BadOutput, InputModified, to_numpy
 from manual.activations import ACTIVATIONS
-from manual.rnn import Forward, output_error
+from manual.output import Forward, output_error
 
 LAYER_PARAMS = ("W_xh", "W_hh", "b_h", "W_hy", "b_y")
 

@@ -54,7 +54,7 @@ def from_d2l(g: dict) -> dict:
 def d2l_gru(gru, gru_backward, *, arrays="auto", device="cpu"):
     """``gru(inputs, state, params) -> (Y, (H,))`` and ``gru_backward(dY, inputs, state, params)
     -> grads`` (module docstring)."""
-    from manual.rnn import Forward, output_error
+    from manual.output import Forward, output_error
     from manual.activations import ACTIVATIONS
 
     require_callables(gru=gru, gru_backward=gru_backward)

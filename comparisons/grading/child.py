@@ -62,8 +62,8 @@ def main(spec_path: str, out: str) -> int:
     with open(spec_path) as f:
         spec = json.load(f)
     limit(spec)
+    from comparisons.check.candidate import Outcome, run_candidate, run_gated_candidate
     from comparisons.check.cases import Case, make_problem
-    from comparisons.check.checker import Outcome, run_candidate
 
     record = {"import_error": None, "cases": [], "clip": None, "clip_note": None, "loading": []}
     arrays = {}
@@ -85,12 +85,10 @@ def main(spec_path: str, out: str) -> int:
     cases = [Case(**c) for c in spec["cases"]]
     with as_user(spec["file"]):
         if getattr(fn, "cell", None) is not None:        # a gated convention: the suite's LSTM/GRU cases
-            from comparisons.check import gated
-            from comparisons.check.cells import builtin_cells, make_cell_problem
+            from comparisons.check.cells import GATED_LAYOUTS, make_cell_problem
 
-            cell = builtin_cells()[fn.cell]
-            outcomes = [gated.run_candidate(fn, case, make_cell_problem(case, cell.param_shapes), cell.state)
-                        for case in cases]
+            shapes, state = GATED_LAYOUTS[fn.cell]
+            outcomes = [run_gated_candidate(fn, case, make_cell_problem(case, shapes), state) for case in cases]
         else:
             outcomes = [run_candidate(fn, case, *make_problem(case), tuple(checked))
                         for case, checked in zip(cases, spec["checked"])]

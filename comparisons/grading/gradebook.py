@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 
 from bptt_xval.model import Gradients
+from comparisons.grading import sandbox
 
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
             "crashed", "import_error")
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
-           "detail", "smallest_case", "loading")
+           "detail", "smallest_case", "loading", "sandbox")
 SOURCE_SUFFIXES = (".py", ".ipynb")
 FOLDER_MAX_BYTES = 16 * 2 ** 20     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
@@ -252,22 +253,35 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work),
                "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
                "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
+        argv = [sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"), str(results / "out")]
+        held = sandbox.protections()
+        if held.bwrap is not None:        # its own namespaces and mounts (comparisons.grading.sandbox)
+            argv, env = sandbox.command(argv, work=str(work), results=str(results), paths=spec.get("paths") or (),
+                                        env=env)
+        group = sandbox.Cgroup(spec["limits"].get("address_space") or 0) if held.cgroup else None
+        if group is not None:
+            argv = group.launcher(argv)
         started = time.perf_counter()
-        child = spawner().popen([sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"),
-                                 str(results / "out")], cwd=work, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-        stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
-        timed_out = False
         try:
-            child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # the whole group: whatever the submission started goes too
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        child.wait()
+            child = spawner().popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, start_new_session=True)
+            stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
+            timed_out = False
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+            # the whole group: whatever the submission started goes too (and, sandboxed, its
+            # PID namespace ends with its first process: nothing it started survives it)
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            child.wait()
+            out_of_memory = group is not None and group.out_of_memory()
+        finally:
+            if group is not None:
+                group.close()
         seconds = time.perf_counter() - started
         record, arrays = None, {}
         if not timed_out and (results / "out.json").is_file():
@@ -277,8 +291,12 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
                     arrays = {k: npz[k] for k in npz.files}
             except (OSError, ValueError):
                 record = None
-        return {"name": name, "path": spec["file"], "returncode": child.returncode, "timed_out": timed_out, "seconds": seconds,
-                "stdout": stdout.text(), "stderr": stderr.text(), "record": record, "arrays": arrays}
+        code = child.returncode
+        if held.bwrap is not None and code is not None and code > 128 and code - 128 in signal.valid_signals():
+            code = 128 - code          # bwrap exits 128 + n for a child killed by signal n: as Popen says it
+        return {"name": name, "path": spec["file"], "returncode": code, "timed_out": timed_out, "seconds": seconds,
+                "stdout": stdout.text(), "stderr": stderr.text(), "record": record, "arrays": arrays,
+                "sandbox": held.text(), "out_of_memory": out_of_memory}
 
 
 # --- judging what came back ---------------------------------------------------------------
@@ -311,7 +329,7 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
 
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
            "step": "", "diagnosis": "", "seconds": round(raw["seconds"], 2), "detail": "", "smallest_case": "",
-           "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": ""}
+           "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": "", "sandbox": raw.get("sandbox", "")}
     record, code = raw["record"], raw["returncode"]
     if record is not None:
         row["loading"] = " | ".join(record.get("loading") or [])
@@ -320,6 +338,9 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
     if raw["timed_out"]:
         return {**row, "verdict": "timeout", "detail": f"still running after {plan.settings['timeout']:g} s: killed"}
     if record is None:
+        if raw.get("out_of_memory"):
+            return {**row, "verdict": "out_of_memory",
+                    "detail": "the whole submission reached its memory limit (its cgroup's): killed"}
         if code is not None and code < 0:
             if -code == signal.SIGXCPU:
                 return {**row, "verdict": "timeout", "detail": "used up its CPU-time limit (SIGXCPU)"}
