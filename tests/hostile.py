@@ -124,3 +124,42 @@ subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3); open({str(p
                  start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 print("GOT started")
 """)
+
+
+def many_allocations(n: int, megabytes: int) -> str:
+    """n processes, each touching ``megabytes`` of memory: under a per-process limit each fits,
+    under the whole submission's they cannot all."""
+    return submission(f"""
+import os, time
+kids = []
+for i in range({n}):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray({megabytes} * 2**20)
+        for k in range(0, len(block), 4096):
+            block[k] = 1
+        print("ALLOCATED", i, flush=True)
+        time.sleep(2)
+        os._exit(0)
+    kids.append(pid)
+for pid in kids:
+    os.waitpid(pid, 0)
+""")
+
+
+def many_processes(n: int) -> str:
+    return submission(f"""
+import os, time
+started = 0
+for i in range({n}):
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        print("REFUSED after", started, type(exc).__name__)
+        break
+    if pid == 0:
+        time.sleep(3)
+        os._exit(0)
+    started += 1
+print("STARTED", started)
+""")

@@ -185,3 +185,21 @@ def test_the_harness_holds_only_what_running_a_candidate_needs():
         assert secret not in names
     assert not any(n.startswith("reference/") for n in names)
     assert {"comparisons/grading/child.py", "comparisons/check/candidate.py", "manual/output.py"} <= names
+
+
+@pytest.mark.skipif(not sandbox.protections().cgroup, reason="no writable cgroup here")
+def test_memory_and_processes_are_limited_for_the_whole_submission(tmp_path):
+    """Six processes of 300 MB each fit a 1 GB limit one by one (RLIMIT_AS), not together
+    (the submission's cgroup); 400 processes do not fit its 256 tasks."""
+    folder = tmp_path / "class"
+    folder.mkdir()
+    (folder / "memory.py").write_text(hostile.many_allocations(6, 300))
+    (folder / "forks.py").write_text(hostile.many_processes(400))
+    code, output, rows = grade(folder, tmp_path / "out", "--memory", "1GB")
+    assert code == 0, output
+    assert rows["memory.py"]["stdout"].count("ALLOCATED") < 6, rows["memory.py"]
+    started = rows["forks.py"]["stdout"]
+    assert "REFUSED after" in started and int(started.split("REFUSED after")[1].split()[0]) < sandbox.PROCESSES, started
+
+    code, output, rows = grade(folder, tmp_path / "off", "--memory", "1GB", env={"BPTT_XVAL_SANDBOX": "off"})
+    assert rows["memory.py"]["stdout"].count("ALLOCATED") == 6, rows["memory.py"]      # the test can fail
