@@ -9,6 +9,7 @@ derivations or references, and a submission cannot import or read them.
 
 from __future__ import annotations
 
+import functools
 import traceback as tb
 from dataclasses import dataclass, field
 
@@ -90,6 +91,7 @@ def candidate_result(case: Case, call, convert):
         return Outcome(case, "bad_output", reason=str(exc))
 
 
+@functools.lru_cache(maxsize=1)
 def _library_folders() -> tuple:
     """The folders whose frames are not the user's: the suite's packages and Python's own."""
     import os

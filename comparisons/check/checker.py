@@ -446,7 +446,6 @@ def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, 
                    magnitude=magnitude, arrays=arrays)
 
 
-@functools.lru_cache(maxsize=1)
 def shrink(fn, case: Case, refs: dict, fast=True, space: CaseSpace | None = None) -> Case:
     """The smallest case (fewest steps, then units, batch, inputs, outputs) that still fails
     (:func:`shrink_with` on ``check_case``)."""
