@@ -142,6 +142,8 @@ def test_no_hostile_submission_has_an_effect_outside_itself(tmp_path):
     # every attempt was caught inside the submission: the honest arithmetic still grades
     assert {row["verdict"] for row in rows.values()} == {"agree"}, {n: r["verdict"] for n, r in rows.items()}
     assert all(row["sandbox"].startswith("bubblewrap: files, network, processes, ipc") for row in rows.values())
+    assert "Sandbox: bubblewrap: files, network" in (out / "gradebook.html").read_text()
+    assert "sandbox" in (out / "gradebook.csv").read_text().splitlines()[0]
 
 
 def test_without_the_sandbox_the_same_attempts_succeed(tmp_path):

@@ -501,7 +501,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     book = {"settings": plan.settings, "fingerprint": plan.fingerprint(),
             "cases": [c.to_dict() for c in plan.cases],
             "inconclusive": {str(i): why for i, why in plan.inconclusive.items()}, "rows": {},
-            "skipped": {name: why for name, why in skipped}}
+            "skipped": {name: why for name, why in skipped}, "sandbox": sandbox.protections().text()}
     for name, why in skipped:
         progress(f"skipped {name}: {why}")
     if book_path.is_file() and not force:
@@ -600,6 +600,7 @@ def render_html(book: dict) -> str:
              f"graded on the same {settings['cases']} cases (seed {settings['seed']}, convention "
              f"<code>{e(settings['convention'])}</code>, {e(settings['hidden'])} units, {e(settings['loss'])}, "
              f"timeout {settings['timeout']:g} s, memory {settings['memory'] // 2**20} MB).</p>",
+             f"<p>Sandbox: {e(book.get('sandbox') or 'not recorded')}.</p>",
              "<h2>Verdicts</h2><table><tr><th>verdict</th><th>submissions</th></tr>"]
     parts += [f"<tr><td>{v}</td><td>{n}</td></tr>" for v, n in s["verdicts"].items() if n]
     parts.append("</table><h2>The class's mistakes</h2>")
