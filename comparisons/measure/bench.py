@@ -177,7 +177,7 @@ def _verdicts(result) -> tuple:
             [(f.case_id, f.status, f.parameters, f.step) for f in result.failures])
 
 
-def checker_rate(cases: int = 200, slow_cases: int = 50, repeats: int = 5) -> dict:
+def checker_rate(cases: int = 200, slow_cases: int = 50, repeats: int = 5, fresh_processes: int = 3) -> dict:
     """check_derivation's cases per second on its default mixture, cold (the process's
     first check, JAX compiling) then warm (the median of ``repeats`` checks of the same
     cases: one run on a shared 2-core machine moves by 20-30%), and the slow path's
@@ -209,7 +209,44 @@ def checker_rate(cases: int = 200, slow_cases: int = 50, repeats: int = 5) -> di
     return {"cases": cases, "ok": result.ok, "cold_cases_per_s": cases / cold, "warm_cases_per_s": cases / warm,
             "warm_runs_cases_per_s": [cases / r for r in runs],
             "slow_cases": 2 * slow_cases, "slow_cases_per_s": 2 * slow_cases / slow_seconds,
-            "identical_verdicts": identical}
+            "identical_verdicts": identical, **(fresh_process_rate(fresh_processes) if fresh_processes else {})}
+
+
+FRESH = """
+import sys, time
+from comparisons import check_derivation
+from comparisons.check import backends
+fn = backends.load("manual")
+check_derivation(fn, cases=10, seed=int(sys.argv[1]))                   # a first call's warm-up
+started = time.perf_counter()
+check_derivation(fn, cases=300, seed=int(sys.argv[1]) + 1)
+print(300 / (time.perf_counter() - started))
+"""
+
+
+def fresh_process_rate(processes: int = 3) -> dict:
+    """The checker as a user first meets it (issue 28): in a fresh process, 300 cases after a
+    10-case warm-up, on seeds no other measurement uses; the median over ``processes``
+    processes, as a library call makes it (JAX compiles every shape bucket the cases need) and
+    with JAX's persistent compilation cache filled, as the ``bptt-xval`` command keeps it."""
+    import subprocess
+    import sys
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, env in (("library", {"BPTT_XVAL_JAX_CACHE": "off"}), ("cached", {"BPTT_XVAL_JAX_CACHE": cache})):
+            rates = []
+            for k in range(processes + (label == "cached")):      # the cached runs' first fills the cache
+                run = subprocess.run([sys.executable, "-c", FRESH, str(9000 + 10 * k)], capture_output=True, text=True,
+                                     env={**os.environ, **env})
+                if run.returncode == 0:
+                    rates.append(float(run.stdout.split()[-1]))
+            if label == "cached":
+                rates = rates[1:]
+            out[f"fresh_{label}_cases_per_s"] = statistics.median(rates) if rates else float("nan")
+            out[f"fresh_{label}_runs_cases_per_s"] = rates
+    return out
 
 
 def gated_rate(cell: str = "lstm", cases: int = 200, slow_cases: int = 6, repeats: int = 3,
@@ -293,7 +330,7 @@ def headline_row(label, T, B, D, H, O, repeats: int) -> dict:
 
 
 def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
-        headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200) -> dict:
+        headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200, fresh_processes=3) -> dict:
     if not headline:
         raise ValueError("headline: expected at least one (label, T, B, D, H, O) size")
     results = {"environment": {"python": platform.python_version(), "numpy": np.__version__,
@@ -321,7 +358,7 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
                              for name in upper[0]["seconds"]}
     progress("checker")
     cases = 50 if quick else checker_cases
-    results["checker"] = checker_rate(cases, min(cases, 10 if quick else 50))
+    results["checker"] = checker_rate(cases, min(cases, 10 if quick else 50), fresh_processes=fresh_processes)
     results["gated"] = []
     for cell in ("lstm", "gru"):
         progress(f"check_cell {cell}")
@@ -407,6 +444,10 @@ def table(results: dict) -> str:
     lines.append(f"checker: {c['warm_cases_per_s']:.0f} cases/s warm, {c['cold_cases_per_s']:.0f} cold "
                  f"({c['cases']} cases, verdict ok={c['ok']}); slow path {c['slow_cases_per_s']:.1f} cases/s, "
                  f"verdicts {'identical' if c['identical_verdicts'] else 'DIFFERENT'} on {c['slow_cases']} cases")
+    if "fresh_library_cases_per_s" in c:
+        lines.append(f"checker in a fresh process (300 cases after a 10-case warm-up): "
+                     f"{c['fresh_library_cases_per_s']:.0f} cases/s as a library call, "
+                     f"{c['fresh_cached_cases_per_s']:.0f} with JAX's compilation cache (the command's)")
     for g in results.get("gated", []):
         lines.append(f"check_cell {g['cell']}: {g['warm_cases_per_s']:.0f} cases/s warm ({g['cases']} cases, stacked; "
                      f"ok={g['ok']}), per-case path {g['slow_cases_per_s']:.2f} cases/s; cold check-cell of "
