@@ -252,6 +252,16 @@ def _is_int(value) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
+def draw_in_dtypes(cases: int, seed: int, dtype: str, **kwargs) -> list:
+    """``draw_cases`` in one dtype, or ``dtype="both"``: half float64 (seed), half float32
+    (seed + 1), ``cases`` in all."""
+    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
+    drawn = []
+    for i, d in enumerate(dtypes):
+        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, **kwargs)
+    return drawn
+
+
 def draw_cases(n: int, seed: int = 0, *, hidden="tanh", output="identity", loss="squared_error",
                reduction="mean", truncate=None, dtype="float64", space: CaseSpace | None = None) -> list[Case]:
     """The default mixture: ``n`` cases over shapes, regimes and h0 kinds for one configuration.

@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, check_option, LOSS, OUTPUT, REDUCTION, step_weights
-from comparisons.check.cases import REGIMES, Case, CaseSpace, draw_cases, draw_targets, in_dtype, spectral_radius
+from comparisons.check.cases import (REGIMES, Case, CaseSpace, draw_in_dtypes, draw_targets, in_dtype,
+                                     spectral_radius)
 
 STATE_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz_0123456789")
 
@@ -473,7 +474,7 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
     ``check_derivation`` does: failures name the parameter, the first departing step of
     dL/dh_t, the error sizes and the smallest failing case. ``recurrent``: names of vector
     parameters that multiply h_{t-1} elementwise (IndRNN's u): they get the regime's size."""
-    from comparisons.check.checker import CheckResult, Failure, shrink_with
+    from comparisons.check.checker import CheckResult, shrink_with, undiagnosed_failure
 
     _validate(step, fn, param_shapes, state, output, loss, reduction, cases, seed, dtype)
     from comparisons.check import backends
@@ -494,11 +495,7 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
                                  references=tuple(n for n in references if n in found),
                                  shrink_failures=shrink_failures)
     space = CaseSpace.make(sizes, "none", None, None, False, loss=loss)
-    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
-    drawn = []
-    for i, d in enumerate(dtypes):
-        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
-                            output=output, loss=loss, reduction=reduction)
+    drawn = draw_in_dtypes(cases, seed, dtype, space=space, output=output, loss=loss, reduction=reduction)
     run = functools.partial(check_cell_case, step, fn, refs=refs, param_shapes=param_shapes, state=state,
                             recurrent=recurrent, output=output, loss=loss, reduction=reduction)
 
@@ -511,19 +508,7 @@ def check_cell(step, fn, *, param_shapes, state=("h",), output="identity", loss=
             continue
         if not outcome.failed:
             continue
-        worst = outcome.worst()
-        if worst is None:
-            f = Failure(case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
-                        outcome.traceback)
-        else:
-            reference, target, err, _ = worst
-            steps = {}
-            for c in outcome.comparisons:
-                for k, t in c.first_bad.items():
-                    steps.setdefault(k, t)
-            failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
-            f = Failure(case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
-                        err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
+        f = undiagnosed_failure(outcome)
         if shrink_failures and f.status in ("disagree", "non_finite", "raised"):
             f.shrunk = shrink_with(lambda c: run(c).failed, case, space)
         failures.append(f)

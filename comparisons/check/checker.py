@@ -486,8 +486,10 @@ def shrink_with(fails, case: Case, space: CaseSpace | None = None) -> Case:
     return case
 
 
-def failure_from(outcome: Outcome) -> Failure:
-    """The Failure record of a failed outcome, diagnosed against the catalog of mistakes."""
+def undiagnosed_failure(outcome: Outcome) -> Failure:
+    """The Failure record of a failed outcome: its worst target, every failing one, the first
+    departing step of each per-step quantity; no diagnosis (each cell's catalogue adds its
+    own: :func:`failure_from` for Elman's, ``gated.failure`` for the gated cells')."""
     worst = outcome.worst()
     if worst is None:
         return Failure(outcome.case, outcome.status, None, [], None, None, None, None, None,
@@ -499,16 +501,22 @@ def failure_from(outcome: Outcome) -> Failure:
     for c in outcome.comparisons:
         for name, t in c.first_bad.items():
             steps.setdefault(name, t)
-    step = steps.get("dL_dh", steps.get("dL_dx"))
+    return Failure(outcome.case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
+                   err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
+
+
+def failure_from(outcome: Outcome) -> Failure:
+    """The Failure record of a failed outcome, diagnosed against the catalog of mistakes."""
+    f = undiagnosed_failure(outcome)
+    if outcome.worst() is None:
+        return f
     analytic_name = next(name for name, r in outcome.references.items()
-                         if r.dL_dh is not None or name == reference)
+                         if r.dL_dh is not None or name == f.reference)
     analytic = outcome.references[analytic_name]
     comparison = next(c for c in outcome.comparisons if c.reference == analytic_name)
-    diagnosis, notes = diagnose(outcome.result, outcome.case, outcome.arrays, analytic, outcome.magnitude)
-    patterns = error_patterns(outcome.result, analytic, comparison, outcome.case)
-    return Failure(outcome.case, "disagree", target, failing, step, err.max_abs, err.rel, err.tol,
-                   reference, f"{target} differs from {reference}", None, diagnosis=diagnosis,
-                   steps=steps, patterns=patterns, notes=notes)
+    f.diagnosis, f.notes = diagnose(outcome.result, outcome.case, outcome.arrays, analytic, outcome.magnitude)
+    f.patterns = error_patterns(outcome.result, analytic, comparison, outcome.case)
+    return f
 
 
 def _writable_folder(name: str, folder) -> None:

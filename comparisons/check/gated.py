@@ -49,7 +49,7 @@ import numpy as np
 
 from bptt_xval.model import BackendUnavailable, Gradients, step_weights
 from comparisons.check.candidate import INITIAL  # h0, c0: the names of the initial states' gradients
-from comparisons.check.cases import Case, CaseSpace, draw_cases
+from comparisons.check.cases import Case, CaseSpace, draw_in_dtypes
 
 # cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
 TORCH_STACK = 64
@@ -581,22 +581,11 @@ def judge_case(fn, case: Case, arrays, prepared, *, state, gates):
 
 def failure(outcome, cell: str, gates: int, diagnose: bool = True):
     """The ``Failure`` of a failed gated outcome, diagnosed against the gated catalogue."""
-    from comparisons.check.checker import Failure
     from comparisons.check import gated_mistakes
+    from comparisons.check.checker import undiagnosed_failure
 
-    worst = outcome.worst()
-    if worst is None:
-        return Failure(outcome.case, outcome.status, None, [], None, None, None, None, None, outcome.reason,
-                       outcome.traceback)
-    reference, target, err, _ = worst
-    steps = {}
-    for c in outcome.comparisons:
-        for k, t in c.first_bad.items():
-            steps.setdefault(k, t)
-    failing = sorted({t for c in outcome.comparisons for t in c.failing()}, key=lambda t: (t != target, t))
-    f = Failure(outcome.case, "disagree", target, failing, steps.get("dL_dh", steps.get("dL_dx")), err.max_abs,
-                err.rel, err.tol, reference, f"{target} differs from {reference}", None, steps=steps)
-    if diagnose:
+    f = undiagnosed_failure(outcome)
+    if diagnose and outcome.worst() is not None:
         f.diagnosis, f.notes = gated_mistakes.diagnose(cell, outcome, gates)
     return f
 
@@ -645,11 +634,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     if "torch" not in names:
         raise BackendUnavailable(f"references: the gated fast path needs torch ({skipped.get('torch', '')})")
     space = space if space is not None else CaseSpace.make(sizes, "none", None, None, False, loss=loss)
-    dtypes = ("float64", "float32") if dtype == "both" else (dtype,)
-    drawn = []
-    for i, d in enumerate(dtypes):
-        drawn += draw_cases(cases if len(dtypes) == 1 else (cases + i) // 2, seed + i, dtype=d, space=space,
-                            output=output, loss=loss, reduction=reduction)
+    drawn = draw_in_dtypes(cases, seed, dtype, space=space, output=output, loss=loss, reduction=reduction)
     run = functools.partial(check_gated_cases, step, fn, param_shapes=param_shapes, state=state, output=output,
                             loss=loss, reduction=reduction, names=names, clip=clip)
     cell = is_fast(step)
