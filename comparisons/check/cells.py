@@ -185,20 +185,24 @@ def _output_rounding(torch, rounding, target, w, output, loss):
 
     def on_z(z):
         with torch.no_grad():
-            B = z.shape[1]
-            if loss == "squared_error":
-                o = _theta(torch, output, z)
-                slope = {"identity": torch.ones_like(o), "tanh": 1 - o ** 2, "sigmoid": o * (1 - o)}[output]
-                terms = (o.abs() + target.abs()) * (slope.abs() + (0.0 if output == "identity" else 2.0))
-            else:
-                terms = torch.softmax(z, -1) + target
-            terms = terms * (w[:, None, None] / B)
+            terms = rounding_terms(torch, z, target, output, loss) * (w[:, None, None] / z.shape[1])
             delta = torch.rand(z.shape, generator=generator, dtype=z.dtype) * 2 - 1
             noise = u * delta * terms
         if z.requires_grad:
             z.register_hook(lambda g: g + noise)
         return z
     return on_z
+
+
+def rounding_terms(torch, z, target, output: str, loss: str):
+    """The terms whose sum a derivation's dL/dz_t rounds, per entry, before the step and batch
+    weights: (|o| + |y|) (|theta'| + 2) for squared error (theta' from a rounded o errs by 2u
+    absolute; identity output: theta' = 1 exactly), p + y for softmax cross-entropy."""
+    if loss == "squared_error":
+        o = _theta(torch, output, z)
+        slope = {"identity": torch.ones_like(o), "tanh": 1 - o ** 2, "sigmoid": o * (1 - o)}[output]
+        return (o.abs() + target.abs()) * (slope.abs() + (0.0 if output == "identity" else 2.0))
+    return torch.softmax(z, -1) + target
 
 
 def torch_reference(step, params, xs, ys, *, n_state, output, loss, reduction, rounding=None) -> Gradients:

@@ -182,19 +182,13 @@ def _torch_loss(torch, z, target, w, w_b, output, loss):
 def _stack_rounding(torch, rounding, target, w, w_b, output, loss):
     """``cells._output_rounding`` for a stack: dL/dz_t's rounding as a derivation makes it,
     w_t w_b (|o| + |y|) (|theta'| + 2) u delta, per case."""
-    from comparisons.check.cells import _theta
+    from comparisons.check.cells import rounding_terms
 
     u, generator = rounding
 
     def on_z(z):
         with torch.no_grad():
-            if loss == "squared_error":
-                o = _theta(torch, output, z)
-                slope = {"identity": torch.ones_like(o), "tanh": 1 - o ** 2, "sigmoid": o * (1 - o)}[output]
-                terms = (o.abs() + target.abs()) * (slope.abs() + (0.0 if output == "identity" else 2.0))
-            else:
-                terms = torch.softmax(z, -1) + target
-            terms = terms * (w[:, :, None, None] * w_b[:, None, :, None])
+            terms = rounding_terms(torch, z, target, output, loss) * (w[:, :, None, None] * w_b[:, None, :, None])
             noise = u * (torch.rand(z.shape, generator=generator, dtype=z.dtype) * 2 - 1) * terms
         if z.requires_grad:
             z.register_hook(lambda g: g + noise)

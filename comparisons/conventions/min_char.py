@@ -205,12 +205,18 @@ def min_char_rnn(lossFun, *, strict_clip: bool = False):
     fn = tagged(loss_and_grads, f"min_char_rnn({where})", {
         "hidden": "tanh", "loss": "cross_entropy", "reduction": "sum", "inputs": "one_hot",
         "tie_D_O": True, "sizes": {"B": 1}, "h0": ("vector",), "params": LAYER_PARAMS})
-    bound = None if strict_clip else clip_bound(lossFun, tree)
     # the checker compares with the true gradients clipped at c (comparisons.check.checker)
+    set_clip(fn, lossFun, tree, where, strict_clip)
+    fn.parameter_names = {role: n for role, (n, _) in names.items()}
+    return fn
+
+
+def set_clip(fn, lossFun, tree, where: str, strict_clip: bool) -> None:
+    """``fn.clip`` (the c of the file's own ``np.clip(d, -c, c)``, or None) and the note the
+    summary carries about it; ``strict_clip``: none, the gradients compared unclipped."""
+    bound = None if strict_clip else clip_bound(lossFun, tree)
     fn.clip = None if bound is None else bound[0]
     fn.clip_note = None if bound is None else (
         f"clipped at ±{bound[0]:g}, as min-char-rnn does ({where}'s np.clip, line {bound[1]}): compared with the "
         f"true gradients clipped at ±{bound[0]:g}; --strict-clip compares them unclipped")
-    fn.parameter_names = {role: n for role, (n, _) in names.items()}
-    return fn
 

@@ -37,7 +37,7 @@ import numpy as np
 from bptt_xval.model import Gradients
 from comparisons.conventions._adapt import as_numpy, call, name_of, read_only, returned
 from comparisons.conventions._gates import GatedProblem, back, gated, reorder
-from comparisons.conventions.min_char import GRADIENT_PREFIXES, _reads, _returned_name, _tree, clip_bound
+from comparisons.conventions.min_char import GRADIENT_PREFIXES, _reads, _returned_name, _tree, set_clip
 
 #: hyper-parameters such files read as globals, and what they are in a case
 SUPPLIED = {"vocab_size": "D", "hidden_size": "H", "seq_length": "T", "H_size": "H", "X_size": "D",
@@ -211,11 +211,7 @@ def min_char_rnn_lstm(lossFun, *, strict_clip: bool = False):
 
     fn = gated(loss_and_grads, "lstm", f"min_char_rnn_lstm({where})", {
         "loss": "cross_entropy", "reduction": "sum", "inputs": "one_hot", "tie_D_O": True, "sizes": {"B": 1}})
-    bound = None if strict_clip else clip_bound(lossFun, tree)
-    fn.clip = None if bound is None else bound[0]
-    fn.clip_note = None if bound is None else (
-        f"clipped at ±{bound[0]:g}, as min-char-rnn does ({where}'s np.clip, line {bound[1]}): compared with the "
-        f"true gradients clipped at ±{bound[0]:g}; --strict-clip compares them unclipped")
+    set_clip(fn, lossFun, tree, where, strict_clip)
     fn.parameter_names = {role: n for role, (n, _) in names.items()}
     fn.names_note = ("names: W_ih, W_hh, b = the gradients of " + (
         f"{names['W_ih'][0]}, {names['W_hh'][0]}, {names['b'][0]} with the file's gate blocks in PyTorch's order i, f, g, o"
