@@ -171,10 +171,12 @@ def _python_mounts(empty: str) -> list:
     real = os.path.realpath(sys.executable)
     if not any(real.startswith(p + os.sep) for p in seen) and not real.startswith(("/usr/", "/bin/")):
         out += ["--ro-bind", os.path.dirname(real), os.path.dirname(real)]
+    # every installation, the system's too (a root `pip install` into /usr/lib/python3/...,
+    # which the read-only /usr would otherwise show)
     for site in _site_folders():
         for name in PACKAGES:
             here = os.path.join(site, name)
-            if os.path.isdir(here) and any(site.startswith(p + os.sep) for p in seen):
+            if os.path.isdir(here):
                 out += ["--ro-bind", empty, here]
     return out
 
