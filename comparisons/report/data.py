@@ -271,7 +271,7 @@ def gated_resolving(seed: int, quick: bool) -> dict:
 
     if "torch" not in backends.available(("torch",))[0]:
         return {}
-    return {cell: resolve.gated_resolving_power(cell, cases=6 if quick else 40, seed=seed) for cell in ("lstm", "gru")}
+    return {cell: resolve.gated_resolving_power(cell, cases=6 if quick else 40, seed=seed) for cell in ("lstm", "gru", "gru_d2l")}
 
 
 def resolving(seed: int, quick: bool) -> dict:
