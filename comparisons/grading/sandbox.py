@@ -67,7 +67,7 @@ ISOLATION = ("files", "network", "processes", "ipc")
 @dataclass
 class Protections:
     """What one run's sandbox holds: ``held`` (ISOLATION's entries plus the whole-submission
-    limits "memory" and "process count"), and ``missing`` {what: why}."""
+    limits "memory", "process count" and "CPU (one core)"), and ``missing`` {what: why}."""
 
     bwrap: str | None = None
     held: list = field(default_factory=list)
