@@ -139,7 +139,7 @@ for i in range({n}):
         for k in range(0, len(block), 4096):
             block[k] = 1
         print("ALLOCATED", i, flush=True)
-        time.sleep(2)
+        time.sleep(1)
         os._exit(0)
     kids.append(pid)
 for pid in kids:
@@ -158,7 +158,7 @@ for i in range({n}):
         print("REFUSED after", started, type(exc).__name__)
         break
     if pid == 0:
-        time.sleep(3)
+        time.sleep(1)
         os._exit(0)
     started += 1
 print("STARTED", started)
