@@ -227,10 +227,12 @@ def command(argv: list, *, work: str, results: str, paths=(), env: dict) -> tupl
 
 # --- the whole submission's limits: a cgroup of its own ---------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _cgroup_root():
     """("v1", {controller: folder}) or ("v2", folder) where this process may create cgroups,
-    or None. v1: the memory and pids hierarchies writable (root); v2: a delegated subtree
-    with both controllers enabled for its children."""
+    or None; probed once per process (``protections`` and every submission's ``Cgroup`` ask).
+    v1: the memory, pids and cpu hierarchies writable (root); v2: a delegated subtree with
+    those three controllers enabled for its children."""
     v1 = {c: Path("/sys/fs/cgroup") / c for c in ("memory", "pids", "cpu")}
     if all((d / "cgroup.procs").is_file() for d in v1.values()):
         roots = {c: d / "bptt-xval" for c, d in v1.items()}
