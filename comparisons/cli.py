@@ -134,6 +134,14 @@ _positive_int = _int_at_least(1, "positive")
 _non_negative_int = _int_at_least(0, "non-negative")
 
 
+def _seeds(text: str) -> tuple:
+    """``1,2,3`` -> (1, 2, 3): non-negative seeds (argparse type)."""
+    seeds = tuple(_non_negative_int(item.strip()) for item in text.split(",") if item.strip())
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected one or more non-negative integers, comma-separated; got {text!r}")
+    return seeds
+
+
 def _sizes(text: str) -> dict:
     """``B=1,T=2:60`` -> {"B": 1, "T": (2, 60)} (argparse type)."""
     sizes = {}
@@ -272,8 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
-    p.add_argument("--seed", type=_non_negative_int, default=0)
-    p.add_argument("--out", default="benchmarks/results", help="folder for resolve.json and resolve.png")
+    p.add_argument("--seed", type=_seeds, default=(0,), metavar="SEED[,SEED]",
+                   help="one seed, or several: a table and the goals per seed (the goals must hold on each)")
+    p.add_argument("--out", default="benchmarks/results",
+                   help="folder for resolve.json and resolve.png (several seeds: resolve-seed<S>.json and .png)")
     p.add_argument("--cell", choices=("lstm", "gru", "gru_d2l"), default=None,
                    help="a gated cell's check instead of Elman's (the error planted in one gate's dL/dW_hh rows)")
 
@@ -589,22 +599,25 @@ def _resolve(args) -> int:
 
     _writable(args.out)
     out = Path(args.out)
-    if args.cell is not None:
-        # the gated checks have no goals of their own yet: the measurement is the result
-        from comparisons.measure.resolve import gated_resolving_power
+    met = True
+    for seed in args.seed:
+        # one seed keeps the single file's name; several get one file each, named by seed
+        stem = "resolve" + (f"-{args.cell}" if args.cell else "") + (f"-seed{seed}" if len(args.seed) > 1 else "")
+        if len(args.seed) > 1:
+            print(f"seed {seed}")
+        if args.cell is not None:
+            # the gated checks have no goals of their own yet: the measurement is the result
+            from comparisons.measure.resolve import gated_resolving_power
 
-        power = gated_resolving_power(args.cell, args.cases, args.seed)
-        print(table(power, goals=False))
-        atomic.write_text(out / f"resolve-{args.cell}.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
-        figure(power, out / f"resolve-{args.cell}.png", goals=False)
-        print(f"results: {out.resolve() / f'resolve-{args.cell}.json'} and resolve-{args.cell}.png")
-        return EXIT_OK
-    power = resolving_power(args.cases, args.seed)
-    print(table(power))
-    atomic.write_text(out / "resolve.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
-    figure(power, out / "resolve.png")
-    print(f"results: {out.resolve() / 'resolve.json'} and resolve.png")
-    return EXIT_OK if all(ok for rows in goals_met(power).values() for *_, ok in rows) else EXIT_DISAGREE
+            power = gated_resolving_power(args.cell, args.cases, seed)
+        else:
+            power = resolving_power(args.cases, seed)
+            met &= all(ok for rows in goals_met(power).values() for *_, ok in rows)
+        print(table(power, goals=args.cell is None))
+        atomic.write_text(out / f"{stem}.json", json.dumps(power, indent=1, sort_keys=True) + "\n")
+        figure(power, out / f"{stem}.png", goals=args.cell is None)
+        print(f"results: {out.resolve() / f'{stem}.json'} and {stem}.png")
+    return EXIT_OK if met else EXIT_DISAGREE
 
 
 def _check_cell(args) -> int:

@@ -91,7 +91,7 @@ class Tolerance:
 
 
 def tolerance(dtype: str, T: int, B: int, D: int, H: int, O: int, *, reference: str = "autodiff",
-              loss: float = 0.0, worst_case: bool = False) -> Tolerance:
+              loss: float = 0.0, worst_case: bool = False, per_step: bool = False) -> Tolerance:
     """Tolerance for a ``dtype`` candidate against a float64 ``reference``.
 
     reference: "autodiff" (torch, jax, or complex-step differences) or "central"
@@ -100,15 +100,21 @@ def tolerance(dtype: str, T: int, B: int, D: int, H: int, O: int, *, reference: 
     :func:`worst_case_applies`), rtol is at least the deterministic bound
     gamma_n = n u / (1 - n u) (Higham, Accuracy and Stability, Lemma 3.1), which holds for
     every rounding whatever its correlations.
+    ``per_step``: the tolerance of a per-step quantity (dL/dh_t, dL/dx_t), which sums no rows
+    over t and b: n is one step's D + H + O + 4 (the steps' errors it carries are in its
+    magnitude, :func:`propagate`'s random walk). The worst-case bound keeps the full n: its
+    T B also covers errors that add up linearly along a linear recurrence.
     """
     u = UNIT_ROUNDOFF[str(dtype)]
     n = rounded_operations(T, B, D, H, O)
     u_sum = u + UNIT_ROUNDOFF["float64"]
-    rtol = C * u_sum * np.sqrt(n)
+    per_step = per_step and not worst_case
+    rtol = C * u_sum * np.sqrt(rounded_operations(T, B, D, H, O, per_step=True) if per_step else n)
     # below the candidate dtype's smallest normal number relative precision is gone: a float32
     # gradient of 1e-45 is one subnormal step (soak: an h0 gradient off by exactly that)
     atol = C * float(np.finfo(str(dtype)).tiny)
-    why = f"C (u + u64) sqrt(n) scale: C={C:g}, u={u:.2g} ({dtype}), n=D+H+O+{ELEMENTARY}+TB={n}"
+    why = (f"C (u + u64) sqrt(n) scale: C={C:g}, u={u:.2g} ({dtype}), "
+           + (f"n=D+H+O+{ELEMENTARY}={n - T * B} per step" if per_step else f"n=D+H+O+{ELEMENTARY}+TB={n}"))
     if worst_case and n * u_sum < 1:
         gamma = n * u_sum / (1 - n * u_sum)
         if gamma > rtol:
@@ -125,11 +131,11 @@ def tolerance(dtype: str, T: int, B: int, D: int, H: int, O: int, *, reference: 
     return Tolerance(rtol, atol, why)
 
 
-def rounded_operations(T: int, B: int, D: int, H: int, O: int) -> int:
+def rounded_operations(T: int, B: int, D: int, H: int, O: int, per_step: bool = False) -> int:
     """n: the rounded operations an entry's local error sums over: one step's dot products
     (D + H forward, H + O backward: at most D + H + O per entry), the activations, and
-    the T B rows summed into a weight gradient."""
-    return D + H + O + ELEMENTARY + T * B
+    the T B rows summed into a weight gradient (not ``per_step``: dL/dh_t sums no rows)."""
+    return D + H + O + ELEMENTARY + (0 if per_step else T * B)
 
 
 def case_n(case) -> int:
@@ -404,6 +410,24 @@ def _propagation_groups(shapes: list) -> list:
     return out + ([current] if current else [])
 
 
+def _local_error_scale(hidden: str, G, dL_dh_abs, d, h, Phi, n: int):
+    """The scale of e_t = phi'(a_t) dL/dh_t's error, t = 1..T, which the weight gradients sum.
+
+    Three sources: dL/dh_t's own error reaches e_t through phi' (d G_t); phi' is computed
+    from a rounded h_t, off by its forward error (at most Phi_t, in units of rtol) times
+    |phi''| in terms of h (tanh: 2|h|, sigmoid: |1 - 2h|); and rounding 1 - h^2 itself,
+    2u absolute (2 / sqrt(n) in units of rtol, as for dL/dh_t above). ReLU's and the
+    identity's phi' are exact (a ReLU pre-activation at its kink is inconclusive)."""
+    if hidden == "tanh":
+        dphi = 2 * np.abs(h)
+    elif hidden == "sigmoid":
+        dphi = np.abs(1 - 2 * h)
+    else:
+        return d * G
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.nan_to_num(d * G + dL_dh_abs * (dphi * Phi + 2 / np.sqrt(n)), nan=np.inf)
+
+
 def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forward=None):
     """The magnitude M of every compared quantity: the size its rounding errors are
     measured against, on this case (float64 forward pass, the reference's dL/dh_t).
@@ -437,6 +461,7 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     along the recurrence relative to the signal (how ill-conditioned the case is).
     """
     from manual.activations import ACTIVATIONS
+    from manual.output import Forward, output_error
     from reference.numeric import states  # NumPy only: a float64 forward pass
 
     # ``forward``: reference.numeric.states' (h, a, z, o), when the caller computed it already
@@ -485,7 +510,9 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # how close a pre-activation comes to ReLU's kink, relative to the terms that make it:
     # closer than a's own rounding error, the candidate's dtype may take the other branch
     kink = float(np.min(np.abs(a) / np.maximum(a_terms, TINY))) if case.hidden == "relu" else np.inf
-    M = {"W_hy": _summed(dz, Phi[1:]), "b_y": float(np.max(_root_sum_squares(dz, (0, 1)))),
+    # first order in the errors, as W_hh's below: d(dL/dz h^T) = d(dL/dz) h^T + dL/dz dh^T
+    _, dL_dz = output_error(Forward(None, h, z, o), ys, case.loss, case.reduction, case.output)
+    M = {"W_hy": _summed(dz, np.abs(h[1:])) + _summed(np.abs(dL_dz), Phi[1:]), "b_y": float(np.max(_root_sum_squares(dz, (0, 1)))),
          "loss": loss_terms, "forward": forward, "kink": kink}
     if dL_dh is None:
         return M
@@ -493,7 +520,8 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # ~2u, not relative, so a saturated unit (phi' ~ 1e-9) still passes 2u |dL/dh_t| on;
     # in units of rtol (C u sqrt(n)) that is 2 / sqrt(n) of |dL/dh_t| (ReLU's and the
     # identity's phi' are exact)
-    n = case_n(case)
+    # (one step's n, the smaller: dL/dh_t's own tolerance is per step)
+    n = rounded_operations(case.T, case.B, case.D, case.H, case.O, per_step=True)
     e = np.abs(dL_dh[1:]) * (d + 2 / np.sqrt(n) if smooth else d)
     terms = np.zeros_like(dL_dh)
     terms[:-1] = e @ W_hh_abs                          # |W_hh|^T |e_{t+1}|
@@ -501,9 +529,11 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     cut = np.array([is_cut(t, case.truncate) for t in range(T)])   # no error crosses h_t, t cut
     G = yield np.maximum(np.abs(dL_dh), terms), J, True, cut      # propagate(..., backward=True)
     S = G.reshape(T + 1, -1).max(1)
-    M["W_xh"] = _summed(G[1:], np.abs(xs))
-    M["W_hh"] = _summed(G[1:], Phi[:-1])
-    M["b_h"] = float(np.max(_root_sum_squares(G[1:], (0, 1))))
+    E = _local_error_scale(case.hidden, G[1:], np.abs(dL_dh[1:]), d, h[1:], Phi[1:], n)
+    M["W_xh"] = _summed(E, np.abs(xs))
+    # first order in the errors: d(e h^T) = de h^T + e dh^T (their product is second order)
+    M["W_hh"] = _summed(E, np.abs(h[:-1])) + _summed(np.abs(dL_dh[1:]) * d, Phi[:-1])
+    M["b_h"] = float(np.max(_root_sum_squares(E, (0, 1))))
     M["dL_dh"] = S
     M["dL_dx"] = S[1:] * float(np.abs(params["W_xh"]).sum(0).max())
     if "h0" in params:

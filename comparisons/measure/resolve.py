@@ -8,7 +8,7 @@ flags it. The references are computed once per case and every planted result is 
 against them with the checker's own ``compare``, so this measures exactly the verdicts
 ``check_derivation`` would give.
 
-    bptt-xval resolve [--cases 200] [--seed 0] [--out DIR] [--cell lstm|gru]
+    bptt-xval resolve [--cases 200] [--seed 0[,1,...]] [--out DIR] [--cell lstm|gru|gru_d2l]
 
 ``--cell`` measures the gated cells' checks the same way (:func:`gated_resolving_power`):
 the error planted in one gate's block of dL/dW_hh at a time, against the stacked
@@ -27,8 +27,9 @@ from comparisons.check.compare import compare
 
 EXPONENTS = {"float32": (2, 3, 4, 5, 6), "float64": (9, 10, 11, 12, 13, 14)}
 TARGETS = PARAM_KEYS + ("dL_dh",)
-# the issue's goals: (relative error, share of cases that must catch it)
-GOALS = {"float32": ((1e-3, 0.9), (1e-4, 0.5)), "float64": ((1e-11, 0.9), (1e-12, 0.5))}
+# the goals, on any seed (issue 28: raised from 50% at 1e-4 and 1e-12 once the weight
+# gradients' magnitudes were taken to first order): (relative error, share that must catch it)
+GOALS = {"float32": ((1e-3, 0.9), (1e-4, 0.6)), "float64": ((1e-11, 0.9), (1e-12, 0.9))}
 
 
 def plant(result, target: str, relative: float, rng):

@@ -218,6 +218,14 @@ def _tally(tally: dict, case, outcome) -> None:
                                       "reason": outcome.reason, "worst": repr(outcome.worst())})
     ratio = max((e.max_abs / e.tol for c in outcome.comparisons for e in c.errors.values()), default=0.0)
     d = case.dtype
+    # per target, the largest error / tolerance and the case it came from: which tolerance
+    # has the least margin (the distribution a sharper tolerance is argued from)
+    by_target = tally.setdefault("max_by_target", {}).setdefault(d, {})
+    for c in outcome.comparisons:
+        for target, e in c.errors.items():
+            r = e.max_abs / e.tol
+            if r > by_target.get(target, {}).get("ratio", -1.0):
+                by_target[target] = {"ratio": r, "reference": c.reference, "case": case.to_dict()}
     tally["max_error_over_tolerance"][d] = max(tally["max_error_over_tolerance"][d], ratio)
     tally["histogram"][d][int(np.searchsorted(BINS, math.log10(max(ratio, 1e-300))))] += 1
 
@@ -233,6 +241,11 @@ def merge(total: dict, tally: dict) -> dict:
         total["max_error_over_tolerance"][d] = max(total["max_error_over_tolerance"][d],
                                                    tally["max_error_over_tolerance"][d])
         total["histogram"][d] = [a + b for a, b in zip(total["histogram"][d], tally["histogram"][d])]
+    for d, targets in tally.get("max_by_target", {}).items():
+        kept = total.setdefault("max_by_target", {}).setdefault(d, {})
+        for target, worst in targets.items():
+            if worst["ratio"] > kept.get(target, {}).get("ratio", -1.0):
+                kept[target] = worst
     total["blocks_done"].append(tally["block"])
     return total
 
