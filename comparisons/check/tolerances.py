@@ -12,7 +12,8 @@ with probability at least 1 - 2 exp(-lambda^2 (1-u)^2 / 2): sqrt(n), not the wor
 
 - ``n = D + H + O + 4 + T B`` counts the rounded operations one entry's local error sums
   over: one step's dot products (at most D + H + O long), phi, phi', theta, theta' (libm
-  float32 tanh and exp are within ~1-2 ulp: 4), and the T B rows a weight gradient sums.
+  float32 tanh and exp are within ~1-2 ulp: 4), and the T B rows a weight gradient sums
+  (per-step quantities, dL/dh_t and dL/dx_t, sum no rows: their n is one step's).
 - ``scale`` is where the errors come from, computed on the case (:func:`magnitudes`): the
   sum of |terms| of each sum (so cancellation cannot fake a tight scale), carried along the
   recurrence through its own Jacobians J_t = diag(phi'(a_t)) W_hh as the covariance of
@@ -448,11 +449,20 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
        bound took sigma = 1: too tight where the recurrence expands, a soak false alarm.)
        No error crosses a truncation cut.
     3. Weight gradients sum per-step products over t and the batch; the products' errors
-       add in quadrature: M(W_xh) = max sqrt(sum_t G_t^2 x_t^2), M(W_hh) likewise with
-       Phi_{t-1}, M(b_h) = max sqrt(sum_t G_t^2) (the sqrt(T B) growth of their sum is in
-       rtol's n); G_t, not |e_t|, because phi' is itself computed from a rounded h
-       (saturation: phi' ~ 1e-9 from h rounded to 1). dL/dx_t = W_xh^T e_t: S_t times the
-       largest column sum of |W_xh|.
+       add in quadrature (``_summed``: sqrt(sum_t ...^2), the sqrt(T B) growth of their sum
+       being in rtol's n), and each product's error is taken to first order,
+       d(e h^T) = de h^T + e dh^T: M(W_hh) = max sqrt(sum_t E_t^2 h_{t-1}^2) +
+       max sqrt(sum_t e_t^2 Phi_{t-1}^2), M(W_xh) the first with |x_t| (exact inputs),
+       M(b_h) = max sqrt(sum_t E_t^2), M(W_hy) likewise from dL/dz_t's terms and |h_t| plus
+       |dL/dz_t| and Phi_t. E_t is e_t = phi'(a_t) dL/dh_t's error scale
+       (:func:`_local_error_scale`): phi' times G_t, plus phi' computed from a rounded h_t
+       (its forward error, and the 2u of 1 - h^2: a saturated unit, phi' ~ 1e-9 from an h
+       rounded to 1, still passes 2u |dL/dh_t| on). (The first version multiplied the two
+       error scales, G_t Phi_{t-1}: a product of two bounds, 10-200x max |dL/dW_hh| on
+       fresh seeds, which caught a 1e-4 float32 error in dL/dW_hh in 53% of cases, issue 28.)
+       dL/dx_t = W_xh^T e_t: S_t times the largest column sum of |W_xh|. dL/dh_t and
+       dL/dx_t sum no rows over t and b: their tolerance takes one step's n
+       (``tolerance(per_step=True)``).
 
     ``params``, ``xs``, ``ys`` in float64; ``dL_dh`` (T+1, B, H) from an autodiff reference,
     or None (then the output side only). Returns {target: float}, with "dL_dh" -> (T+1,)
