@@ -545,6 +545,9 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     M["W_hh"] = _summed(E, np.abs(h[:-1])) + _summed(np.abs(dL_dh[1:]) * d, Phi[:-1])
     M["b_h"] = float(np.max(_root_sum_squares(E, (0, 1))))
     M["dL_dh"] = S
+    # S carries every later step's error (propagate's random walk): compare() holds dL/dh_t
+    # and dL/dx_t to one step's n (tolerance(per_step=True)) against these magnitudes
+    M["per_step_n"] = True
     M["dL_dx"] = S[1:] * float(np.abs(params["W_xh"]).sum(0).max())
     if "h0" in params:
         M["h0"] = float(np.max(G[0] if params["h0"].ndim == 2 else _root_sum_squares(G[0], 0)))
