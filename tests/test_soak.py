@@ -18,6 +18,14 @@ def test_same_seed_same_verdicts_with_one_or_two_workers(tmp_path):
     two = soak(24, 7, workers=2, references=("torch",), progress=lambda line: None)
     assert {k: one[k] for k in KEYS} == {k: two[k] for k in KEYS}
     assert one["cases"] == 24 and one["false_alarms"] == 0
+    # per target, the largest error / tolerance and the case behind it: the same whoever ran it,
+    # and the overall largest is one of them
+    assert one["max_by_target"] == two["max_by_target"]
+    for d, worst in one["max_error_over_tolerance"].items():
+        by_target = one["max_by_target"][d]
+        assert {"W_hh", "W_xh", "b_h", "W_hy", "b_y", "loss", "dL_dh"} <= set(by_target)
+        assert max(w["ratio"] for w in by_target.values()) == worst
+        assert all(w["case"]["dtype"] == d and w["reference"] == "torch" for w in by_target.values())
 
 
 def test_resumes_from_what_it_wrote(tmp_path):

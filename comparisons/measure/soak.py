@@ -329,10 +329,15 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
 
 def summary(total: dict) -> str:
     m = total["max_error_over_tolerance"]
+    # the target with the least margin per dtype (tallies from before it was recorded lack it)
+    least = ", ".join(f"{d} {t} {w['ratio']:.3g}" for d in DTYPES
+                    for t, w in [max(total.get("max_by_target", {}).get(d, {}).items(),
+                                     key=lambda tw: tw[1]["ratio"], default=(None, None))] if t)
     return (f"cases: {total['cases']}  false alarms: {total['false_alarms']}  inconclusive: "
             f"{total['inconclusive']} ({100 * total['inconclusive'] / max(total['cases'], 1):.2f}%) "
             f"{total['inconclusive_by_reason']}  max error/tolerance: float64 {m['float64']:.3g}, "
-            f"float32 {m['float32']:.3g}  seed: {total['seed']}")
+            f"float32 {m['float32']:.3g}" + (f" (least margin: {least})" if least else "") +
+            f"  seed: {total['seed']}")
 
 
 def figure(total: dict, path) -> None:
