@@ -8,10 +8,12 @@ statement at a time, in order:
 
 - run: imports, ``def`` and ``class``, docstrings, and assignments whose value is *simple*:
   constants, arithmetic, containers and calls of pure builtins or of NumPy / math / torch
-  (``hidden_size = 100``, ``Wxh = np.random.randn(hidden_size, vocab_size) * 0.01``), once
-  every name they read is defined;
+  (``hidden_size = 100``, ``Wxh = np.random.randn(hidden_size, vocab_size) * 0.01``), or
+  instances of the file's classes that have no constructor of their own (``cache = Cache()``,
+  :func:`_inert_class`), once every name they read is defined;
 - skipped, each named with its line and why: loops, ``with``, ``if`` (``__main__`` blocks
-  among them), top-level calls (``print``, ``train()``), file reads (``open``,
+  among them), top-level calls (``print``, ``train()``), instances of classes whose
+  ``__init__`` may load or train (``model = CharRNN(...)``), file reads (``open``,
   ``np.load``), argument parsing, and assignments that read a skipped name
   (``vocab_size = len(chars)`` when ``chars`` came from the data).
 
@@ -33,6 +35,7 @@ a hang is a ``LoadError``, one line.
 from __future__ import annotations
 
 import __future__
+import abc
 import ast
 import builtins
 import contextlib
@@ -427,7 +430,8 @@ class _Simple(ast.NodeVisitor):
             elif func.id == "open" or func.id == "input":
                 return self.fail(f"calls {func.id}(): reads outside the program")
             elif isinstance(self.bound.get(func.id), type):
-                return self.fail(f"calls {func.id}(...), defined in the file")
+                if not _inert_class(self.bound[func.id], self.bound.get("__name__")):
+                    return self.fail(f"calls {func.id}(...), defined in the file")
             elif self.modules.get(func.id) in NUMERIC_MODULES:
                 pass                                         # from numpy import zeros
             else:
@@ -461,6 +465,28 @@ class _Simple(ast.NodeVisitor):
         self.fail("awaits")
 
     visit_Yield = visit_YieldFrom = visit_NamedExpr = visit_Await
+
+
+# bases whose construction runs no code of the user's or a course's: the language's and the
+# standard library's plain objects (object, dict, threading.local, abc.ABC, typing.NamedTuple...)
+INERT_BASE_MODULES = {"builtins", "_thread", "threading", "_threading_local", "collections", "abc", "typing"}
+
+
+def _inert_class(cls, module_name) -> bool:
+    """Does making an instance of ``cls`` run nothing but the standard library's constructors?
+    True for a class of the file (or its file's bases) that defines no __init__, __new__ or
+    __post_init__ (a dataclass's generated __init__ counts) and has no metaclass of its own,
+    on standard-library bases: manual.rnn's ``_workspace = _Workspace()`` (a threading.local
+    holding class attributes), a student's ``cache = Cache()``. A class with an __init__ may
+    load data or train (``model = CharRNN(...)``): it is not run."""
+    if type(cls) not in (type, abc.ABCMeta):
+        return False
+    for k in cls.__mro__:
+        if k is object or k.__module__ in INERT_BASE_MODULES:
+            continue
+        if k.__module__ != module_name or any(m in vars(k) for m in ("__init__", "__new__", "__post_init__")):
+            return False
+    return True
 
 
 def _plain_value(value) -> bool:

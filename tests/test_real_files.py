@@ -77,6 +77,30 @@ def test_a_class_instance_is_checked_with_fn_class_method(write, capsys):
     assert code == 0 and "min-char-rnn (CharRNN.lossFun)" in out, out + err
 
 
+def test_an_instance_of_an_inert_class_is_made_and_a_constructor_is_not_run(write):
+    """A global made from a class of the file with no constructor of its own (a cache, a
+    threading.local) is run, since the functions read it; one whose __init__ may load or
+    train is not, nor one on a base from outside the standard library."""
+    source = ("import threading\nimport numpy as np\n\nclass Memo(threading.local):\n    hits = 0\n\n"
+              "memo = Memo()\n\nclass Net:\n    def __init__(self):\n        self.data = open('data.txt').read()\n\n"
+              "net = Net()\n\nclass Grid(np.ndarray):\n    pass\n\ngrid = Grid((2,))\n\n"
+              "def step(x):\n    memo.hits += 1\n    return np.tanh(x)\n")
+    loaded = loading.load(write("memo.py", source))
+    assert loaded.module.step(0.0) == 0.0 and loaded.module.memo.hits == 1
+    skipped = str(loaded.skipped)
+    assert "net = Net()" in skipped and "grid = Grid((2,))" in skipped and "memo = Memo()" not in skipped
+
+
+def test_the_suites_own_manual_rnn_checks_as_a_file(capsys):
+    # its `_workspace = _Workspace()` (a threading.local of class attributes) used to be skipped,
+    # so every case raised NameError
+    from pathlib import Path
+
+    import manual.rnn
+    code, out, err = run(["check", f"{Path(manual.rnn.__file__)}:loss_and_grads", "--cases", "6"], capsys)
+    assert code == 0 and out.startswith("AGREES: 6 of 6"), out + err
+
+
 @pytest.mark.parametrize("hang", ["max(i for i in range(10 ** 12))",    # Python: SIGALRM
                                   "sum(range(10 ** 12))"])                # one C call: the watchdog
 def test_a_hang_at_import_is_one_line_exit_2(write, hang):
