@@ -221,3 +221,17 @@ def test_a_submissions_cgroup_holds_its_limits_and_is_removed():
         folders = list(group.folders)
         group.close()
     assert not any(f.exists() for f in folders)
+
+
+def test_each_cgroup_version_gets_the_same_three_limits_in_its_own_files():
+    from comparisons.grading.sandbox import CPU_PERIOD_US, _limits
+
+    v1 = {(c, f): v for c, f, v, _ in _limits("v1", 2**30, 256)}
+    v2 = {(c, f): v for c, f, v, _ in _limits("v2", 2**30, 256)}
+    assert v1[("memory", "memory.limit_in_bytes")] == v2[("memory", "memory.max")] == 2**30
+    assert v1[("pids", "pids.max")] == v2[("pids", "pids.max")] == 256
+    assert v1[("cpu", "cpu.cfs_quota_us")] == v1[("cpu", "cpu.cfs_period_us")] == CPU_PERIOD_US
+    assert v2[("cpu", "cpu.max")] == f"{CPU_PERIOD_US} {CPU_PERIOD_US}"          # one core
+    # swap only where the kernel accounts it; no memory limit asked, no memory file written
+    assert {f for _, f, _, required in _limits("v2", 2**30, 256) if not required} == {"memory.swap.max"}
+    assert not any(c == "memory" for c, *_ in _limits("v1", 0, 256) + _limits("v2", 0, 256))

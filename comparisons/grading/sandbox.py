@@ -268,6 +268,24 @@ def _own_v2_cgroup():
     return folder if (folder / "cgroup.subtree_control").is_file() else None
 
 
+def _limits(kind: str, memory: int, processes: int) -> list:
+    """(controller, file, value, required) for one submission's limits, in the files each
+    cgroup version takes them by: memory (swap too, where the kernel accounts it), processes,
+    and one core's CPU time per period. No memory limit: no memory files."""
+    if kind == "v1":
+        files = [("memory", "memory.limit_in_bytes", int(memory), True),
+                 ("memory", "memory.memsw.limit_in_bytes", int(memory), False),
+                 ("pids", "pids.max", int(processes), True),
+                 ("cpu", "cpu.cfs_period_us", CPU_PERIOD_US, True),
+                 ("cpu", "cpu.cfs_quota_us", CPU_PERIOD_US, True)]
+    else:
+        files = [("memory", "memory.max", int(memory), True),
+                 ("memory", "memory.swap.max", 0, False),
+                 ("pids", "pids.max", int(processes), True),
+                 ("cpu", "cpu.max", f"{CPU_PERIOD_US} {CPU_PERIOD_US}", True)]
+    return [f for f in files if memory or f[0] != "memory"]
+
+
 class Cgroup:
     """One submission's cgroup: created with its limits, joined by the launcher before bwrap
     starts (so everything the submission starts is inside), emptied and removed at the end."""
@@ -281,30 +299,16 @@ class Cgroup:
         self.kind, root = found
         name = f"sub-{uuid.uuid4().hex[:12]}"
         try:
-            if self.kind == "v1":
-                mem, pids, cpu = (root[c] / name for c in ("memory", "pids", "cpu"))
-                for folder in (mem, pids, cpu):
-                    folder.mkdir()
-                    self.folders.append(folder)
-                if memory:
-                    (mem / "memory.limit_in_bytes").write_text(str(int(memory)))
-                    swap = mem / "memory.memsw.limit_in_bytes"
-                    if swap.exists():
-                        swap.write_text(str(int(memory)))
-                (pids / "pids.max").write_text(str(int(processes)))
-                (cpu / "cpu.cfs_period_us").write_text(str(CPU_PERIOD_US))
-                (cpu / "cpu.cfs_quota_us").write_text(str(CPU_PERIOD_US))
-            else:
-                folder = root / f"bptt-xval-{name}"
+            # v1: a folder per controller; v2: one folder holds every controller's files
+            folders = ({c: root[c] / name for c in ("memory", "pids", "cpu")} if self.kind == "v1"
+                       else dict.fromkeys(("memory", "pids", "cpu"), root / f"bptt-xval-{name}"))
+            for folder in dict.fromkeys(folders.values()):
                 folder.mkdir()
                 self.folders.append(folder)
-                if memory:
-                    (folder / "memory.max").write_text(str(int(memory)))
-                    swap = folder / "memory.swap.max"
-                    if swap.exists():
-                        swap.write_text("0")
-                (folder / "pids.max").write_text(str(int(processes)))
-                (folder / "cpu.max").write_text(f"{CPU_PERIOD_US} {CPU_PERIOD_US}")
+            for controller, file, value, required in _limits(self.kind, memory, processes):
+                path = folders[controller] / file
+                if required or path.exists():
+                    path.write_text(str(value))
         except OSError:
             self.close()
             self.kind = None
