@@ -499,10 +499,17 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
         local = np.abs(h).copy()                        # h_0: given, not computed
         local[1:] = np.maximum(local[1:], d * a_terms)  # h_t = phi(a_t): |phi'| times a_t's terms
     Phi = yield local, J, False, None                   # propagate(local, J, backward=False)
+    n_step = rounded_operations(case.T, case.B, case.D, case.H, case.O, per_step=True)
     w = step_weights(case.reduction, T, np.float64)[:, None, None] / B
+    _, dL_dz = output_error(Forward(None, h, z, o), ys, case.loss, case.reduction, case.output)
     if case.loss == "squared_error":
-        # the terms that make o_t - y_t: |W_hy| Phi_t + |b_y| (through theta, |theta'| <= 1) and |y_t|
-        dz = w * (Phi[1:] @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys))
+        # the terms that make o_t - y_t: |W_hy| Phi_t + |b_y| (through theta, |theta'| <= 1), and
+        # y_t, exact in both: the subtraction's one rounding, u |o_t - y_t| <= u (|o_t| + |y_t|),
+        # is |y_t| / (C sqrt(n)) in units of rtol beyond o_t's terms (1 / sqrt(n) keeps C's margin)
+        # and never below |dL/dz_t| itself (a large |y_t| against a small o_t), which the sums
+        # of b_y and the loss round at their own size
+        dz = np.maximum(w * (Phi[1:] @ np.abs(params["W_hy"]).T + np.abs(params["b_y"]) + np.abs(ys) / np.sqrt(n_step)),
+                        np.abs(dL_dz))
         loss_terms = float((dz * np.abs(o - ys)).sum())           # 1/2 (o - y)^2 from rounded o - y
     else:
         # |softmax - onehot| <= 1 per entry, and softmax p moves with z_t's error (the forward
@@ -521,7 +528,6 @@ def _magnitudes(case, params: dict, xs: np.ndarray, ys: np.ndarray, dL_dh, forwa
     # closer than a's own rounding error, the candidate's dtype may take the other branch
     kink = float(np.min(np.abs(a) / np.maximum(a_terms, TINY))) if case.hidden == "relu" else np.inf
     # first order in the errors, as W_hh's below: d(dL/dz h^T) = d(dL/dz) h^T + dL/dz dh^T
-    _, dL_dz = output_error(Forward(None, h, z, o), ys, case.loss, case.reduction, case.output)
     M = {"W_hy": _summed(dz, np.abs(h[1:])) + _summed(np.abs(dL_dz), Phi[1:]), "b_y": float(np.max(_root_sum_squares(dz, (0, 1)))),
          "loss": loss_terms, "forward": forward, "kink": kink}
     if dL_dh is None:
