@@ -27,6 +27,7 @@ import numpy as np
 from bptt_xval.model import Gradients, step_weights, validate, validate_mlp
 
 COMPLEX_STEP = 1e-150
+OUTPUT_SIDE = ("W_hy", "b_y")
 # Perturbed parameter sets evaluated per batched forward pass (bounds memory).
 CHUNK_ELEMENTS = 2_000_000
 
@@ -73,9 +74,17 @@ def states(params, xs, *, hidden, output):
     return h, a, z[:, 0], o[:, 0]
 
 
-def losses(params, xs, ys, *, hidden, output, loss, reduction):
-    """L for each of N parameter sets: ``params[k]`` has a leading axis N. Returns (N,)."""
-    _, z, o = forward(params, xs, hidden=hidden, output=output)
+def losses(params, xs, ys, *, hidden, output, loss, reduction, hs=None):
+    """L for each of N parameter sets: ``params[k]`` has a leading axis N. Returns (N,).
+
+    ``hs``: the hidden states (T+1, B, H) shared by all N sets, when only W_hy and b_y vary
+    among them (then the recurrence, which they do not enter, is not rerun)."""
+    if hs is None:
+        _, z, o = forward(params, xs, hidden=hidden, output=output)
+    else:
+        z = np.einsum("tbh,noh->tnbo", hs[1:], params["W_hy"]) + params["b_y"][None, :, None, :]
+        with np.errstate(over="ignore"):  # as in forward: a sigmoid's exp overflow is a correct 0
+            o = _phi(output, z)
     if loss == "squared_error":
         l = 0.5 * ((o - ys[:, None]) ** 2).sum(-1).mean(-1)
     else:
@@ -103,9 +112,23 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
     xs64 = p.xs.astype(np.float64)
     ys64 = p.ys if loss == "cross_entropy" else p.ys.astype(np.float64)
     config = dict(hidden=hidden, output=output, loss=loss, reduction=reduction)
-    L0, grads = differentiate(theta, lambda batch: losses(batch, xs64, ys64, **config),
-                              analytic=hidden != "relu", row_cost=p.T * p.B * p.H * 4)
-    return Gradients(L0, {k: g.astype(p.dtype) for k, g in grads.items()}, None)
+    analytic = hidden != "relu"
+    # W_hy and b_y do not enter the recurrence: their perturbations reuse the unperturbed
+    # hidden states and rerun only the output layer and the loss (H O + O of the P passes)
+    recurrent = {k: v for k, v in theta.items() if k not in OUTPUT_SIDE}
+    fixed = {k: theta[k] for k in OUTPUT_SIDE}
+
+    def recurrent_losses(batch):
+        n = len(next(iter(batch.values())))
+        return losses({**batch, **{k: np.broadcast_to(v, (n,) + v.shape) for k, v in fixed.items()}},
+                      xs64, ys64, **config)
+
+    L0, grads = differentiate(recurrent, recurrent_losses, analytic=analytic, row_cost=p.T * p.B * p.H * 4)
+    hs, _, _ = forward({k: v[None] for k, v in theta.items()}, xs64, hidden=hidden, output=output)
+    _, output_grads = differentiate(fixed, lambda batch: losses(batch, xs64, ys64, hs=hs[:, 0], **config),
+                                    analytic=analytic, row_cost=p.T * p.B * p.O * 4)
+    grads.update(output_grads)
+    return Gradients(L0, {k: grads[k].astype(p.dtype) for k in theta}, None)
 
 
 def differentiate(theta: dict, evaluate, *, analytic: bool, row_cost: int):
