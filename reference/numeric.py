@@ -124,8 +124,8 @@ def loss_and_grads(params, xs, ys, *, hidden="tanh", output="identity",
                       xs64, ys64, **config)
 
     L0, grads = differentiate(recurrent, recurrent_losses, analytic=analytic, row_cost=p.T * p.B * p.H * 4)
-    hs, _, _ = forward({k: v[None] for k, v in theta.items()}, xs64, hidden=hidden, output=output)
-    _, output_grads = differentiate(fixed, lambda batch: losses(batch, xs64, ys64, hs=hs[:, 0], **config),
+    h = states(theta, xs64, hidden=hidden, output=output)[0]
+    _, output_grads = differentiate(fixed, lambda batch: losses(batch, xs64, ys64, hs=h, **config),
                                     analytic=analytic, row_cost=p.T * p.B * p.O * 4)
     grads.update(output_grads)
     return Gradients(L0, {k: grads[k].astype(p.dtype) for k in theta}, None)

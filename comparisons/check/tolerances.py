@@ -412,7 +412,9 @@ def _propagation_groups(shapes: list) -> list:
 
 
 def _local_error_scale(hidden: str, G, dL_dh_abs, d, h, Phi, n: int):
-    """The scale of e_t = phi'(a_t) dL/dh_t's error, t = 1..T, which the weight gradients sum.
+    """The scale of e_t = phi'(a_t) dL/dh_t's error, t = 1..T, which the weight gradients sum
+    and the backward recursion carries to dL/dh_{t-1} (there with G = |dL/dh_t|: the
+    recursion itself propagates dL/dh_t's own error).
 
     Three sources: dL/dh_t's own error reaches e_t through phi' (d G_t); phi' is computed
     from a rounded h_t, off by its forward error (at most Phi_t, in units of rtol) times
