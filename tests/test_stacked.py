@@ -78,6 +78,9 @@ def test_references_for_equals_reference_results():
         assert (magnitude is None) == (one_magnitude is None)
         if magnitude is not None:
             for k, v in one_magnitude.items():
+                if isinstance(v, dict):                      # the targets' own C
+                    assert magnitude[k] == v, f"{case.id} {k}"
+                    continue
                 np.testing.assert_allclose(magnitude[k], v, rtol=1e-9, err_msg=f"{case.id} {k}")
 
 

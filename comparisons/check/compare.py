@@ -59,7 +59,9 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     """
     M = magnitude or {}
     tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss)
-    errors = {name: compare_array(np.asarray(g), ref.grads[name], tol, M.get(name, 0.0))
+    # a target's own C where the magnitudes name one (the Elman model's weight sums)
+    calibrated = M.get("C", {})
+    errors = {name: compare_array(np.asarray(g), ref.grads[name], tol.with_C(calibrated.get(name)), M.get(name, 0.0))
               for name, g in candidate.grads.items()}
     # the loss itself: a wrong forward pass shows here before any gradient
     errors["loss"] = compare_array(np.asarray([candidate.loss]), np.asarray([ref.loss]),
