@@ -118,3 +118,41 @@ def test_jax_compilation_cache_follows_the_environment(tmp_path, setting):
         assert out.stdout.strip() == str(folder) and any(folder.iterdir())
     else:
         assert out.stdout.strip() == "None" and not folder.exists()
+
+
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("h0", ["vector", "batch"])
+def test_complex_step_shared_product_is_the_batched_one(hidden, h0):
+    """The complex step's rows share their real parts and differ by one imaginary entry each:
+    numeric.forward multiplies them all with one shared matrix and scatters the perturbed
+    entries (``numeric._shared``). It must give what N separate products give, row by row,
+    imaginary parts (the derivatives) included; a row perturbed twice takes the batched path."""
+    from reference import numeric
+
+    case = Case(seed=5, T=6, B=3, D=4, H=5, O=2, h0=h0, hidden=hidden)
+    params, xs, _ = make_problem(case)
+    flat = {k: v.astype(np.complex128) for k, v in params.items() if k not in ("W_hy", "b_y")}
+    rng = np.random.default_rng(0)
+    rows = []
+    for k, v in flat.items():                     # one perturbed entry per row, any parameter
+        for _ in range(3):
+            p = {name: a.copy() for name, a in flat.items()}
+            p[k].flat[rng.integers(v.size)] += 1j * numeric.COMPLEX_STEP
+            rows.append(p)
+    rows.append(flat)                             # the unperturbed row rides along
+    batch = {k: np.stack([r[k] for r in rows]) for k in flat}
+    N = len(rows)
+    batch.update(W_hy=np.broadcast_to(params["W_hy"], (N,) + params["W_hy"].shape),
+                 b_y=np.broadcast_to(params["b_y"], (N,) + params["b_y"].shape))
+    assert all(numeric._shared(batch[k]) is not None for k in ("W_xh", "W_hh", "b_h"))
+    hs, z, _ = numeric.forward(batch, xs, hidden=hidden, output="identity")
+    for n, r in enumerate(rows):                  # each row's recurrence written out on its own
+        h = np.zeros((case.B, case.H), complex) + r.get("h0", 0)
+        for t in range(case.T):
+            h = numeric._phi(hidden, xs[t] @ r["W_xh"].T + h @ r["W_hh"].T + r["b_h"])
+            np.testing.assert_allclose(hs[t + 1, n].real, h.real, rtol=1e-14, atol=1e-15)
+            np.testing.assert_allclose(hs[t + 1, n].imag, h.imag, rtol=1e-12, atol=1e-165)
+        np.testing.assert_allclose(z[-1, n].imag, (h @ params["W_hy"].T).imag, rtol=1e-12, atol=1e-165)
+    twice = {k: v.copy() for k, v in batch.items()}
+    twice["W_hh"][0].flat[:2] += 1j * numeric.COMPLEX_STEP
+    assert numeric._shared(twice["W_hh"]) is None
