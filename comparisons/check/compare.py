@@ -58,7 +58,8 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}
-    tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss)
+    tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss,
+                         loss_terms=M.get("loss", 0.0))
     # a target's own C where the magnitudes name one (the Elman model's weight sums)
     calibrated = M.get("C", {})
     errors = {name: compare_array(np.asarray(g), ref.grads[name], tol.with_C(calibrated.get(name)), M.get(name, 0.0))
@@ -71,6 +72,7 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     # the magnitudes carry the other steps' errors (the Elman model's do; the cells' Monte
     # Carlo magnitudes were soaked against the full n and keep it)
     step_tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss,
+                              loss_terms=M.get("loss", 0.0),
                               per_step=bool(M.get("per_step_n")))
     for target, first_t in (("dL_dh", 0), ("dL_dx", 1)):
         mine, theirs = getattr(candidate, target, None), getattr(ref, target, None)
