@@ -143,11 +143,12 @@ def _loglog(path, x, series: dict, *, xlabel, ylabel, title, styles=None, extra=
 
 
 def precision(data: dict, path) -> str:
+    from comparisons.check.tolerances import C_WEIGHT_SUMS
     return _loglog(
         path, data["T"], {f"{name} float32": v for name, v in data["rel"].items()},
         styles={f"{name} float32": STYLE.get(name, {}) for name in data["rel"]},
         extra=lambda ax: ax.loglog(data["T"], data["tolerance"], color="black", ls="--",
-                                   label="tolerance C (u + u64) sqrt(n)"),
+                                   label=f"dL/dW_hh's tolerance C (u + u64) sqrt(n), C = {C_WEIGHT_SUMS:g}"),
         xlabel="T (sequence length)", ylabel="relative error of dL/dW_hh vs float64",
         title="float32 error growth with T, against the tolerance")
 
