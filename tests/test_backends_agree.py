@@ -125,8 +125,8 @@ def test_jax_compilation_cache_follows_the_environment(tmp_path, setting):
 def test_complex_step_shared_product_is_the_batched_one(hidden, h0):
     """The complex step's rows share their real parts and differ by one imaginary entry each:
     numeric.forward multiplies them all with one shared matrix and scatters the perturbed
-    entries (``numeric._shared``). It must give what N separate products give, row by row,
-    imaginary parts (the derivatives) included; a row perturbed twice takes the batched path."""
+    entries (``numeric._shared``). It must give what each row's own recurrence, written out,
+    gives, imaginary parts (the derivatives) included; a row perturbed twice is not shared."""
     from reference import numeric
 
     case = Case(seed=5, T=6, B=3, D=4, H=5, O=2, h0=h0, hidden=hidden)

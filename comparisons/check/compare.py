@@ -58,8 +58,9 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     scale each error is measured against); without it the scale is max |ref| alone.
     """
     M = magnitude or {}
-    tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss,
-                         loss_terms=M.get("loss", 0.0))
+    # the reference's kind and the loss its finite differences round at, for both tolerances
+    against = dict(reference=kind or reference_kind(reference, case), loss=ref.loss, loss_terms=M.get("loss", 0.0))
+    tol = case_tolerance(case, **against)
     # a target's own C where the magnitudes name one (the Elman model's weight sums)
     calibrated = M.get("C", {})
     errors = {name: compare_array(np.asarray(g), ref.grads[name], tol.with_C(calibrated.get(name)), M.get(name, 0.0))
@@ -71,9 +72,7 @@ def compare(candidate, ref, reference: str, case: Case, magnitude: dict | None =
     # per step, no rows summed over t and b: one step's n (unless the worst case holds), where
     # the magnitudes carry the other steps' errors (the Elman model's do; the cells' Monte
     # Carlo magnitudes were soaked against the full n and keep it)
-    step_tol = case_tolerance(case, reference=kind or reference_kind(reference, case), loss=ref.loss,
-                              loss_terms=M.get("loss", 0.0),
-                              per_step=bool(M.get("per_step_n")))
+    step_tol = case_tolerance(case, **against, per_step=bool(M.get("per_step_n")))
     for target, first_t in (("dL_dh", 0), ("dL_dx", 1)):
         mine, theirs = getattr(candidate, target, None), getattr(ref, target, None)
         if mine is not None and theirs is not None:
