@@ -333,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stub", action="append", default=None, metavar="MODULE",
                    help="import MODULE as a placeholder in every submission; repeatable")
     p.add_argument("--strict-clip", action="store_true", help="min-char-rnn: clipped gradients fail")
+    p.add_argument("--forbid-import", default=None, metavar="MODULE[,MODULE]",
+                   help="modules a submission may not import (e.g. torch,jax: the derivation by hand); "
+                        "unmounted in the sandbox, and a submission importing one is import_error")
     p.add_argument("--require-sandbox", action="store_true",
                    help="refuse to grade unless every submission runs isolated (bubblewrap: files, network, "
                         "processes, ipc) under whole-submission limits (a cgroup); docs/grading.md")
@@ -640,6 +643,17 @@ def _check_cell(args) -> int:
     return EXIT_OK if result.ok else EXIT_DISAGREE
 
 
+def _modules(text) -> tuple:
+    """--forbid-import torch,jax -> ("torch", "jax"): module names, or a usage error."""
+    if text is None:
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    bad = [n for n in names if not n.isidentifier()]
+    if bad or not names:
+        raise UsageError(f"--forbid-import: expected module names separated by commas (e.g. torch,jax); got {text!r}")
+    return names
+
+
 def _grade(args) -> int:
     from comparisons.grading.gradebook import class_summary, grade, make_plan, submissions
 
@@ -659,7 +673,7 @@ def _grade(args) -> int:
     plan = make_plan(args.convention, args.fn, cases=args.cases, seed=args.seed, timeout=args.timeout,
                      memory=memory, hidden=args.hidden, output=args.output, loss=args.loss,
                      reduction=args.reduction, paths=tuple(args.path or ()), stubs=tuple(args.stub or ()),
-                     strict_clip=args.strict_clip)
+                     strict_clip=args.strict_clip, forbid=_modules(args.forbid_import))
     print(f"grading on {len(plan.cases)} cases (seed {args.seed}); {len(plan.inconclusive)} inconclusive "
           f"case(s) left out", flush=True)
     book = grade(args.folder, args.out, plan, workers=args.workers, scheduler=args.scheduler, force=args.force,

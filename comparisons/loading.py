@@ -164,9 +164,11 @@ class _Chunk:
     cell: int | None    # the notebook's cell number (1-based), None for a .py
 
 
-def _notebook_chunks(path: Path) -> tuple[list, list]:
+def _notebook_chunks(path: Path, data: bytes | None = None) -> tuple[list, list]:
+    """(the code cells as chunks, the cells dropped); ``data``: the notebook's bytes where
+    they were read already (the grader reads a submission once, never by its path again)."""
     try:
-        notebook = json.loads(path.read_text(encoding="utf-8"))
+        notebook = json.loads(path.read_text(encoding="utf-8") if data is None else data.decode("utf-8"))
         cells = notebook["cells"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise LoadError(f"{path.name}: not a Jupyter notebook ({type(exc).__name__}: {exc})") from None
@@ -794,25 +796,59 @@ def _helper_frame(exc) -> str | None:
     return found
 
 
-def defined_functions(path) -> set:
+def source_trees(path, data: bytes | None = None) -> list:
+    """The syntax trees of a ``.py`` or ``.ipynb`` (a notebook's code cells in order), read
+    from its syntax alone (Python 2 rewritten, a block that does not parse left out): nothing
+    of it runs. ``data``: its bytes, where the caller read them already."""
+    file = Path(path)
+    try:
+        if file.suffix == ".ipynb":
+            chunks = _notebook_chunks(file, data)[0]
+        else:
+            text = file.read_text(encoding="utf-8", errors="replace") if data is None else \
+                data.decode("utf-8", errors="replace")
+            chunks = [_Chunk(text, str(file), None)]
+    except (LoadError, OSError):
+        return []
+    trees = []
+    for chunk in chunks:
+        try:
+            trees.append(_parse(chunk, [], [])[0])
+        except (RecursionError, MemoryError, ValueError):     # hostile nesting: no tree
+            continue
+    return trees
+
+
+def defined_functions(path, data: bytes | None = None) -> set:
     """The names of the functions (``Class.name`` for methods) a ``.py`` or ``.ipynb``
     defines, read from its syntax alone: nothing of it runs (the grader's use: which file of
     a student's folder is the submission)."""
-    file = Path(path)
-    try:
-        chunks = _notebook_chunks(file)[0] if file.suffix == ".ipynb" else \
-            [_Chunk(file.read_text(encoding="utf-8", errors="replace"), str(file), None)]
-    except (LoadError, OSError):
-        return set()
     names = set()
-    for chunk in chunks:
-        tree, _ = _parse(chunk, [], [])
+    for tree in source_trees(path, data):
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 names.add(node.name)
             elif isinstance(node, ast.ClassDef):
                 names |= {f"{node.name}.{n.name}" for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
     return names
+
+
+def imported_modules(trees) -> set:
+    """The top-level modules the trees import by name: ``import torch``, ``from jax import
+    grad``, ``importlib.import_module("torch")``, ``__import__("jax")`` with a literal name."""
+    found = set()
+    for tree in trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+            elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                    and isinstance(node.args[0].value, str):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+                if name in ("import_module", "__import__"):
+                    found.add(node.args[0].value.split(".")[0])
+    return found
 
 
 def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str = "FILE",

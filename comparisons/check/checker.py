@@ -40,7 +40,8 @@ SHRINK_MAX_TRIES = 60
 INCONCLUSIVE = ("overflows on this case",          # the forward pass leaves the dtype's range
                 "reference not finite",            # the float64 references overflow themselves
                 "at a ReLU kink",                  # rounding may take ReLU's other branch
-                "ill-conditioned beyond")          # rounding may grow to the size of the signal
+                "ill-conditioned beyond",          # rounding may grow to the size of the signal
+                "clipped past judging")            # a style's clip leaves too few entries to compare
 # the tolerance may reach this share of the largest value: beyond, no error is detectable
 ILL_CONDITIONED = 0.1
 # a ReLU pre-activation within this many tolerances (relative to its terms) of 0 may round
@@ -435,11 +436,40 @@ def check_case(fn, case: Case, refs: dict, arrays=None, fast=True, checked=None,
     return judge(case, result, references, magnitude, (params, xs, ys), clip=getattr(fn, "clip", None))
 
 
+#: a clipped case is judged only where at least this share of its gradient entries lies
+#: under the bound (compared exactly); the entries at the bound say only their sign
+CLIP_LEFT_MIN = 0.5
+
+
+def clip_reason(references: dict, clip, exempt=()) -> str | None:
+    """Why a case clipped at ``clip`` cannot be judged (the true gradients of more than half
+    its entries are at or past the bound, so a wrong derivation clipped to ±c looks right),
+    or None. Decided from the references alone (the first of them), never the candidate.
+    ``exempt``: gradients a clip does not act on (the gated cells' h0, c0)."""
+    if clip is None or not references:
+        return None
+    first = next(iter(references.values()))
+    clipped = total = 0
+    for name, g in first.grads.items():
+        if name not in exempt:
+            clipped += int(np.count_nonzero(np.abs(g) >= clip))
+            total += int(np.size(g))
+    if total and clipped > (1 - CLIP_LEFT_MIN) * total:
+        return (f"clipped past judging: at ±{clip:g}, {clipped} of {total} true gradient entries sit at the bound, "
+                f"leaving under {CLIP_LEFT_MIN:.0%} to compare exactly")
+    return None
+
+
 def judge(case: Case, result, references: dict, magnitude: dict | None, arrays, clip=None) -> Outcome:
     """The references' half: the candidate's ``Gradients`` compared with each reference.
     ``clip``: the c of a style that clips its gradients by design (min-char-rnn's
-    ``np.clip(d, -5, 5)``): the parameters' reference gradients are clipped at c first.
-    Clipping is 1-Lipschitz, |clip(a) - clip(b)| <= |a - b|, so every tolerance still holds."""
+    ``np.clip(d, -5, 5)``): the parameters' reference gradients are clipped at c first, so
+    an entry whose true gradient is under c is compared exactly and a clipped one must sit at
+    ±c. Clipping is 1-Lipschitz, |clip(a) - clip(b)| <= |a - b|, so every tolerance still
+    holds. A case clipped past judging (:func:`clip_reason`) is inconclusive."""
+    why = clip_reason(references, clip)
+    if why is not None:
+        return Outcome(case, "inconclusive", reason=why, result=result)
     if clip is not None:
         references = {name: r._replace(grads={k: np.clip(g, -clip, clip) for k, g in r.grads.items()})
                       for name, r in references.items()}

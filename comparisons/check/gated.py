@@ -500,9 +500,13 @@ def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, los
                  y if loss == "cross_entropy" else y.astype(np.float64)) for p, x, y in arrays]
     with np.errstate(all="ignore"):
         refs = references(step, drawn, arrays64, param_shapes, len(state), names)
+    from comparisons.check.checker import Outcome, clip_reason
+
+    why = [clip_reason(r, clip, INITIAL.values()) for r, _, _ in refs]
     if clip is not None:
         refs = [({name: _clipped(g, clip) for name, g in r.items()}, m, c) for r, m, c in refs]
-    return [judge_case(fn, case, a, r, state=state, gates=_gates(param_shapes)) for case, a, r in zip(drawn, arrays, refs)]
+    return [Outcome(case, "inconclusive", reason=w) if w else judge_case(fn, case, a, r, state=state, gates=_gates(param_shapes))
+            for case, a, r, w in zip(drawn, arrays, refs, why)]
 
 
 def _clipped(g: Gradients, c: float) -> Gradients:

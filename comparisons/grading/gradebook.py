@@ -28,6 +28,7 @@ import json
 import os
 import queue
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -39,17 +40,17 @@ from pathlib import Path
 import numpy as np
 
 from bptt_xval.model import Gradients
-from comparisons.grading import sandbox
+from comparisons.grading import answers, collect, sandbox, text
 
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
             "crashed", "import_error")
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
            "detail", "smallest_case", "loading", "sandbox")
 SOURCE_SUFFIXES = (".py", ".ipynb")
-FOLDER_MAX_BYTES = 16 * 2 ** 20     # a student's folder travels to its process whole: bounded
+FOLDER_MAX_BYTES = collect.FOLDER_MAX_BYTES     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
                     "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
-OUTPUT_KEPT = 64 * 1024          # bytes of a submission's stdout and stderr kept, each
+OUTPUT_KEPT = 16 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256
 FILE_SIZE = 256 * 2 ** 20        # the largest file a submission may write
 SUITE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -95,8 +96,9 @@ class Plan:
 
 def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeout: float = 60.0,
               memory: int = 2 * 2 ** 30, hidden=None, output=None, loss=None, reduction=None,
-              paths=(), stubs=(), strict_clip: bool = False) -> Plan:
-    """Draw the class's cases from the convention's case space and compute their references."""
+              paths=(), stubs=(), strict_clip: bool = False, forbid=()) -> Plan:
+    """Draw the class's cases from the convention's case space and compute their references.
+    ``forbid``: modules the submissions may not import (``--forbid-import torch,jax``)."""
     from comparisons.check import backends
     from comparisons.check.cases import CaseSpace, draw_cases
     from comparisons.check.checker import inconclusive_reason, references_for
@@ -104,6 +106,10 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
 
     if convention not in CONVENTION_NAMES:
         raise ValueError(f"convention: expected one of {CONVENTION_NAMES}; got {convention!r}")
+    forbid = sorted(set(forbid or ()))
+    for name in forbid:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise ValueError(f"forbid: expected module names such as torch,jax; got {name!r}")
     space_dict, cell = {}, None
     if convention != "contract":
         adapter, names, _ = CONVENTIONS[convention]
@@ -116,9 +122,11 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
     elif fn is not None and len(fn) != 1:
         raise ValueError(f"fn: the contract convention takes one function name; got {','.join(fn)}")
     if cell is not None:
-        return _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
+        plan = _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
                            output=output, loss=loss, reduction=reduction, paths=paths, stubs=stubs,
                            strict_clip=strict_clip)
+        plan.settings["forbid"] = forbid
+        return plan
     config = {"hidden": hidden or space_dict.get("hidden", "tanh"), "output": output or space_dict.get("output", "identity"),
               "loss": loss or space_dict.get("loss", "squared_error"),
               "reduction": reduction or space_dict.get("reduction", "mean")}
@@ -133,7 +141,8 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
                     if (why := inconclusive_reason(c, r, m)) is not None}
     settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
                 "timeout": timeout, "memory": memory, **config, "references": sorted(refs),
-                "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip}
+                "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip,
+                "forbid": forbid}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [space.checked(c) for c in drawn],
                 prepared, inconclusive, settings)
 
@@ -235,37 +244,83 @@ def spawner() -> Spawner:
         return _SPAWNER
 
 
+class _Bytes:
+    """Reads a pipe to its end in a thread of its own, keeping at most ``limit`` bytes (the
+    child's answer: what the plan's cases can need, never more in the grader's memory)."""
+
+    def __init__(self, fd: int, limit: int):
+        self.limit, self.kept, self.over = limit, bytearray(), False
+        self.thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
+        self.thread.start()
+
+    def _read(self, fd):
+        with os.fdopen(fd, "rb", buffering=0) as pipe:
+            for chunk in iter(lambda: pipe.read(1 << 20), b""):
+                if len(self.kept) + len(chunk) > self.limit:
+                    self.over = True
+                    continue                       # drained, not kept: the child is not blocked
+                self.kept += chunk
+
+    def value(self) -> bytes | None:
+        self.thread.join(timeout=5)
+        return None if self.over else bytes(self.kept)
+
+
+def _safe_relative(name: str) -> str:
+    """A submission's file name as a path under its folder (no absolute path, no ``..``):
+    a worker of a real cluster writes what the grader sent it, and nothing else."""
+    parts = Path(name).parts
+    if not parts or Path(name).is_absolute() or any(p in ("..", "") for p in parts):
+        raise ValueError(f"a submission's file name {name!r} is not a path inside its folder")
+    return str(Path(*parts))
+
+
 def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float) -> dict:
     """Run one submission in its own process (a Dask task): its files (relative name ->
-    bytes; ``main`` the one graded, the others its own helpers) in a fresh temporary folder,
-    its working directory and HOME, limits set by the child before the submission is
-    imported, killed with its whole process group at ``timeout`` seconds. Returns what came back."""
+    bytes; ``main`` the one graded, the others its own helpers) in a folder of its own (under
+    the sandbox a tmpfs with a quota, gone when it ends), under the limits of the spec set
+    before its interpreter starts, killed with its whole process group at ``timeout``
+    seconds. Returns what came back: its printed output, and its answer's bytes
+    (``comparisons.grading.answers``), read from a pipe and bounded by the spec's budget."""
     with tempfile.TemporaryDirectory(prefix="bptt-xval-grade-") as folder:
         work = Path(folder) / "work"
-        results = Path(folder) / "results"
         work.mkdir()
-        results.mkdir()
-        for relative, source in files.items():
-            (work / relative).parent.mkdir(parents=True, exist_ok=True)
-            (work / relative).write_bytes(source)
-        spec = {**spec, "file": str(work / main)}
-        (results / "spec.json").write_text(json.dumps(spec))
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work),
-               "PYTHONPATH": SUITE_ROOT, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
-               "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
-        argv = [sys.executable, "-m", "comparisons.grading.child", str(results / "spec.json"), str(results / "out")]
         held = sandbox.protections()
+        quota = held.bwrap is not None and "disk quota" in held.held
+        staged = Path(folder) / "stage" if quota else work     # copied into its tmpfs as it starts
+        staged.mkdir(exist_ok=True)
+        for relative, source in files.items():
+            target = staged / _safe_relative(relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source)
+        read_end, write_end = os.pipe()
+        spec = {**spec, "file": str(work / main), "answer_fd": write_end}
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "TMPDIR": str(work),
+               "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1",
+               "MPLBACKEND": "Agg", "BPTT_XVAL_JAX_CACHE": "off", "LANG": "C.UTF-8"}
+        argv = sandbox.child_argv(spec, sandboxed=held.bwrap is not None)
         if held.bwrap is not None:        # its own namespaces and mounts (comparisons.grading.sandbox)
-            argv, env = sandbox.command(argv, work=str(work), results=str(results), paths=spec.get("paths") or (),
-                                        env=env)
+            argv, env = sandbox.command(argv, work=str(work), paths=spec.get("paths") or (), env=env,
+                                        forbid=spec.get("forbid") or ())
+        if quota:
+            argv = sandbox.workspace(argv, work=str(work), staged=str(staged))
         group = sandbox.Cgroup(spec["limits"].get("address_space") or 0) if held.cgroup else None
         if group is not None:
             argv = group.launcher(argv)
         started = time.perf_counter()
         try:
-            child = spawner().popen(argv, cwd=work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, start_new_session=True)
+            try:
+                child = spawner().popen(argv, cwd=work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, start_new_session=True, pass_fds=(write_end,))
+            finally:
+                os.close(write_end)
+            answer = _Bytes(read_end, int(spec["answer_budget"]))
             stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
+            try:                    # the spec on stdin: the child reads it whole before anything else
+                child.stdin.write(json.dumps(spec).encode())
+                child.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
             timed_out = False
             try:
                 child.wait(timeout=timeout)
@@ -283,20 +338,13 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
             if group is not None:
                 group.close()
         seconds = time.perf_counter() - started
-        record, arrays = None, {}
-        if not timed_out and (results / "out.json").is_file():
-            try:
-                record = json.loads((results / "out.json").read_text())
-                with np.load(results / "out.npz", allow_pickle=False) as npz:
-                    arrays = {k: npz[k] for k in npz.files}
-            except (OSError, ValueError):
-                record = None
+        data = answer.value()
         code = child.returncode
         if held.bwrap is not None and code is not None and code > 128 and code - 128 in signal.valid_signals():
             code = 128 - code          # bwrap exits 128 + n for a child killed by signal n: as Popen says it
         return {"name": name, "path": spec["file"], "returncode": code, "timed_out": timed_out, "seconds": seconds,
-                "stdout": stdout.text(), "stderr": stderr.text(), "record": record, "arrays": arrays,
-                "sandbox": held.text(), "out_of_memory": out_of_memory}
+                "stdout": stdout.text(), "stderr": stderr.text(), "answer": None if timed_out else data,
+                "answer_over": answer.over, "sandbox": held.text(), "out_of_memory": out_of_memory}
 
 
 # --- judging what came back ---------------------------------------------------------------
@@ -322,22 +370,54 @@ def _case_text(case) -> str:
             f"regime={case.regime!r}, h0={case.h0!r}, dtype={case.dtype!r})")
 
 
-def judge_submission(raw: dict, plan: Plan) -> dict:
-    """The gradebook row of one submission from what its process returned."""
-    from comparisons.check.checker import Outcome, failure_from, judge
+def expectations(plan: Plan) -> list:
+    """What each of the plan's cases must return (``answers.expected``), by the grader's own
+    reading of the convention and the cases; computed once per plan."""
+    cached = getattr(plan, "_expected", None)
+    if cached is not None:
+        return cached
+    from comparisons.check.cases import make_problem
+
+    out = []
+    if plan.settings.get("cell"):
+        from comparisons.check.cells import builtin_cells, make_cell_problem
+        shapes = builtin_cells()[plan.settings["cell"]].param_shapes
+        for case in plan.cases:
+            params = make_cell_problem(case, shapes)[0]
+            out.append(answers.expected(plan.convention, case, params, tuple(params)))
+    else:
+        for case, checked in zip(plan.cases, plan.checked):
+            out.append(answers.expected(plan.convention, case, make_problem(case)[0], checked))
+    plan._expected = out
+    return out
+
+
+def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
+    """The gradebook row of one submission from what its process returned: its answer read
+    against the grader's own expectations (``comparisons.grading.answers``), judged against
+    the plan's references; ``clip``: the min-char-rnn bound the grader read off the source
+    itself (``conventions.min_char.clip_from_source``), None where it clips nothing."""
+    from comparisons.check.checker import Outcome, clip_reason, failure_from, judge
     from comparisons.check.cases import make_problem
 
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
            "step": "", "diagnosis": "", "seconds": round(raw["seconds"], 2), "detail": "", "smallest_case": "",
-           "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": "", "sandbox": raw.get("sandbox", "")}
-    record, code = raw["record"], raw["returncode"]
-    if record is not None:
-        row["loading"] = " | ".join(record.get("loading") or [])
-        if record.get("clip") is not None and record.get("clip_note"):
-            row["loading"] = " | ".join(filter(None, [row["loading"], record["clip_note"]]))
+           "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": "", "sandbox": raw.get("sandbox", ""),
+           "notes": ""}
+    code = raw["returncode"]
     if raw["timed_out"]:
         return {**row, "verdict": "timeout", "detail": f"still running after {plan.settings['timeout']:g} s: killed"}
-    if record is None:
+    answer, malformed = None, None
+    if raw.get("record") is not None:          # a row made by the grader itself (_nothing)
+        answer = answers.Answer(raw["record"], [], [])
+    elif raw.get("answer_over"):
+        malformed = f"its answer was over {plan.settings.get('answer_budget', 0)} bytes, more than the cases can need"
+    elif raw.get("answer"):
+        try:
+            answer = answers.read(raw["answer"], expectations(plan))
+        except answers.Malformed as exc:
+            malformed = f"its answer could not be read: {exc}"
+    if answer is None and malformed is None:
         if raw.get("out_of_memory"):
             return {**row, "verdict": "out_of_memory",
                     "detail": "the whole submission reached its memory limit (its cgroup's): killed"}
@@ -351,8 +431,12 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
             return {**row, "verdict": "crashed", "detail": f"{_signal_name(-code)}: {why}"}
         if _memory(raw["stderr"]):
             return {**row, "verdict": "out_of_memory", "detail": _last_line(raw["stderr"])}
-        return {**row, "verdict": "exited", "detail": f"the process exited with code {code} before its results "
-                                                        f"were written (os._exit or a crash in an extension)"}
+        return {**row, "verdict": "exited", "detail": f"the process exited with code {code} before its answer "
+                                                        f"was written (os._exit or a crash in an extension)"}
+    if malformed is not None:
+        return {**row, "verdict": "bad_output", "detail": malformed}
+    record = answer.record
+    row["loading"] = " | ".join(record.get("loading") or [])
     if record["import_error"]:
         message = record["import_error"]
         verdict = ("out_of_memory" if _memory(message) else "exited" if "SystemExit" in message else "import_error")
@@ -360,38 +444,67 @@ def judge_submission(raw: dict, plan: Plan) -> dict:
         path = str(raw.get("path", ""))
         if path:
             message = message.replace(repr(path), raw["name"]).replace(path, raw["name"])
-        return {**row, "verdict": verdict, "detail": message.splitlines()[0][:300]}
+        return {**row, "verdict": verdict, "detail": message.splitlines()[0][:300] if message else ""}
+    if clip is not None:
+        row["loading"] = " | ".join(filter(None, [row["loading"], (
+            f"clipped at ±{clip:g}, as min-char-rnn does (read by the grader from the code of its loss function "
+            f"that can run): compared with the true gradients clipped at ±{clip:g}; --strict-clip compares them "
+            f"unclipped")]))
     cell = None
     if plan.settings.get("cell"):
         from comparisons.check import gated
         from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
+        from comparisons.check.candidate import INITIAL
         cell = builtin_cells()[plan.settings["cell"]]
         gates = _gates(cell.param_shapes)
-    outcomes = []
-    for i, (case, entry) in enumerate(zip(plan.cases, record["cases"])):
+    outcomes, inconclusive = [], []
+    for i, case in enumerate(plan.cases):
         if i in plan.inconclusive:
             continue
-        if entry["status"] != "returned":
-            outcomes.append(Outcome(case, entry["status"], reason=entry["reason"], traceback=entry["traceback"]))
+        entry = record["cases"][i] if i < len(record["cases"]) else {"status": None, "reason": "", "traceback": ""}
+        status = entry["status"]
+        if status not in answers.CHILD_STATUSES:
+            outcomes.append(Outcome(case, "bad_output", reason="no answer for this case" if status is None else
+                                    f"the answer's case status {text.cap(status, 40)!r} is not one the harness gives"))
             continue
-        grads = {k: raw["arrays"][f"{i}/{k}"] for k in entry["grads"]}
-        result = Gradients(entry["loss"], grads,
-                           raw["arrays"].get(f"{i}/dL_dh") if entry["dL_dh"] else None,
-                           raw["arrays"].get(f"{i}/dL_dx") if entry["dL_dx"] else None)
+        if status != "returned":
+            outcomes.append(Outcome(case, status, reason=entry["reason"], traceback=entry["traceback"]))
+            continue
+        problem = answer.problems[i]
+        if problem is not None:
+            kind = "non_finite" if problem.startswith("non_finite: ") else "bad_output"
+            outcomes.append(Outcome(case, kind, reason=problem.removeprefix("non_finite: ")))
+            continue
+        arrays = answer.cases[i]
+        grads = {k: v for k, v in arrays.items() if k not in ("loss", "dL_dh", "dL_dx")}
+        result = Gradients(float(arrays["loss"]), grads, arrays.get("dL_dh"), arrays.get("dL_dx"))
         references, magnitude = plan.prepared[i]
         if cell is not None:
-            if record.get("clip") is not None:
-                references = {k: gated._clipped(r, record["clip"]) for k, r in references.items()}
+            why = clip_reason(references, clip, INITIAL.values())
+            if why is not None:
+                inconclusive.append(why)
+                continue
+            if clip is not None:
+                references = {k: gated._clipped(r, clip) for k, r in references.items()}
             outcomes.append(gated.judge(case, result, references, magnitude,
                                         make_cell_problem(case, cell.param_shapes), gates))
             continue
-        outcomes.append(judge(case, result, references, magnitude, make_problem(case), clip=record.get("clip")))
+        outcome = judge(case, result, references, magnitude, make_problem(case), clip=clip)
+        if outcome.status == "inconclusive":
+            inconclusive.append(outcome.reason)
+            continue
+        outcomes.append(outcome)
     agreed = sum(o.status == "agree" for o in outcomes)
     row.update(cases_agreed=agreed, cases_run=len(outcomes))
+    if inconclusive:
+        row["notes"] = f"{len(inconclusive)} case(s) inconclusive for this submission: {inconclusive[0]}"
     failed = [o for o in outcomes if o.failed]
     if not failed:
-        return {**row, "verdict": "agree" if outcomes else "import_error",
-                "detail": "" if outcomes else "no case was run"}
+        if outcomes:
+            return {**row, "verdict": "agree"}
+        if inconclusive:
+            return {**row, "verdict": "inconclusive", "detail": f"no case could be judged: {inconclusive[0]}"}
+        return {**row, "verdict": "import_error", "detail": "no case was run"}
     size = lambda o: (o.case.T * o.case.B * o.case.H * o.case.D * o.case.O, o.case.T)
     disagreeing = sorted((o for o in failed if o.status in ("disagree", "non_finite")), key=size)
     if disagreeing:
@@ -423,6 +536,7 @@ class Submission:
     files: dict
     main: str | None
     why_not: str = ""            # a folder with no file that defines the convention's functions
+    refused: list = field(default_factory=list)     # (relative path, why) of what was not collected
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -440,7 +554,9 @@ def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tup
     """(the submissions in ``folder``, [(name, why skipped)]): every ``.py`` and ``.ipynb``
     and every sub-folder (one per student: the file of it that defines the convention's
     functions is graded, its other files go with it as the student's helpers). A course
-    helper named in ``paths`` is never graded; whatever else is not a submission is said."""
+    helper named in ``paths`` is never graded; whatever else is not a submission is said.
+    Read as ``comparisons.grading.collect`` reads: no link followed, no device or FIFO read,
+    a folder's bytes and files capped."""
     from comparisons.conventions import CONVENTIONS
     from comparisons.loading import defined_functions
 
@@ -450,40 +566,88 @@ def submissions(folder, convention: str | None = None, fn=None, paths=()) -> tup
     helpers = _helper_names(paths)
     wanted = tuple(fn or (CONVENTIONS[convention][1] if convention in CONVENTIONS else ("loss_and_grads",)))
     found, skipped = [], []
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith((".", "__")):
+    for name, mode in collect.entries(folder):
+        if name.startswith((".", "__")):
             continue
-        if entry.is_file():
-            if entry.suffix not in SOURCE_SUFFIXES:
-                skipped.append((entry.name, "not a .py or .ipynb file"))
-            elif entry.stem in helpers:
-                skipped.append((entry.name, "a course helper (in --path): never graded"))
+        shown = text.terminal(name)
+        if stat.S_ISREG(mode):
+            if Path(name).suffix not in SOURCE_SUFFIXES:
+                skipped.append((shown, "not a .py or .ipynb file"))
+            elif Path(name).stem in helpers:
+                skipped.append((shown, "a course helper (in --path): never graded"))
             else:
-                found.append(Submission(entry.name, {entry.name: entry.read_bytes()}, entry.name))
-        elif entry.is_dir():
-            sources = sorted(p for p in entry.rglob("*") if p.is_file() and p.suffix in SOURCE_SUFFIXES
-                             and not any(part.startswith((".", "__")) for part in p.relative_to(entry).parts))
-            if not sources:
-                skipped.append((entry.name + "/", "a folder without .py or .ipynb files"))
+                try:
+                    data = collect.read_regular(folder / name)
+                except collect.Refused as exc:
+                    skipped.append((shown, str(exc)))
+                    continue
+                found.append(Submission(name, {name: data}, name))
+        elif stat.S_ISDIR(mode):
+            try:
+                files, refused = collect.read_tree(folder / name, SOURCE_SUFFIXES)
+            except collect.Refused as exc:
+                skipped.append((shown + "/", str(exc)))
                 continue
-            size = sum(p.stat().st_size for p in sources)
-            if size > FOLDER_MAX_BYTES:
-                skipped.append((entry.name + "/", f"{size // 2**20} MB of sources: over {FOLDER_MAX_BYTES // 2**20} MB"))
+            if not files:
+                skipped.append((shown + "/", "a folder without .py or .ipynb files"
+                                + (f" ({len(refused)} entries not read: links or special files)" if refused else "")))
                 continue
-            files = {str(p.relative_to(entry)): p.read_bytes() for p in sources}
-            own = [p for p in sources if p.stem not in helpers]
-            mains = [p for p in own if set(wanted) <= defined_functions(p)]
+            own = [r for r in files if Path(r).stem not in helpers]
+            mains = [r for r in own if set(wanted) <= defined_functions(folder / name / r, files[r])]
             # a .py beside the notebook it was exported from: the .py is what was meant to run
-            mains.sort(key=lambda p: (p.suffix != ".py", len(p.relative_to(entry).parts), p.name))
-            if mains:
-                found.append(Submission(entry.name + "/", files, str(mains[0].relative_to(entry))))
-            else:
-                found.append(Submission(entry.name + "/", files, None,
-                                        f"no file of the folder defines {', '.join(wanted)} "
-                                        f"(its files: {', '.join(sorted(files))})"))
+            mains.sort(key=lambda r: (Path(r).suffix != ".py", len(Path(r).parts), Path(r).name))
+            sub = Submission(name + "/", files, mains[0] if mains else None,
+                             "" if mains else f"no file of the folder defines {', '.join(wanted)} "
+                                              f"(its files: {', '.join(sorted(files))})")
+            sub.refused = list(refused)
+            found.append(sub)
+        else:
+            skipped.append((shown, collect.kind(mode) + (": not followed" if stat.S_ISLNK(mode) else ": not read")))
     if not found:
         raise ValueError(f"DIR: no submission (*.py, *.ipynb or a student's folder) in {str(folder)!r}")
     return found, skipped
+
+
+ENGINES = ("torch", "jax", "tensorflow", "autograd", "mxnet")
+
+
+def source_facts(p: Submission, plan: Plan) -> dict:
+    """What the grader reads off a submission's sources itself, outside any sandbox: the
+    autodiff engines it imports by name, the forbidden ones among them, and min-char-rnn's
+    clip bound from its loss function's code that can run. Nothing of it is run."""
+    from comparisons.conventions.min_char import clip_from_source
+    from comparisons.loading import imported_modules, source_trees
+
+    trees = {r: source_trees(r, data) for r, data in p.files.items()}
+    imported = set().union(*map(imported_modules, trees.values())) if trees else set()
+    engines = sorted(imported & set(ENGINES))
+    forbidden = sorted(imported & set(sandbox.forbidden_names(plan.settings.get("forbid") or ())))
+    clip = None
+    if plan.convention in ("min-char-rnn", "min-char-rnn-lstm") and not plan.settings.get("strict_clip") and p.main:
+        try:
+            clip = clip_from_source(trees[p.main], (plan.fn or ("lossFun",))[0])
+        except (RecursionError, ValueError, TypeError):
+            clip = None
+    return {"engines": engines, "forbidden": forbidden, "clip": clip}
+
+
+def _shown(row: dict) -> dict:
+    """The row as the gradebook keeps it: every field a submission could write capped and its
+    control characters escaped (the row's notes say which were)."""
+    escaped = []
+    out = dict(row)
+    for key in ("file", "detail", "loading", "diagnosis", "smallest_case", "notes", "stdout", "stderr"):
+        value = out.get(key)
+        if not isinstance(value, str):
+            continue
+        limit = text.OUTPUT_MAX if key in ("stdout", "stderr") else text.NAME_MAX if key == "file" else text.FIELD_MAX
+        out[key], changed = text.clean(value, limit, "\n\t" if key in ("stdout", "stderr") else "")
+        if changed and key not in ("stdout", "stderr"):
+            escaped.append(key)
+    if escaped:
+        out["notes"] = "; ".join(filter(None, [out.get("notes", ""),
+                                               f"control characters escaped in {', '.join(escaped)}"]))
+    return out
 
 
 def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str | None = None,
@@ -519,29 +683,45 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
         progress(f"resuming: {len(files) - len(todo)} of {len(files)} submissions already graded (--force regrades)")
     spec = {"convention": plan.convention, "fn": list(plan.fn) if plan.fn else None,
             "paths": plan.settings.get("paths", []), "stubs": plan.settings.get("stubs", []),
-            "strict_clip": plan.settings.get("strict_clip", False),
+            "strict_clip": plan.settings.get("strict_clip", False), "forbid": plan.settings.get("forbid") or [],
             "cases": [c.to_dict() for i, c in enumerate(plan.cases)], "checked": [list(c) for c in plan.checked],
+            "answer_budget": answers.answer_budget(expectations(plan)),
             "limits": {"address_space": plan.settings["memory"], "cpu_seconds": int(plan.settings["timeout"]) + 1,
                        "open_files": OPEN_FILES, "file_size": FILE_SIZE}}
+    facts = {p.name: source_facts(p, plan) for p in todo}
+
+    def finish(p: Submission, row: dict, done: str) -> None:
+        f = facts[p.name]
+        notes = [row.get("notes", "")]
+        if p.refused:
+            notes.append("not collected: " + ", ".join(f"{text.terminal(r)} ({why})" for r, why in p.refused[:10]))
+        row = _shown({**row, "engines": ",".join(f["engines"]), "notes": "; ".join(filter(None, notes)),
+                      "sha256": digests[p.name]})
+        book["rows"][p.name] = row
+        atomic.write_text(book_path, json.dumps(book, indent=1, sort_keys=True) + "\n")
+        progress(f"{done}{text.terminal(p.name)}: {row['verdict']}" + (f" ({row['diagnosis']})" if row["diagnosis"] else ""))
+
     workers = workers or os.cpu_count() or 1
-    cluster = None if scheduler else LocalCluster(n_workers=1, threads_per_worker=workers, processes=False,
-                                                  dashboard_address=":0")
+    runnable = [p for p in todo if p.main is not None and not facts[p.name]["forbidden"]]
+    cluster = None if scheduler or not runnable else LocalCluster(n_workers=1, threads_per_worker=workers,
+                                                                  processes=False, dashboard_address=":0")
+    by_name = {p.name: p for p in todo}
     try:
-        with Client(scheduler or cluster) as client:
-            futures = [client.submit(run_submission, p.name, p.files, p.main, spec, plan.settings["timeout"],
-                                     pure=False) for p in todo if p.main is not None]
-            for p in todo:
-                if p.main is None:          # a folder with nothing to grade: its row says why
-                    book["rows"][p.name] = {**judge_submission(_nothing(p), plan), "sha256": digests[p.name]}
-                    progress(f"{p.name}: import_error ({p.why_not})")
-            for done, future in enumerate(as_completed(futures), 1):
-                raw = future.result()
-                row = judge_submission(raw, plan)
-                row["sha256"] = digests[raw["name"]]
-                book["rows"][raw["name"]] = row
-                atomic.write_text(book_path, json.dumps(book, indent=1, sort_keys=True) + "\n")
-                progress(f"[{done}/{len(todo)}] {raw['name']}: {row['verdict']}"
-                         + (f" ({row['diagnosis']})" if row["diagnosis"] else ""))
+        for p in todo:
+            if p.main is None:          # a folder with nothing to grade: its row says why
+                finish(p, judge_submission(_nothing(p), plan), "")
+            elif facts[p.name]["forbidden"]:      # decided from its source: it never runs
+                rule = ",".join(plan.settings.get("forbid") or ())
+                finish(p, judge_submission(_nothing(p, f"imports {', '.join(facts[p.name]['forbidden'])}, which the "
+                                                       f"course forbids (--forbid-import {rule})"), plan), "")
+        if runnable:
+            with Client(scheduler or cluster) as client:
+                futures = [client.submit(run_submission, p.name, p.files, p.main, spec, plan.settings["timeout"],
+                                         pure=False) for p in runnable]
+                for done, future in enumerate(as_completed(futures), 1):
+                    raw = future.result()
+                    p = by_name[raw["name"]]
+                    finish(p, judge_submission(raw, plan, clip=facts[p.name]["clip"]), f"[{done}/{len(runnable)}] ")
     finally:
         if cluster is not None:
             cluster.close()
@@ -551,11 +731,12 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     return book
 
 
-def _nothing(submission: Submission) -> dict:
-    """What a folder with no gradable file "returned": an import error saying why."""
+def _nothing(submission: Submission, why: str | None = None) -> dict:
+    """What a submission the grader does not run "returned": an import error saying why (a
+    folder with no gradable file, a forbidden import read off its source)."""
     return {"name": submission.name, "path": "", "returncode": 0, "timed_out": False, "seconds": 0.0,
-            "stdout": "", "stderr": "", "arrays": {},
-            "record": {"import_error": submission.why_not, "cases": [], "loading": []}}
+            "stdout": "", "stderr": "", "answer": None,
+            "record": {"import_error": why or submission.why_not, "cases": [], "loading": []}}
 
 
 def write_csv(book: dict, path) -> None:
@@ -565,7 +746,10 @@ def write_csv(book: dict, path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for name in sorted(book["rows"]):
-        writer.writerow(book["rows"][name])
+        # a row kept by an older grader may lack the newer columns; every cell as a spreadsheet's text
+        row = book["rows"][name]
+        writer.writerow({k: text.csv_cell(text.clean(row[k], text.FIELD_MAX)[0] if isinstance(row.get(k), str)
+                                          else row.get(k, "")) for k in COLUMNS})
     atomic.write_text(path, buffer.getvalue())
 
 
@@ -624,7 +808,7 @@ def render_html(book: dict) -> str:
         where = e(str(r["parameter"])) + (f", t = {r['step']}" if r["step"] != "" else "")
         output = "".join(f"<details><summary>{k}</summary><pre>{e(r[k])}</pre></details>"
                          for k in ("stdout", "stderr") if r.get(k))
-        parts.append(f"<tr><td>{e(name)}</td><td class='{r['verdict']}'>{r['verdict']}</td>"
+        parts.append(f"<tr><td>{e(str(r.get('file', name)))}</td><td class='{e(r['verdict'])}'>{e(r['verdict'])}</td>"
                      f"<td>{r['cases_agreed']} / {r['cases_run']}</td><td>{where}</td>"
                      f"<td>{e(r['diagnosis'].replace(';', ', '))}</td><td>{e(r['detail'])}"
                      f"{'<br><code>' + e(r['smallest_case']) + '</code>' if r['smallest_case'] else ''}"

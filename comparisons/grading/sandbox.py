@@ -83,9 +83,10 @@ class Protections:
         whole-submission memory, process count, CPU (one core)" or what is missing and why."""
         parts = []
         if self.held:
-            limits = [h for h in self.held if h not in ISOLATION]
+            limits = [h for h in self.held if h not in ISOLATION and h != "disk quota"]
             iso = [h for h in self.held if h in ISOLATION]
-            parts.append(("bubblewrap: " + ", ".join(iso) if iso else "no isolation")
+            disk = f"; disk quota ({DISK_BYTES // 2**20} MB, {DISK_FILES} files)" if "disk quota" in self.held else ""
+            parts.append(("bubblewrap: " + ", ".join(iso) if iso else "no isolation") + disk
                          + (f"; whole-submission {', '.join(limits)} (cgroup {self.cgroup})" if limits else ""))
         if self.missing:
             parts.append("missing " + "; ".join(f"{k} ({v})" for k, v in self.missing.items()))
@@ -129,6 +130,11 @@ def protections() -> Protections:
         else:
             why = (probe.stderr.strip().splitlines() or ["bwrap failed"])[-1]
             p.missing["isolation"] = f"bubblewrap could not create its namespaces here: {why}"
+    if p.bwrap is not None:
+        if _unshare() is not None:
+            p.held.append("disk quota")
+        else:
+            p.missing["disk quota"] = "unshare cannot mount a tmpfs here (the submission writes into a temporary folder)"
     root = _cgroup_root()
     if root is None:
         p.missing["whole-submission limits"] = "no writable cgroup (limits are per process: RLIMIT_AS, RLIMIT_CPU)"
@@ -207,22 +213,105 @@ def harness() -> str:
         for f in (sorted(p.name for p in source.glob("*.py")) if names is None else names):
             shutil.copy2(source / f, target / f)
     (folder / "empty").mkdir()
+    (folder / "forbidden").mkdir()
+    (folder / "forbidden" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(f'No module named {__name__!r}: the course forbids it (--forbid-import)', "
+        "name=__name__)\n")
     return str(folder)
 
 
-def command(argv: list, *, work: str, results: str, paths=(), env: dict) -> tuple[list, dict]:
+def command(argv: list, *, work: str, paths=(), env: dict, forbid=()) -> tuple[list, dict]:
     """(bwrap's argv around ``argv``, the environment) for one submission: ``work`` its folder
-    (writable), ``results`` where the child writes what it returned, ``paths`` the course's
-    helper folders (read-only)."""
+    (writable: the only thing it may write), ``paths`` the course's helper folders
+    (read-only), ``forbid`` the modules whose installed files are masked (``--forbid-import``).
+    What the child answers travels on a pipe it inherits, not through a folder."""
     p = protections()
     h = harness()
     args = [p.bwrap, *_namespaces(), *_system_mounts(), *_python_mounts(os.path.join(h, "empty")),
+            *_forbidden_mounts(forbid, os.path.join(h, "forbidden")),
             "--ro-bind", os.path.join(h, "lib"), HARNESS_AT]
     for d in paths:
         d = os.path.realpath(d)
         args += ["--ro-bind", d, d]
-    args += ["--bind", work, work, "--bind", results, results, "--chdir", work, "--"]
-    return args + list(argv), {**env, "PYTHONPATH": HARNESS_AT, "PYTHONNOUSERSITE": "1"}
+    args += ["--bind", work, work, "--chdir", work, "--"]
+    return args + list(argv), {**env, "PYTHONNOUSERSITE": "1"}
+
+
+#: a forbidden module's companions: the packages that hold its engine besides its own name
+COMPANIONS = {"torch": ("torch", "functorch", "torchgen"), "jax": ("jax", "jaxlib", "jax_plugins")}
+
+
+def forbidden_names(forbid) -> list:
+    """The top-level names ``--forbid-import`` makes unimportable, companions included."""
+    return sorted({n for m in forbid for n in COMPANIONS.get(m, (m,))})
+
+
+def _forbidden_mounts(forbid, stand_in: str) -> list:
+    """Each installed copy of a forbidden module (package folder or single file), in every
+    site folder, replaced by a stand-in whose import raises ModuleNotFoundError: its real
+    files are not in the sandbox, so no trick inside the child can import them."""
+    out = []
+    for site in _site_folders():
+        for name in forbidden_names(forbid):
+            folder, single = os.path.join(site, name), os.path.join(site, name + ".py")
+            if os.path.isdir(folder):
+                out += ["--ro-bind", stand_in, folder]
+            elif os.path.isfile(single):
+                out += ["--ro-bind", os.path.join(stand_in, "__init__.py"), single]
+    return out
+
+
+def child_argv(spec: dict, sandboxed: bool) -> list:
+    """The child's interpreter: isolated (``-I``: no PYTHON* variables, no user site, no
+    script or working folder on sys.path), under ``prlimit``'s limits set before it starts
+    (``spec["limits"]``); where there is no prlimit the child sets them itself first thing
+    (``spec["limits_by"] == "python"``)."""
+    script = (f"{HARNESS_AT}/comparisons/grading/child.py" if sandboxed
+              else str(Path(__file__).with_name("child.py")))
+    argv = [sys.executable, "-I", script]
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        spec["limits_by"] = "python"
+        return argv
+    spec["limits_by"] = "prlimit"
+    lim = spec["limits"]
+    cpu = int(lim["cpu_seconds"])
+    flags = [f"--cpu={cpu}:{cpu + 5}", f"--nofile={lim['open_files']}:{lim['open_files']}",
+             f"--fsize={lim['file_size']}:{lim['file_size']}", "--core=0:0"]
+    if lim.get("address_space"):
+        flags.append(f"--as={lim['address_space']}:{lim['address_space']}")
+    return [prlimit, *flags, "--", *argv]
+
+
+# --- the submission's folder: a tmpfs of its own, with a quota -------------------------------
+
+DISK_BYTES = 64 * 2 ** 20             # what one submission may write, in all
+DISK_FILES = 4096                     # and how many files and folders
+
+
+@functools.lru_cache(maxsize=1)
+def _unshare() -> str | None:
+    """util-linux's ``unshare``, where it can make a user and mount namespace here and mount a
+    tmpfs in it (probed once per process), else None."""
+    found = shutil.which("unshare")
+    if found is None or not sys.platform.startswith("linux"):
+        return None
+    with tempfile.TemporaryDirectory(prefix="bptt-xval-probe-") as d:
+        probe = subprocess.run([found, "--user", "--map-root-user", "--mount", "/bin/sh", "-c",
+                                f'mount -t tmpfs -o size=1m,nr_inodes=16 tmpfs "{d}"'],
+                               capture_output=True, text=True, timeout=30)
+    return found if probe.returncode == 0 else None
+
+
+def workspace(argv: list, *, work: str, staged: str) -> list:
+    """``argv`` started in a mount namespace of its own where ``work`` is a tmpfs of
+    DISK_BYTES and DISK_FILES inodes holding a copy of ``staged`` (the submission's files):
+    whatever it writes counts against the quota (and against its cgroup's memory), nothing
+    reaches the grader's disk, and all of it is gone when its last process ends."""
+    script = ('mount -t tmpfs -o "size=$1,nr_inodes=$2,mode=0700" tmpfs "$3" && cp -R "$4"/. "$3"/ || exit 125; '
+              'shift 4; exec "$@"')
+    return [_unshare(), "--user", "--map-root-user", "--mount", "/bin/sh", "-c", script, "sh",
+            str(DISK_BYTES), str(DISK_FILES), work, staged, *argv]
 
 
 # --- the whole submission's limits: a cgroup of its own ---------------------------------------
