@@ -43,9 +43,9 @@ from bptt_xval.model import Gradients
 from comparisons.grading import answers, collect, sandbox, text
 
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
-            "crashed", "import_error")
+            "crashed", "import_error", "inconclusive")
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
-           "detail", "smallest_case", "loading", "sandbox")
+           "detail", "smallest_case", "loading", "sandbox", "engines", "notes")
 SOURCE_SUFFIXES = (".py", ".ipynb")
 FOLDER_MAX_BYTES = collect.FOLDER_MAX_BYTES     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
@@ -344,7 +344,8 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
             code = 128 - code          # bwrap exits 128 + n for a child killed by signal n: as Popen says it
         return {"name": name, "path": spec["file"], "returncode": code, "timed_out": timed_out, "seconds": seconds,
                 "stdout": stdout.text(), "stderr": stderr.text(), "answer": None if timed_out else data,
-                "answer_over": answer.over, "sandbox": held.text(), "out_of_memory": out_of_memory}
+                "answer_over": answer.over, "answer_budget": int(spec["answer_budget"]), "sandbox": held.text(),
+                "out_of_memory": out_of_memory}
 
 
 # --- judging what came back ---------------------------------------------------------------
@@ -411,7 +412,8 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
     if raw.get("record") is not None:          # a row made by the grader itself (_nothing)
         answer = answers.Answer(raw["record"], [], [])
     elif raw.get("answer_over"):
-        malformed = f"its answer was over {plan.settings.get('answer_budget', 0)} bytes, more than the cases can need"
+        malformed = (f"its answer was over {raw.get('answer_budget', 0)} bytes, more than the cases can need "
+                     f"(not read)")
     elif raw.get("answer"):
         try:
             answer = answers.read(raw["answer"], expectations(plan))
