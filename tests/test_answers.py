@@ -13,7 +13,7 @@ from comparisons.check.cases import make_problem
 from comparisons.check.cells import GATED_LAYOUTS, make_cell_problem
 from comparisons.cli import convention_check, load_file
 from comparisons.grading import answers
-from comparisons.grading.gradebook import expectations, make_plan
+from comparisons.grading.gradebook import make_plan
 
 SOURCES = {"min-char-rnn": styles.min_char_source, "cs231n": styles.cs231n_source,
            "cs231n-step": styles.cs231n_source, "deeplearning-ai": styles.dlai_source,
@@ -27,7 +27,7 @@ def test_each_convention_returns_what_the_grader_expects(convention, tmp_path):
     path.write_text(SOURCES[convention]())
     plan = make_plan(convention, cases=2, seed=3)
     fn = convention_check(load_file(str(path)), str(path), convention, None)
-    for case, checked, want in zip(plan.cases, plan.checked, expectations(plan)):
+    for case, checked, want in zip(plan.cases, plan.checked, plan.expected):
         if getattr(fn, "cell", None):
             shapes, state = GATED_LAYOUTS[fn.cell]
             got = run_gated_candidate(fn, case, make_cell_problem(case, shapes), state)

@@ -500,13 +500,8 @@ def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, los
                  y if loss == "cross_entropy" else y.astype(np.float64)) for p, x, y in arrays]
     with np.errstate(all="ignore"):
         refs = references(step, drawn, arrays64, param_shapes, len(state), names)
-    from comparisons.check.checker import Outcome, clip_reason
-
-    why = [clip_reason(r, clip, INITIAL.values()) for r, _, _ in refs]
-    if clip is not None:
-        refs = [({name: _clipped(g, clip) for name, g in r.items()}, m, c) for r, m, c in refs]
-    return [Outcome(case, "inconclusive", reason=w) if w else judge_case(fn, case, a, r, state=state, gates=_gates(param_shapes))
-            for case, a, r, w in zip(drawn, arrays, refs, why)]
+    return [judge_case(fn, case, a, r, state=state, gates=_gates(param_shapes), clip=clip)
+            for case, a, r in zip(drawn, arrays, refs)]
 
 
 def _clipped(g: Gradients, c: float) -> Gradients:
@@ -544,12 +539,19 @@ def run_candidate(fn, case: Case, arrays, state):
     return run_gated_candidate(fn, case, arrays, state)
 
 
-def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: int):
-    """The candidate's ``got`` against the references ``results`` (the case's verdict)."""
+def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: int, clip=None):
+    """The candidate's ``got`` against the references ``results`` (the case's verdict).
+    ``clip``: a min-char-rnn copy's own bound, as ``checker.judge`` takes it: a case clipped
+    past judging is inconclusive, else the parameters' references are clipped at it."""
     from comparisons.check.cells import finite_differences_hold
-    from comparisons.check.checker import Outcome
+    from comparisons.check.checker import Outcome, clip_reason
     from comparisons.check.compare import compare
 
+    why = clip_reason(results, clip, INITIAL.values())
+    if why is not None:
+        return Outcome(case, "inconclusive", reason=why, result=got)
+    if clip is not None:
+        results = {name: _clipped(g, clip) for name, g in results.items()}
     tol_case = case.replace(H=gates * case.H)
     if "numeric" in results and not finite_differences_hold(results, tol_case, magnitude):
         results = {k: v for k, v in results.items() if k != "numeric"}    # autodiff judges alone
@@ -563,7 +565,7 @@ def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: i
     return Outcome(case, status, comparisons, result=got, references=results, magnitude=magnitude, arrays=arrays)
 
 
-def judge_case(fn, case: Case, arrays, prepared, *, state, gates):
+def judge_case(fn, case: Case, arrays, prepared, *, state, gates, clip=None):
     """One case's ``Outcome``: ``check_cell_case``'s rules on the stacked references."""
     from comparisons.check.checker import Outcome
 
@@ -574,7 +576,7 @@ def judge_case(fn, case: Case, arrays, prepared, *, state, gates):
     got = run_candidate(fn, case, arrays, state)
     if isinstance(got, Outcome):
         return got
-    return judge(case, got, results, magnitude, arrays, gates)
+    return judge(case, got, results, magnitude, arrays, gates, clip=clip)
 
 
 def failure(outcome, cell: str, gates: int, diagnose: bool = True):

@@ -176,8 +176,9 @@ def read(data: bytes, expectations: list) -> Answer:
     """The answer to ``expectations`` (one :class:`Expected` per case) in ``data``: raises
     :class:`Malformed` when it cannot be read as a whole; a case whose arrays are missing,
     extra, mis-shaped, of a wrong dtype or not finite gets its reason in ``problems``."""
-    if len(data) > answer_budget(expectations):
-        raise Malformed(f"{len(data)} bytes: over the {answer_budget(expectations)} these cases can need")
+    budget = answer_budget(expectations)
+    if len(data) > budget:
+        raise Malformed(f"{len(data)} bytes: over the {budget} these cases can need")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         infos = archive.infolist()
@@ -206,12 +207,12 @@ def read(data: bytes, expectations: list) -> Answer:
         if not index.isdigit() or int(index) >= len(expectations) or array is None:
             raise Malformed(f"an unexpected member {text.terminal(name)!r}")
         i = int(index)
-        shape = expectations[i].shape(array)
+        e = expectations[i]
+        shape = e.shape(array)
         if shape is None:
             problems[i] = problems[i] or f"returned {array}, which this case does not take"
             continue
         try:
-            e = expectations[i]
             cases[i][array] = _array(archive, info, shape, e.dtype if array in e.exact else None)
         except (ValueError, zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as exc:
             problems[i] = problems[i] or f"{array}: {exc}"

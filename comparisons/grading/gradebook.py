@@ -21,6 +21,7 @@ finish; a rerun skips those already graded with the same source and settings unl
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import html
 import io
@@ -47,13 +48,11 @@ VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memo
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
            "detail", "smallest_case", "loading", "sandbox", "engines", "notes")
 SOURCE_SUFFIXES = (".py", ".ipynb")
-FOLDER_MAX_BYTES = collect.FOLDER_MAX_BYTES     # a student's folder travels to its process whole: bounded
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
                     "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
 OUTPUT_KEPT = 16 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256
 FILE_SIZE = 256 * 2 ** 20        # the largest file a submission may write
-SUITE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def parse_size(text) -> int:
@@ -90,6 +89,20 @@ class Plan:
     inconclusive: dict                   # case index -> reason
     settings: dict = field(default_factory=dict)
 
+    @functools.cached_property
+    def expected(self) -> list:
+        """What each case must return (``answers.expected``), by the grader's own reading of
+        the convention and the cases, never the child's."""
+        from comparisons.check.cases import make_problem
+
+        if self.settings.get("cell"):
+            from comparisons.check.cells import builtin_cells, make_cell_problem
+            shapes = builtin_cells()[self.settings["cell"]].param_shapes
+            params = [make_cell_problem(case, shapes)[0] for case in self.cases]
+            return [answers.expected(self.convention, case, p, tuple(p)) for case, p in zip(self.cases, params)]
+        return [answers.expected(self.convention, case, make_problem(case)[0], checked)
+                for case, checked in zip(self.cases, self.checked)]
+
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -122,11 +135,9 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
     elif fn is not None and len(fn) != 1:
         raise ValueError(f"fn: the contract convention takes one function name; got {','.join(fn)}")
     if cell is not None:
-        plan = _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
+        return _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
                            output=output, loss=loss, reduction=reduction, paths=paths, stubs=stubs,
-                           strict_clip=strict_clip)
-        plan.settings["forbid"] = forbid
-        return plan
+                           strict_clip=strict_clip, forbid=forbid)
     config = {"hidden": hidden or space_dict.get("hidden", "tanh"), "output": output or space_dict.get("output", "identity"),
               "loss": loss or space_dict.get("loss", "squared_error"),
               "reduction": reduction or space_dict.get("reduction", "mean")}
@@ -148,7 +159,7 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
 
 
 def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memory, output, loss, reduction, paths,
-                stubs, strict_clip) -> Plan:
+                stubs, strict_clip, forbid) -> Plan:
     """make_plan for a gated convention: the cases of its case space and the suite's LSTM or
     GRU cell's references (``comparisons.check.gated``), stacked across the class's cases."""
     from comparisons.check.cases import CaseSpace, draw_cases
@@ -164,7 +175,7 @@ def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memor
     settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
                 "timeout": timeout, "memory": memory, "hidden": "tanh", **config, "references": sorted(names),
                 "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip,
-                "cell": cell}
+                "forbid": forbid, "cell": cell}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [() for _ in drawn], prepared, inconclusive,
                 settings)
 
@@ -172,17 +183,18 @@ def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memor
 # --- the submission's process -------------------------------------------------------------
 
 class _Tail:
-    """Keeps the first OUTPUT_KEPT bytes of a pipe and drains the rest (megabytes of prints
-    must neither fill the grader's memory nor block the child on a full pipe)."""
+    """Keeps the first ``limit`` bytes of a pipe and drains the rest (megabytes of prints
+    must neither fill the grader's memory nor block the child on a full pipe); ``dropped``
+    counts what was not kept."""
 
-    def __init__(self, pipe):
-        self.kept, self.dropped = bytearray(), 0
+    def __init__(self, pipe, limit: int = OUTPUT_KEPT):
+        self.limit, self.kept, self.dropped = limit, bytearray(), 0
         self.thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self.thread.start()
 
     def _read(self, pipe):
         for chunk in iter(lambda: pipe.read(65536), b""):
-            room = OUTPUT_KEPT - len(self.kept)
+            room = self.limit - len(self.kept)
             self.kept += chunk[:max(room, 0)]
             self.dropped += max(len(chunk) - max(room, 0), 0)
         pipe.close()
@@ -191,6 +203,11 @@ class _Tail:
         self.thread.join(timeout=5)
         out = self.kept.decode("utf-8", "replace")
         return out + (f"\n[... {self.dropped} more bytes not kept]" if self.dropped else "")
+
+    def whole(self) -> bytes | None:
+        """Every byte the pipe carried, or None when there were more than ``limit``."""
+        self.thread.join(timeout=5)
+        return None if self.dropped else bytes(self.kept)
 
 
 class Spawner:
@@ -244,28 +261,6 @@ def spawner() -> Spawner:
         return _SPAWNER
 
 
-class _Bytes:
-    """Reads a pipe to its end in a thread of its own, keeping at most ``limit`` bytes (the
-    child's answer: what the plan's cases can need, never more in the grader's memory)."""
-
-    def __init__(self, fd: int, limit: int):
-        self.limit, self.kept, self.over = limit, bytearray(), False
-        self.thread = threading.Thread(target=self._read, args=(fd,), daemon=True)
-        self.thread.start()
-
-    def _read(self, fd):
-        with os.fdopen(fd, "rb", buffering=0) as pipe:
-            for chunk in iter(lambda: pipe.read(1 << 20), b""):
-                if len(self.kept) + len(chunk) > self.limit:
-                    self.over = True
-                    continue                       # drained, not kept: the child is not blocked
-                self.kept += chunk
-
-    def value(self) -> bytes | None:
-        self.thread.join(timeout=5)
-        return None if self.over else bytes(self.kept)
-
-
 def _safe_relative(name: str) -> str:
     """A submission's file name as a path under its folder (no absolute path, no ``..``):
     a worker of a real cluster writes what the grader sent it, and nothing else."""
@@ -314,7 +309,8 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
                                         stderr=subprocess.PIPE, start_new_session=True, pass_fds=(write_end,))
             finally:
                 os.close(write_end)
-            answer = _Bytes(read_end, int(spec["answer_budget"]))
+            # the child's answer: bounded by what the cases can need (answers.answer_budget)
+            answer = _Tail(os.fdopen(read_end, "rb", buffering=0), int(spec["answer_budget"]))
             stdout, stderr = _Tail(child.stdout), _Tail(child.stderr)
             try:                    # the spec on stdin: the child reads it whole before anything else
                 child.stdin.write(json.dumps(spec).encode())
@@ -338,13 +334,13 @@ def run_submission(name: str, files: dict, main: str, spec: dict, timeout: float
             if group is not None:
                 group.close()
         seconds = time.perf_counter() - started
-        data = answer.value()
+        data = answer.whole()
         code = child.returncode
         if held.bwrap is not None and code is not None and code > 128 and code - 128 in signal.valid_signals():
             code = 128 - code          # bwrap exits 128 + n for a child killed by signal n: as Popen says it
         return {"name": name, "path": spec["file"], "returncode": code, "timed_out": timed_out, "seconds": seconds,
                 "stdout": stdout.text(), "stderr": stderr.text(), "answer": None if timed_out else data,
-                "answer_over": answer.over, "answer_budget": int(spec["answer_budget"]), "sandbox": held.text(),
+                "answer_over": answer.dropped > 0, "answer_budget": int(spec["answer_budget"]), "sandbox": held.text(),
                 "out_of_memory": out_of_memory}
 
 
@@ -371,34 +367,12 @@ def _case_text(case) -> str:
             f"regime={case.regime!r}, h0={case.h0!r}, dtype={case.dtype!r})")
 
 
-def expectations(plan: Plan) -> list:
-    """What each of the plan's cases must return (``answers.expected``), by the grader's own
-    reading of the convention and the cases; computed once per plan."""
-    cached = getattr(plan, "_expected", None)
-    if cached is not None:
-        return cached
-    from comparisons.check.cases import make_problem
-
-    out = []
-    if plan.settings.get("cell"):
-        from comparisons.check.cells import builtin_cells, make_cell_problem
-        shapes = builtin_cells()[plan.settings["cell"]].param_shapes
-        for case in plan.cases:
-            params = make_cell_problem(case, shapes)[0]
-            out.append(answers.expected(plan.convention, case, params, tuple(params)))
-    else:
-        for case, checked in zip(plan.cases, plan.checked):
-            out.append(answers.expected(plan.convention, case, make_problem(case)[0], checked))
-    plan._expected = out
-    return out
-
-
 def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
     """The gradebook row of one submission from what its process returned: its answer read
     against the grader's own expectations (``comparisons.grading.answers``), judged against
     the plan's references; ``clip``: the min-char-rnn bound the grader read off the source
     itself (``conventions.min_char.clip_from_source``), None where it clips nothing."""
-    from comparisons.check.checker import Outcome, clip_reason, failure_from, judge
+    from comparisons.check.checker import Outcome, failure_from, judge
     from comparisons.check.cases import make_problem
 
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
@@ -416,7 +390,7 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
                      f"(not read)")
     elif raw.get("answer"):
         try:
-            answer = answers.read(raw["answer"], expectations(plan))
+            answer = answers.read(raw["answer"], plan.expected)
         except answers.Malformed as exc:
             malformed = f"its answer could not be read: {exc}"
     if answer is None and malformed is None:
@@ -456,7 +430,6 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
     if plan.settings.get("cell"):
         from comparisons.check import gated
         from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
-        from comparisons.check.candidate import INITIAL
         cell = builtin_cells()[plan.settings["cell"]]
         gates = _gates(cell.param_shapes)
     outcomes, inconclusive = [], []
@@ -482,16 +455,10 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
         result = Gradients(float(arrays["loss"]), grads, arrays.get("dL_dh"), arrays.get("dL_dx"))
         references, magnitude = plan.prepared[i]
         if cell is not None:
-            why = clip_reason(references, clip, INITIAL.values())
-            if why is not None:
-                inconclusive.append(why)
-                continue
-            if clip is not None:
-                references = {k: gated._clipped(r, clip) for k, r in references.items()}
-            outcomes.append(gated.judge(case, result, references, magnitude,
-                                        make_cell_problem(case, cell.param_shapes), gates))
-            continue
-        outcome = judge(case, result, references, magnitude, make_problem(case), clip=clip)
+            outcome = gated.judge(case, result, references, magnitude, make_cell_problem(case, cell.param_shapes),
+                                  gates, clip=clip)
+        else:
+            outcome = judge(case, result, references, magnitude, make_problem(case), clip=clip)
         if outcome.status == "inconclusive":
             inconclusive.append(outcome.reason)
             continue
@@ -687,7 +654,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
             "paths": plan.settings.get("paths", []), "stubs": plan.settings.get("stubs", []),
             "strict_clip": plan.settings.get("strict_clip", False), "forbid": plan.settings.get("forbid") or [],
             "cases": [c.to_dict() for i, c in enumerate(plan.cases)], "checked": [list(c) for c in plan.checked],
-            "answer_budget": answers.answer_budget(expectations(plan)),
+            "answer_budget": answers.answer_budget(plan.expected),
             "limits": {"address_space": plan.settings["memory"], "cpu_seconds": int(plan.settings["timeout"]) + 1,
                        "open_files": OPEN_FILES, "file_size": FILE_SIZE}}
     facts = {p.name: source_facts(p, plan) for p in todo}
