@@ -120,3 +120,23 @@ except ImportError as exc:
     print('BLOCKED torch', exc)
 """)
 STATIC_TORCH = "import torch\n" + RIGHT.replace("ATTACK", "    pass")
+
+
+def min_char(clip_block: str, zero: bool) -> str:
+    """A min-char-rnn file (tests/styles.py's) whose gradients are all zero when ``zero``,
+    with ``clip_block`` (lines of lossFun's body) in place of its clip."""
+    import styles
+
+    source = styles.MIN_CHAR.replace("BIAS_UPDATE", "dbh += dhraw").replace("CLIP", clip_block)
+    if zero:
+        source = source.replace("    return loss, dWxh", "    dWxh, dWhh, dWhy, dbh, dby = (0 * dWxh, 0 * dWhh, 0 * dWhy, "
+                                "0 * dbh, 0 * dby)\n    return loss, dWxh")
+    return source
+
+
+#: (d) zero gradients behind a clip that never runs; the same clip live; a faithful clip at 5
+DEAD_CLIP = min_char("if False:\n        for d in (dWxh, dWhh, dWhy, dbh, dby):\n"
+                     "            np.clip(d, -1e-300, 1e-300, out=d)", zero=True)
+LIVE_TINY_CLIP = min_char("for d in (dWxh, dWhh, dWhy, dbh, dby):\n        np.clip(d, -1e-300, 1e-300, out=d)",
+                          zero=False)
+FAITHFUL_CLIP = min_char("for d in (dWxh, dWhh, dWhy, dbh, dby):\n        np.clip(d, -5, 5, out=d)", zero=False)

@@ -293,3 +293,39 @@ def test_forbid_import_is_a_usage_error_when_malformed(tmp_path):
     (folder / "a.py").write_text(forged.RIGHT.replace("ATTACK", "    pass"))
     code, output, _ = grade(folder, tmp_path / "out", "--forbid-import", "torch;rm -rf")
     assert code == 2 and "--forbid-import" in output
+
+
+def test_min_char_clip_is_read_from_code_that_runs_and_never_clips_a_case_to_agree(tmp_path):
+    """(d): all-zero gradients behind a dead ``if False: np.clip(d, -1e-300, 1e-300)`` are
+    compared unclipped (disagree); the same tiny clip live leaves nothing to judge
+    (inconclusive, never agree); min-char-rnn's own clip at 5 still agrees. Same in check."""
+    from comparisons.cli import convention_check, load_file
+    from comparisons.check.checker import check_derivation
+    from comparisons.conventions.min_char import clip_from_source
+    from comparisons.loading import source_trees
+
+    folder = tmp_path / "class"
+    folder.mkdir()
+    for name, source in {"dead.py": forged.DEAD_CLIP, "tiny.py": forged.LIVE_TINY_CLIP,
+                         "faithful.py": forged.FAITHFUL_CLIP}.items():
+        (folder / name).write_text(source)
+    assert clip_from_source(source_trees(folder / "dead.py")) is None
+    assert clip_from_source(source_trees(folder / "tiny.py")) == 1e-300
+    code, output, rows = grade(folder, tmp_path / "out", convention="min-char-rnn")
+    assert code == 0, output
+    assert rows["dead.py"]["verdict"] == "disagree", rows["dead.py"]
+    assert rows["tiny.py"]["verdict"] == "inconclusive" and "clipped past judging" in rows["tiny.py"]["detail"]
+    assert rows["faithful.py"]["verdict"] == "agree", rows["faithful.py"]
+    assert "clipped at ±5" in rows["faithful.py"]["loading"]
+    for name, ok in (("dead.py", False), ("tiny.py", True), ("faithful.py", True)):
+        path = str(folder / name)
+        fn = convention_check(load_file(path), path, "min-char-rnn", None)
+        result = check_derivation(fn, cases=6, seed=5)
+        clipped = [ids for why, ids in result.inconclusive.items() if why.startswith("clipped past judging")]
+        if name == "dead.py":
+            assert not result.ok and result.failures, result.headline()
+        elif name == "tiny.py":
+            assert not result.failures and sum(map(len, clipped)) == 6, result.inconclusive
+            assert not result.ok and result.headline() == "INCONCLUSIVE"          # never AGREES
+        else:
+            assert result.ok and not clipped, result.headline()

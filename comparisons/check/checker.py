@@ -151,10 +151,24 @@ class CheckResult:
             return first.status, first.reason
         return None
 
+    def __post_init__(self):
+        # no case could be judged (each inconclusive, e.g. min-char's clip past judging):
+        # nothing agreed, so the check is not ok and never reads AGREES (issue 40)
+        if self.cases_run and not self.failures and len(self.non_finite) >= self.cases_run:
+            self.ok = False
+
+    @property
+    def agreed(self) -> int:
+        """The cases that agree: those run, less the failed and the inconclusive ones."""
+        return self.cases_run - len(self.failures) - len(self.non_finite)
+
     def headline(self) -> str:
-        """AGREES, DISAGREES, or, when every case failed the same way before any gradient
-        could be compared, what happened: RAISES NameError, RETURNS NOTHING, BAD OUTPUT.
-        A missing import or a missing `return` is not a wrong gradient, and is not said as one."""
+        """AGREES, DISAGREES, INCONCLUSIVE (no case could be judged), or, when every case
+        failed the same way before any gradient could be compared, what happened: RAISES
+        NameError, RETURNS NOTHING, BAD OUTPUT. A missing import or a missing `return` is not
+        a wrong gradient, and is not said as one."""
+        if not self.ok and not self.failures:
+            return "INCONCLUSIVE"
         common = self.common_failure()
         if self.ok or common is None:
             return "AGREES" if self.ok else "DISAGREES"
@@ -166,7 +180,7 @@ class CheckResult:
         return status.replace("_", " ").upper()
 
     def summary(self) -> str:
-        head = (f"{self.headline()}: {self.cases_run - len(self.failures)} of "
+        head = (f"{self.headline()}: {self.agreed} of "
                 f"{self.cases_run} cases agree with {', '.join(self.references) or 'no reference'}")
         lines = [head]
         common = self.common_failure()
@@ -213,7 +227,7 @@ class CheckResult:
         e = html.escape
         colour = "#176b2c" if self.ok else "#b03a2e"
         parts = [f"<div><p style='font-size:110%'><b style='color:{colour}'>{e(self.headline())}</b>: "
-                 f"{self.cases_run - len(self.failures)} of {self.cases_run} cases agree with "
+                 f"{self.agreed} of {self.cases_run} cases agree with "
                  f"{e(', '.join(self.references) or 'no reference')}</p>"]
         if self.failures:
             f = next((f for f in self.failures if f.status == "disagree"), self.failures[0])
