@@ -73,7 +73,8 @@ def load_function(spec: str, **options):
     return _function(load_file(path, "FILE:FUNC", **options), path, name)
 
 
-def convention_check(loaded, path: str, convention: str, names, device: str = "cpu", strict_clip: bool = False):
+def convention_check(loaded, path: str, convention: str, names, device: str = "cpu", strict_clip: bool = False,
+                     strict_inputs: bool = False):
     """The derivation in the loaded file written in ``convention``'s style, adapted to the
     contract: its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
     from comparisons.conventions import CONVENTIONS
@@ -96,10 +97,14 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
                              + (f"; it looks like the {others[0]} convention" if others else ""))
     # the torch-tensor styles hand their inputs over on the GPU when the check runs there
     if convention.startswith("cs231n") or convention in ("gru", "d2l-gru"):
-        return adapter(*functions, device=device)
-    if convention.startswith("min-char-rnn"):
-        return adapter(*functions, strict_clip=strict_clip)
-    return adapter(*functions)
+        fn = adapter(*functions, device=device)
+    elif convention.startswith("min-char-rnn"):
+        fn = adapter(*functions, strict_clip=strict_clip)
+    else:
+        fn = adapter(*functions)
+    if getattr(fn, "writes", None) is not None:
+        fn.writes.strict = strict_inputs
+    return fn
 
 
 def contract_signature(fn) -> bool:
@@ -207,6 +212,9 @@ def _add_loading(p: argparse.ArgumentParser) -> None:
                    help="time limit for loading the file (default 20)")
     p.add_argument("--strict-clip", action="store_true",
                    help="min-char-rnn: compare clipped gradients with the true ones (default: clipped at its own c)")
+    p.add_argument("--strict-inputs", action="store_true",
+                   help="a write into an upstream gradient the course's loop never reads again (dnext_c += ...) "
+                        "fails the case (default: a note; the gradients are judged on copies)")
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -333,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stub", action="append", default=None, metavar="MODULE",
                    help="import MODULE as a placeholder in every submission; repeatable")
     p.add_argument("--strict-clip", action="store_true", help="min-char-rnn: clipped gradients fail")
+    p.add_argument("--strict-inputs", action="store_true",
+                   help="a write into an upstream gradient the course's loop never reads again fails the case "
+                        "(default: the writes column notes it)")
     p.add_argument("--forbid-import", default=None, metavar="MODULE[,MODULE]",
                    help="modules a submission may not import (e.g. torch,jax: the derivation by hand); "
                         "unmounted in the sandbox, and a submission importing one is import_error")
@@ -457,7 +468,8 @@ def _check(args) -> int:
     elif args.convention is not None:
         from comparisons.conventions import CONVENTIONS
 
-        fn = convention_check(loaded, path, args.convention, args.fn, args.device, args.strict_clip)
+        fn = convention_check(loaded, path, args.convention, args.fn, args.device, args.strict_clip,
+                              args.strict_inputs)
         checks = [(args.convention, tuple(args.fn or CONVENTIONS[args.convention][1]), fn)]
     else:
         found = detect(functions)
@@ -466,7 +478,8 @@ def _check(args) -> int:
             raise UsageError(f"FILE: {Path(path).name} defines no function of a known convention (its functions: "
                              f"{known}); name one as FILE:FUNC, or give --convention and --fn")
         checks = [(c, names, loaded.function(names[0]) if c == "contract" else
-                   convention_check(loaded, path, c, names, args.device, args.strict_clip)) for c, names in found]
+                   convention_check(loaded, path, c, names, args.device, args.strict_clip,
+                                    args.strict_inputs)) for c, names in found]
     used = {n for _, names, _ in checks for n in names}
     reached = _reached(loaded, [functions[n] for n in used if functions.get(n) is not None])
     not_checked = [n for n in loaded.functions if n not in used | reached]
@@ -673,7 +686,8 @@ def _grade(args) -> int:
     plan = make_plan(args.convention, args.fn, cases=args.cases, seed=args.seed, timeout=args.timeout,
                      memory=memory, hidden=args.hidden, output=args.output, loss=args.loss,
                      reduction=args.reduction, paths=tuple(args.path or ()), stubs=tuple(args.stub or ()),
-                     strict_clip=args.strict_clip, forbid=_modules(args.forbid_import))
+                     strict_clip=args.strict_clip, forbid=_modules(args.forbid_import),
+                     strict_inputs=args.strict_inputs)
     print(f"grading on {len(plan.cases)} cases (seed {args.seed}); {len(plan.inconclusive)} inconclusive "
           f"case(s) left out", flush=True)
     book = grade(args.folder, args.out, plan, workers=args.workers, scheduler=args.scheduler, force=args.force,

@@ -147,6 +147,17 @@ def cs231n_lstm_source(bug=None) -> str:
     return text
 
 
+def cs231n_lstm_in_place_source(bug=None) -> str:
+    """The same file, its step backward adding into the dnext_c it is handed (``dnext_c += ...``),
+    as 15 correct submissions we saw do: harmless in the course's own lstm_backward loop."""
+    text = cs231n_lstm_source(bug)
+    line = "    dc = dnext_c + dnext_h * o * "
+    start = text.index(line)
+    end = text.index("\n", start)
+    in_place = "    dnext_c += dnext_h * o * " + text[start + len(line):end] + "\n    dc = dnext_c"
+    return text[:start] + in_place + text[end:]
+
+
 # --- deeplearning.ai, "Building your Recurrent Neural Network - Step by Step", the LSTM part ----
 
 DLAI_LSTM_CELLS = [     # the first is markdown (tests/wild.notebook), the rest code

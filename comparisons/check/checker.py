@@ -694,8 +694,16 @@ def check_derivation(fn, *, hidden="tanh", output="identity", loss="squared_erro
         # what the candidate never returned cannot be compared: say so, never pass it silently
         not_checked.update({k: "the function returns None for it" for k in ("dL_dh", "dL_dx") if k not in returned})
     notes = [fn.clip_note] if getattr(fn, "clip", None) is not None and getattr(fn, "clip_note", None) else []
+    notes += writes_notes(fn)
     return CheckResult(not failures, failures, len(drawn), non_finite, skipped, sorted(refs),
                        not_checked, space.to_dict(), _h0_hint(failures, drawn), inconclusive, notes)
+
+
+def writes_notes(fn) -> list:
+    """What a convention's functions wrote into arrays the course's caller does not read again
+    (``conventions._adapt.Writes``): notes on the verdict, never a failure of their own."""
+    writes = getattr(fn, "writes", None)
+    return writes.notes() if writes is not None else []
 
 
 def replay(path, fn, references=backends.REFERENCES, params=None) -> Outcome:

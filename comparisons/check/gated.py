@@ -612,6 +612,9 @@ def check_convention(fn, *, output=None, loss=None, reduction=None, cases=100, s
                          shrink_failures=shrink_failures, space=space, clip=clip)
     if clip is not None and getattr(fn, "clip_note", None):
         result.notes.append(fn.clip_note)
+    from comparisons.check.checker import writes_notes
+
+    result.notes += writes_notes(fn)
     if getattr(fn, "names_note", None) and not result.ok:     # the failures use the suite's names
         result.notes.append(fn.names_note)
     return result

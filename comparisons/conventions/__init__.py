@@ -57,6 +57,18 @@ CONVENTIONS = {
 CONTRACT = ("loss_and_grads", 3)
 
 
+def space_of(convention: str) -> tuple[dict, str | None]:
+    """(the case space, the gated cell or None) of a convention, without a file to adapt: the
+    adapter's tags do not depend on the functions it wraps, so it is probed with stand-ins,
+    except where it reads its function's source (min-char-rnn's LSTM: its constant)."""
+    if convention == "min-char-rnn-lstm":
+        from comparisons.conventions.min_char_lstm import SPACE
+        return dict(SPACE), "lstm"
+    adapter, names, _ = CONVENTIONS[convention]
+    probe = adapter(*[lambda *a, **k: None] * len(names))
+    return dict(probe.case_space), getattr(probe, "cell", None)
+
+
 def arity(fn) -> int | None:
     """Positional parameters a caller must or may pass (``self`` of a bound method excluded)."""
     try:

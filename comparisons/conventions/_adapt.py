@@ -140,6 +140,46 @@ def handed(kind: str, array: np.ndarray, device: str = "cpu"):
     return torch_module().tensor(np.array(array), device=device)
 
 
+class Writes:
+    """The writes of a style's functions into arrays the course's own caller never reads again
+    (a step backward's ``dnext_h``, ``dnext_c``: temporaries of the course's loop). They are
+    judged on copies: a write is a note on the verdict, not a failure (issue 41: 15 correct
+    cs231n ``lstm_step_backward``s that add into ``dnext_c`` were told they raise), unless
+    ``strict`` (``--strict-inputs``). An array the caller reads again (a sequence backward's
+    ``dh``, the weights, the forward's inputs) stays read-only: a write into it fails the case."""
+
+    def __init__(self):
+        self.strict = False
+        self.seen = {}                 # where -> the names written into, in first-seen order
+
+    def scratch(self, kind: str, array: np.ndarray, device: str = "cpu"):
+        """A writable copy of ``array`` (NumPy) or a fresh tensor: what the function is handed."""
+        if kind == "numpy":
+            return np.array(array, copy=True)
+        return torch_module().tensor(np.array(array), device=device)
+
+    def check(self, where: str, names, given: list, originals: list) -> None:
+        """After the call: note (or, strict, fail) each of ``given`` changed from its original."""
+        written = [n for n, g, o in zip(names, given, originals)
+                   if not np.array_equal(_host(g), o, equal_nan=True)]
+        if not written:
+            return
+        if self.strict:
+            raise InputModified(modified(where, " and ".join(written)) + " (--strict-inputs)")
+        seen = self.seen.setdefault(where, [])
+        seen += [n for n in written if n not in seen]
+
+    def notes(self) -> list:
+        """One line per function that wrote, for the verdict's notes (empty when none did)."""
+        return [f"{where} writes into {', '.join(names)}, which the caller owns: harmless in the course's own "
+                f"loop (a temporary there), so its gradients were judged on copies; --strict-inputs fails it"
+                for where, names in self.seen.items()]
+
+
+def _host(value) -> np.ndarray:
+    return value if isinstance(value, np.ndarray) else value.detach().cpu().numpy()
+
+
 def unchanged(where: str, what: str, given: list, originals: list) -> None:
     """torch tensors cannot be made read-only: compare them with what was handed over."""
     for tensor, original in zip(given, originals):

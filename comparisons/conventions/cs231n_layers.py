@@ -22,7 +22,8 @@ import numpy as np
 from bptt_xval.model import Gradients
 from comparisons.check.outputs import BadOutput
 from comparisons.conventions._adapt import (arg_names, as_numpy, call, h0_gradient, handed, head, layer_problem,
-                                            name_of, require_callables, returned, tagged, torch_module, unchanged)
+                                            name_of, require_callables, returned, tagged, torch_module, unchanged,
+                                            Writes)
 
 
 def _layer(forward, backward, *, arrays, device, step: bool):
@@ -36,6 +37,7 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         from reference.torch_autograd import device_for
         device_for(device)                               # BackendUnavailable without a GPU
     mode = {"arrays": arrays}
+    writes = Writes()
     fwd, bwd = name_of(forward, "rnn_forward"), name_of(backward, "rnn_backward")
     fwd_args = arg_names(forward, ("x", "prev_h" if step else "h0", "Wx", "Wh", "b"))
     upstream = arg_names(backward, ("dnext_h" if step else "dh",))[0]
@@ -55,9 +57,16 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         L, dh_direct, top = head(p.params, hs, p.ys, config)
         dh = dh_direct.transpose(1, 0, 2)                              # upstream dL/dh_t, (N, T, H)
         dh = dh[:, 0] if step else dh
-        dh_given = handed(kind, dh, device)
-        out = call(bwd, f"its upstream gradient {upstream}", backward, dh_given, cache)
-        unchanged(bwd, f"its upstream gradient {upstream}", [dh_given], [dh])
+        if step:
+            # dnext_h is a temporary of the course's rnn_backward loop: a write is a note (Writes)
+            dh_given = writes.scratch(kind, dh, device)
+            out = call(bwd, f"its upstream gradient {upstream}", backward, dh_given, cache)
+            writes.check(bwd, [upstream], [dh_given], [dh])
+        else:
+            # rnn_backward's dh is the caller's, read again (the course's numeric check reuses it)
+            dh_given = handed(kind, dh, device)
+            out = call(bwd, f"its upstream gradient {upstream}", backward, dh_given, cache)
+            unchanged(bwd, f"its upstream gradient {upstream}", [dh_given], [dh])
         dx, dh0, dWx, dWh, db = returned(bwd, out, 5, grads_text)
         grads = {"W_xh": as_numpy("dWx", dWx, (p.D, p.H), p.dtype).T,
                  "W_hh": as_numpy("dWh", dWh, (p.H, p.H), p.dtype).T,
@@ -99,7 +108,9 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         return result
 
     space = {"hidden": "tanh", **({"sizes": {"T": 1}, "fixed": ("T",)} if step else {})}
-    return tagged(loss_and_grads, f"{'cs231n_step' if step else 'cs231n'}({fwd}, {bwd})", space)
+    fn = tagged(loss_and_grads, f"{'cs231n_step' if step else 'cs231n'}({fwd}, {bwd})", space)
+    fn.writes = writes
+    return fn
 
 
 def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):

@@ -26,7 +26,7 @@ import numpy as np
 
 from bptt_xval.model import Gradients
 from comparisons.conventions._adapt import (arg_names, as_numpy, call, handed, head, name_of, require_callables,
-                                            returned, unchanged)
+                                            returned, unchanged, Writes)
 from comparisons.conventions._gates import GatedProblem, arrays_mode, back, gated, reorder
 
 ORDER = ("i", "f", "o", "g")
@@ -102,8 +102,10 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
     _device_check(arrays, device)
     fwd, bwd = name_of(step_forward, "lstm_step_forward"), name_of(step_backward, "lstm_step_backward")
     inputs_text = f"an input ({', '.join(arg_names(step_forward, ('x', 'prev_h', 'prev_c', 'Wx', 'Wh', 'b')))})"
-    upstream = ", ".join(arg_names(step_backward, ("dnext_h", "dnext_c")))
+    upstream_names = list(arg_names(step_backward, ("dnext_h", "dnext_c")))
+    upstream = ", ".join(upstream_names)
     mode = {"arrays": arrays}
+    writes = Writes()
 
     def loss_and_grads(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean",
                        truncate=None):
@@ -129,8 +131,12 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
             dx = np.zeros((p.T, p.B, p.D))
             sums = [np.zeros((p.D, 4 * p.H)), np.zeros((p.H, 4 * p.H)), np.zeros(4 * p.H)]
             for t in range(p.T - 1, -1, -1):
-                upstream_given = [handed(kind, direct[t] + dh_carry, device), handed(kind, dc_carry, device)]
+                # dnext_h and dnext_c are temporaries of the course's lstm_backward loop: a write into
+                # them (``dnext_c += ...``) harms nothing there, so it is a note (Writes), judged on copies
+                upstream_arrays = [direct[t] + dh_carry, dc_carry]
+                upstream_given = [writes.scratch(kind, a, device) for a in upstream_arrays]
                 out = call(bwd, f"its upstream gradients ({upstream})", step_backward, *upstream_given, caches[t])
+                writes.check(bwd, upstream_names, upstream_given, upstream_arrays)
                 dx_t, dprev_h, dprev_c, dWx, dWh, db = returned(
                     bwd, out, 6, "(dx, dprev_h, dprev_c, dWx, dWh, db)")
                 dx[t] = as_numpy("dx", dx_t, (p.B, p.D), p.dtype)
@@ -145,4 +151,5 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
 
     fn = gated(loss_and_grads, "lstm", f"cs231n_lstm_step({fwd}, {bwd})")
     fn.names_note = NAMES.format(h0="the first step's dprev_h") + ", c0 = the first step's dprev_c"
+    fn.writes = writes
     return fn

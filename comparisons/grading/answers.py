@@ -159,7 +159,8 @@ def _record(raw) -> dict:
     error = raw.get("import_error")
     cases = raw.get("cases")
     loading = raw.get("loading") or []
-    if not isinstance(cases, list) or not isinstance(loading, list):
+    writes = raw.get("writes") or []
+    if not isinstance(cases, list) or not isinstance(loading, list) or not isinstance(writes, list):
         raise Malformed(f"{RECORD}: its cases or loading notes are not lists")
     kept = []
     for c in cases:
@@ -169,7 +170,8 @@ def _record(raw) -> dict:
                      "reason": text.clean(c.get("reason") or "", text.FIELD_MAX, "\n")[0],
                      "traceback": text.clean(c.get("traceback") or "", 4000, "\n")[0]})
     return {"import_error": None if error is None else text.clean(error)[0],
-            "cases": kept, "loading": [text.clean(line, 500)[0] for line in loading[:20]]}
+            "cases": kept, "loading": [text.clean(line, 500)[0] for line in loading[:20]],
+            "writes": [text.clean(line, 500)[0] for line in writes[:10] if isinstance(line, str)]}
 
 
 def read(data: bytes, expectations: list) -> Answer:

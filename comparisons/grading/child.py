@@ -79,7 +79,8 @@ def load(spec: dict):
             fn = _function(loaded, spec["file"], (spec.get("fn") or ["loss_and_grads"])[0])
         else:
             fn = convention_check(loaded, spec["file"], spec["convention"], spec.get("fn"),
-                                  strict_clip=bool(spec.get("strict_clip")))
+                                  strict_clip=bool(spec.get("strict_clip")),
+                                  strict_inputs=bool(spec.get("strict_inputs")))
     except UsageError as exc:
         raise ImportFailure(str(exc)) from None
     return fn, loaded.report_lines(limit=3)
@@ -150,6 +151,8 @@ def main() -> int:
         for name in ("dL_dh", "dL_dx"):
             if getattr(result, name) is not None:
                 arrays[f"{i}/{name}"] = np.asarray(getattr(result, name))
+    writes = getattr(fn, "writes", None)
+    record["writes"] = writes.notes() if writes is not None else []
     send()
     # the submission may have left threads or atexit hooks behind: the answer is written
     sys.stdout.flush()

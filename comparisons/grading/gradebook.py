@@ -46,7 +46,7 @@ from comparisons.grading import answers, collect, sandbox, text
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
             "crashed", "import_error", "inconclusive")
 COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", "diagnosis", "seconds",
-           "detail", "smallest_case", "loading", "sandbox", "engines", "notes")
+           "detail", "smallest_case", "loading", "sandbox", "engines", "notes", "writes")
 SOURCE_SUFFIXES = (".py", ".ipynb")
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
                     "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
@@ -109,13 +109,13 @@ class Plan:
 
 def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeout: float = 60.0,
               memory: int = 2 * 2 ** 30, hidden=None, output=None, loss=None, reduction=None,
-              paths=(), stubs=(), strict_clip: bool = False, forbid=()) -> Plan:
+              paths=(), stubs=(), strict_clip: bool = False, forbid=(), strict_inputs: bool = False) -> Plan:
     """Draw the class's cases from the convention's case space and compute their references.
     ``forbid``: modules the submissions may not import (``--forbid-import torch,jax``)."""
     from comparisons.check import backends
     from comparisons.check.cases import CaseSpace, draw_cases
     from comparisons.check.checker import inconclusive_reason, references_for
-    from comparisons.conventions import CONVENTIONS
+    from comparisons.conventions import CONVENTIONS, space_of
 
     if convention not in CONVENTION_NAMES:
         raise ValueError(f"convention: expected one of {CONVENTION_NAMES}; got {convention!r}")
@@ -129,15 +129,13 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
         if fn is not None and len(fn) != len(names):
             raise ValueError(f"fn: the {convention} convention takes {len(names)} function name(s) "
                              f"({','.join(names)}); got {','.join(fn)}")
-        # the adapter's case space does not depend on the functions it wraps
-        probe = adapter(*[lambda *a, **k: None] * len(names))
-        space_dict, cell = dict(probe.case_space), getattr(probe, "cell", None)
+        space_dict, cell = space_of(convention)
     elif fn is not None and len(fn) != 1:
         raise ValueError(f"fn: the contract convention takes one function name; got {','.join(fn)}")
     if cell is not None:
         return _gated_plan(convention, fn, cell, space_dict, cases=cases, seed=seed, timeout=timeout, memory=memory,
                            output=output, loss=loss, reduction=reduction, paths=paths, stubs=stubs,
-                           strict_clip=strict_clip, forbid=forbid)
+                           strict_clip=strict_clip, forbid=forbid, strict_inputs=strict_inputs)
     config = {"hidden": hidden or space_dict.get("hidden", "tanh"), "output": output or space_dict.get("output", "identity"),
               "loss": loss or space_dict.get("loss", "squared_error"),
               "reduction": reduction or space_dict.get("reduction", "mean")}
@@ -153,13 +151,13 @@ def make_plan(convention: str, fn=None, *, cases: int = 50, seed: int = 0, timeo
     settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
                 "timeout": timeout, "memory": memory, **config, "references": sorted(refs),
                 "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip,
-                "forbid": forbid}
+                "forbid": forbid, "strict_inputs": strict_inputs}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [space.checked(c) for c in drawn],
                 prepared, inconclusive, settings)
 
 
 def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memory, output, loss, reduction, paths,
-                stubs, strict_clip, forbid) -> Plan:
+                stubs, strict_clip, forbid, strict_inputs=False) -> Plan:
     """make_plan for a gated convention: the cases of its case space and the suite's LSTM or
     GRU cell's references (``comparisons.check.gated``), stacked across the class's cases."""
     from comparisons.check.cases import CaseSpace, draw_cases
@@ -175,7 +173,7 @@ def _gated_plan(convention, fn, cell, space_dict, *, cases, seed, timeout, memor
     settings = {"convention": convention, "fn": list(fn) if fn else None, "seed": seed, "cases": cases,
                 "timeout": timeout, "memory": memory, "hidden": "tanh", **config, "references": sorted(names),
                 "paths": [str(Path(p).resolve()) for p in paths], "stubs": list(stubs), "strict_clip": strict_clip,
-                "forbid": forbid, "cell": cell}
+                "forbid": forbid, "strict_inputs": strict_inputs, "cell": cell}
     return Plan(convention, tuple(fn) if fn else None, seed, drawn, [() for _ in drawn], prepared, inconclusive,
                 settings)
 
@@ -378,7 +376,7 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
     row = {"file": raw["name"], "verdict": None, "cases_agreed": 0, "cases_run": 0, "parameter": "",
            "step": "", "diagnosis": "", "seconds": round(raw["seconds"], 2), "detail": "", "smallest_case": "",
            "stdout": raw["stdout"], "stderr": raw["stderr"], "loading": "", "sandbox": raw.get("sandbox", ""),
-           "notes": ""}
+           "notes": "", "writes": ""}
     code = raw["returncode"]
     if raw["timed_out"]:
         return {**row, "verdict": "timeout", "detail": f"still running after {plan.settings['timeout']:g} s: killed"}
@@ -413,6 +411,10 @@ def judge_submission(raw: dict, plan: Plan, clip: float | None = None) -> dict:
         return {**row, "verdict": "bad_output", "detail": malformed}
     record = answer.record
     row["loading"] = " | ".join(record.get("loading") or [])
+    # the child's word on writes into upstream gradients its course's loop never reads again: a
+    # note only (a submission hiding it changes nothing); under --strict-inputs the write is the
+    # child's own failure of the case instead
+    row["writes"] = " | ".join(record.get("writes") or [])
     if record["import_error"]:
         message = record["import_error"]
         verdict = ("out_of_memory" if _memory(message) else "exited" if "SystemExit" in message else "import_error")
@@ -653,6 +655,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     spec = {"convention": plan.convention, "fn": list(plan.fn) if plan.fn else None,
             "paths": plan.settings.get("paths", []), "stubs": plan.settings.get("stubs", []),
             "strict_clip": plan.settings.get("strict_clip", False), "forbid": plan.settings.get("forbid") or [],
+            "strict_inputs": plan.settings.get("strict_inputs", False),
             "cases": [c.to_dict() for i, c in enumerate(plan.cases)], "checked": [list(c) for c in plan.checked],
             "answer_budget": answers.answer_budget(plan.expected),
             "limits": {"address_space": plan.settings["memory"], "cpu_seconds": int(plan.settings["timeout"]) + 1,
