@@ -73,10 +73,17 @@ def load_function(spec: str, **options):
     return _function(load_file(path, "FILE:FUNC", **options), path, name)
 
 
+#: the conventions with a single-sequence layout (no batch axis) beside the batch one
+SEQUENCE_LAYOUTS = ("cs231n", "cs231n-step", "cs231n-lstm", "cs231n-lstm-step", "gru")
+
+
 def convention_check(loaded, path: str, convention: str, names, device: str = "cpu", strict_clip: bool = False,
-                     strict_inputs: bool = False):
+                     strict_inputs: bool = False, prove=False):
     """The derivation in the loaded file written in ``convention``'s style, adapted to the
-    contract: its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``."""
+    contract: its conventional function names (lossFun; rnn_forward, rnn_backward) or ``names``.
+    ``prove``: "detected" (the convention was guessed from names: a layout that does not fit
+    is a UsageError) or "given" (named by the user: the batch layout where none fits), the
+    layout tried on one small case first (``comparisons.check.proof``); False: not tried."""
     from comparisons.conventions import CONVENTIONS
 
     adapter, default_names, _ = CONVENTIONS[convention]
@@ -95,16 +102,35 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
             raise UsageError(f"--convention: {_signature(f)} takes {arity(f)} argument(s) where the {convention} "
                              f"convention's {default_names[names.index(n)]} takes {a}"
                              + (f"; it looks like the {others[0]} convention" if others else ""))
-    # the torch-tensor styles hand their inputs over on the GPU when the check runs there
-    if convention.startswith("cs231n") or convention in ("gru", "d2l-gru"):
-        fn = adapter(*functions, device=device)
-    elif convention.startswith("min-char-rnn"):
-        fn = adapter(*functions, strict_clip=strict_clip)
-    else:
-        fn = adapter(*functions)
-    if getattr(fn, "writes", None) is not None:
-        fn.writes.strict = strict_inputs
-    return fn
+
+    def make(batch=True):
+        # the torch-tensor styles hand their inputs over on the GPU when the check runs there
+        if convention in SEQUENCE_LAYOUTS:
+            fn = adapter(*functions, device=device, batch=batch)
+        elif convention == "d2l-gru":
+            fn = adapter(*functions, device=device)
+        elif convention.startswith("min-char-rnn"):
+            fn = adapter(*functions, strict_clip=strict_clip)
+        else:
+            fn = adapter(*functions)
+        if getattr(fn, "writes", None) is not None:
+            fn.writes.strict = strict_inputs
+        return fn
+
+    if convention.startswith("min-char-rnn") or not prove:
+        return make()
+    # a layout is proven on one small case before a verdict rests on it (comparisons.check.proof)
+    from comparisons.check.proof import Unproven, prove as prove_layout
+
+    try:
+        proof = prove_layout(make, convention, names[0], step=convention.endswith("-step"),
+                             sequence=convention in SEQUENCE_LAYOUTS)
+    except Unproven as exc:
+        if prove == "detected":
+            raise UsageError(str(exc)) from None
+        return make()                   # the user named the convention: checked as asked
+    proof.fn.layout_note = proof.note
+    return proof.fn
 
 
 def contract_signature(fn) -> bool:
@@ -456,6 +482,7 @@ def _check(args) -> int:
                          f"path/to/file.py:function_name)")
     loaded = load_file(path, "FILE:FUNC" if name else "FILE", **_loading_options(args))
     functions = {n: loaded.function(n) for n in loaded.functions}
+    checks, unproven = [], []
     if name is not None:
         fn = _function(loaded, path, name)
         if not contract_signature(fn):
@@ -469,7 +496,7 @@ def _check(args) -> int:
         from comparisons.conventions import CONVENTIONS
 
         fn = convention_check(loaded, path, args.convention, args.fn, args.device, args.strict_clip,
-                              args.strict_inputs)
+                              args.strict_inputs, prove="given")
         checks = [(args.convention, tuple(args.fn or CONVENTIONS[args.convention][1]), fn)]
     else:
         found = detect(functions)
@@ -477,10 +504,16 @@ def _check(args) -> int:
             known = ", ".join(sorted(functions)) or "none"
             raise UsageError(f"FILE: {Path(path).name} defines no function of a known convention (its functions: "
                              f"{known}); name one as FILE:FUNC, or give --convention and --fn")
-        checks = [(c, names, loaded.function(names[0]) if c == "contract" else
-                   convention_check(loaded, path, c, names, args.device, args.strict_clip,
-                                    args.strict_inputs)) for c, names in found]
-    used = {n for _, names, _ in checks for n in names}
+        for c, names in found:
+            try:
+                checks.append((c, names, loaded.function(names[0]) if c == "contract" else
+                               convention_check(loaded, path, c, names, args.device, args.strict_clip,
+                                                args.strict_inputs, prove="detected")))
+            except UsageError as exc:          # its layout does not fit: said, never judged
+                unproven.append((c, names, str(exc)))
+        if not checks:
+            raise UsageError("; ".join(message for *_, message in unproven))
+    used = {n for _, names, _ in checks + unproven for n in names}
     reached = _reached(loaded, [functions[n] for n in used if functions.get(n) is not None])
     not_checked = [n for n in loaded.functions if n not in used | reached]
     inputs = None if args.inputs is None else args.inputs.replace("-", "_")
@@ -496,10 +529,13 @@ def _check(args) -> int:
                                           sizes=args.sizes, h0=args.h0, inputs=inputs, params=args.params,
                                           device=args.device)
             result.hints += _name_error_hint(result, loaded)
+            if getattr(fn, "layout_note", None):
+                result.notes.append(fn.layout_note)
             results.append((convention, names, result))
     file_info = {"file": str(path), "rewritten": loaded.rewrites, "not_run": [str(s) for s in loaded.skipped],
                  "functions_not_checked": {n: loaded.functions[n] for n in not_checked},
-                 "checked": [{"convention": c, "functions": list(n)} for c, n, _ in results]}
+                 "checked": [{"convention": c, "functions": list(n)} for c, n, _ in results],
+                 "not_checked_layout": [{"convention": c, "functions": list(n), "why": m} for c, n, m in unproven]}
     if args.json:
         dicts = [{**r.to_dict(), "convention": c, "functions": list(n)} for c, n, r in results]
         print(json.dumps({**dicts[0], "loading": file_info} if len(dicts) == 1 else
@@ -515,12 +551,16 @@ def _check(args) -> int:
         if name is None and args.convention is None:
             lines.append(f"{Path(path).name}: convention detected: " + "; ".join(
                 f"{c} ({', '.join(n)})" for c, n, _ in results))
+        for c, n, message in unproven:
+            lines.append(f"== {c}: {', '.join(n)}: not checked (exit 2) ==\n{message}")
         if not_checked:
             lines.append(f"{Path(path).name}: functions not checked (no check of this run covers them): " + ", ".join(
                 f"{n} ({loaded.functions[n]})" for n in not_checked))
         lines += [f"{Path(path).name}: {line}" for line in loaded.report_lines()]
         print("\n".join(lines))
-    return EXIT_OK if all(r.ok for *_, r in results) else EXIT_DISAGREE
+    if not all(r.ok for *_, r in results):
+        return EXIT_DISAGREE
+    return EXIT_USAGE if unproven else EXIT_OK
 
 
 def gated_check(fn, args):

@@ -676,3 +676,71 @@ def d2l_gru_source(bug=None) -> str:
                  "        dH_c = " + ("dRH" if bug == "reset_not_applied" else "dRH * R"))
     carry = "dH_c" if bug == "update_carry_dropped" else "dH * Z + dH_c"
     return D2L_GRU.replace("DZ", dz).replace("RESET", reset).replace("CARRY", carry)
+
+
+# --- an LSTM for one sequence: no batch axis (x (T, D), h0 (H,)), cs231n's names and gates ---------
+
+LSTM_ONE_SEQUENCE = '''import numpy as np
+
+# my LSTM for a single sentence: x is (T, D), one word vector per row, no minibatch
+
+
+def sigmoid(z):
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[0]
+    a = np.dot(x, Wx) + np.dot(prev_h, Wh) + b          # (4H,)
+    ai, af, ao, ag = a[:H], a[H:2 * H], a[2 * H:3 * H], a[3 * H:]
+    i, f, o, g = sigmoid(ai), sigmoid(af), sigmoid(ao), np.tanh(ag)
+    next_c = f * prev_c + i * g
+    next_h = o * np.tanh(next_c)
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    tc = np.tanh(next_c)
+    dc = dnext_c + dnext_h * o * (1 - tc * tc)
+    da = np.concatenate([dc * g * i * (1 - i), dc * prev_c * f * (1 - f),
+                         dnext_h * tc * o * (1 - o), dc * i * (1 - g * g)])
+    dx = np.dot(Wx, da)
+    dprev_h = np.dot(Wh, da)
+    dWx = np.outer(x, da)
+    dWh = np.outer(prev_h, da)
+    return dx, dprev_h, dc * f, dWx, dWh, da
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    T, D = x.shape
+    H = h0.shape[0]
+    h = np.zeros((T, H))
+    c = np.zeros(H)
+    prev = h0
+    caches = []
+    for t in range(T):
+        prev, c, cache = lstm_step_forward(x[t], prev, c, Wx, Wh, b)
+        h[t] = prev
+        caches.append(cache)
+    return h, caches
+
+
+def lstm_backward(dh, cache):
+    T, H = dh.shape
+    D = cache[0][0].shape[0]
+    dx = np.zeros((T, D))
+    dWx, dWh, db = np.zeros((D, 4 * H)), np.zeros((H, 4 * H)), np.zeros(4 * H)
+    dprev_h, dprev_c = np.zeros(H), np.zeros(H)
+    for t in range(T - 1, -1, -1):
+        dx[t], dprev_h, dprev_c, dWx_t, dWh_t, db_t = lstm_step_backward(dh[t] + dprev_h, dprev_c, cache[t])
+        dWx += dWx_t
+        dWh += dWh_t
+        db += db_t
+    return dx, DH0, dWx, dWh, db
+'''
+
+
+def lstm_one_sequence_source(bug=None) -> str:
+    """``bug``: "dh0_zero" returns zeros for dh0 (a missed carry into h0)."""
+    return LSTM_ONE_SEQUENCE.replace("DH0", "np.zeros(H)" if bug == "dh0_zero" else "dprev_h")

@@ -84,3 +84,54 @@ def test_grade_notes_the_write_in_its_column_and_agrees(write, tmp_path):
         else:
             assert rows["writes.py"]["verdict"] == "agree", rows["writes.py"]
             assert "writes into dnext_c" in rows["writes.py"]["writes"]
+
+
+# --- 2. a detected convention is proven before it is used ----------------------------------------
+
+def test_an_lstm_for_one_sequence_is_checked_without_a_batch_axis(write, capsys):
+    path = write("lstm_one.py", gated_wild.lstm_one_sequence_source())
+    code, out, err = run(["check", str(path), "--cases", "6"], capsys)
+    assert code == 0, out + err
+    assert out.count("AGREES: 6 of 6") == 2
+    assert "lstm_forward takes one sequence without a batch axis (x (3, 5), h0 (4,)): checked with B = 1" in out
+
+
+def test_its_mistake_is_still_caught_in_that_layout(write, capsys):
+    path = write("lstm_one.py", gated_wild.lstm_one_sequence_source("dh0_zero"))
+    code, out, err = run(["check", str(path), "--convention", "cs231n-lstm", "--cases", "6", "--json"], capsys)
+    assert code == 1, out + err
+    result = json.loads(out)
+    assert {f["status"] for f in result["failures"]} == {"disagree"}
+    assert all(f["parameter"] == "h0" for f in result["failures"]), result["failures"]
+
+
+def test_a_layout_that_fits_neither_way_is_said_with_exit_2_never_disagrees(write, capsys):
+    path = write("layer.py", "import numpy as np\n\n"
+                             "def lstm_forward(x, h0, Wx, Wh, b):\n"
+                             "    D, T = x.shape[-2:]\n"        # axes the other way round, one sequence or not
+                             "    return np.zeros((T, D, 2, 2)), None\n\n"
+                             "def lstm_backward(dh, cache):\n    return None\n")
+    code, out, err = run(["check", str(path), "--cases", "4"], capsys)
+    assert code == 2, out + err
+    assert "DISAGREES" not in out + err and "RAISES" not in out + err
+    assert "has the cs231n-lstm convention's name and arity but not its layout" in err
+    assert "on x (2, 3, 5), h0 (2, 4)" in err and "on x (3, 5), h0 (4,)" in err
+
+
+def test_a_backward_that_raises_in_a_fitting_layout_is_the_derivations_own(write, capsys):
+    # the forward takes the layout: the backward's error is the code's, and the verdict says it
+    source = gated_wild.cs231n_lstm_source().replace("dx = da.dot(Wx.T)", "dx = da.dot(Wx)")
+    code, out, err = run(["check", str(write("rnn_layers.py", source)), "--cases", "3"], capsys)
+    assert code == 1, out + err
+    assert "RAISES ValueError" in out and "not its layout" not in out + err
+
+
+def test_a_single_sequence_adapter_refuses_a_batch():
+    from comparisons import conventions
+    from conftest import small_problem
+    import numpy as np
+
+    fn = conventions.cs231n(lambda x, h0, Wx, Wh, b: (np.zeros((3, 4)), None), lambda dh, c: None, batch=False)
+    params, xs, ys = small_problem(B=2)
+    with pytest.raises(ValueError, match="single-sequence layout takes one sequence"):
+        fn(params, xs, ys)

@@ -603,7 +603,9 @@ def check_convention(fn, *, output=None, loss=None, reduction=None, cases=100, s
     output = output or space_defaults.get("output", "identity")
     loss = loss or space_defaults.get("loss", "squared_error")
     reduction = reduction or space_defaults.get("reduction", "mean")
-    merged = {**space_defaults.get("sizes", {}), **(sizes or {})}
+    # a size the style fixes (one sequence: B = 1) stays fixed, whatever --sizes says
+    fixed = {k: v for k, v in space_defaults.get("sizes", {}).items() if k in space_defaults.get("fixed", ())}
+    merged = {**space_defaults.get("sizes", {}), **(sizes or {}), **fixed}
     space = CaseSpace.make(merged or None, "none", space_defaults.get("inputs"), None,
                            space_defaults.get("tie_D_O", False), loss=loss)
     clip = None if strict_clip else getattr(fn, "clip", None)

@@ -119,6 +119,25 @@ def layer_problem(style: str, params, xs, ys, hidden, output, loss, reduction, t
     return p
 
 
+#: the case space of a single-sequence layout (no batch axis): one sequence, always
+ONE_SEQUENCE = {"sizes": {"B": 1}, "fixed": ("B",)}
+
+
+def one_sequence(space: dict) -> dict:
+    """``space`` narrowed to one sequence (B = 1, fixed: ``--sizes`` cannot widen it)."""
+    return {**space, "sizes": {**space.get("sizes", {}), "B": 1},
+            "fixed": tuple(space.get("fixed", ())) + ("B",)}
+
+
+def unbatched(array: np.ndarray, batch: bool) -> np.ndarray:
+    """What a function without a batch axis is handed: ``array`` (B = 1 on axis 0) without it."""
+    if batch:
+        return array
+    if array.shape[0] != 1:
+        raise ValueError(f"xs: the single-sequence layout takes one sequence (B = 1); got B = {array.shape[0]}")
+    return array[0]
+
+
 def tagged(fn, name: str, space: dict):
     fn.__name__ = fn.__qualname__ = name
     fn.case_space = space

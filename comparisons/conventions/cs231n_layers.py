@@ -22,13 +22,14 @@ import numpy as np
 from bptt_xval.model import Gradients
 from comparisons.check.outputs import BadOutput
 from comparisons.conventions._adapt import (arg_names, as_numpy, call, h0_gradient, handed, head, layer_problem,
-                                            name_of, require_callables, returned, tagged, torch_module, unchanged,
-                                            Writes)
+                                            name_of, one_sequence, require_callables, returned, tagged, torch_module,
+                                            unbatched, unchanged, Writes)
 
 
-def _layer(forward, backward, *, arrays, device, step: bool):
+def _layer(forward, backward, *, arrays, device, step: bool, batch: bool = True):
     """The contract's signature around a forward/backward pair; ``step``: the pair is
-    ``rnn_step_forward/backward``, checked as T = 1 (in the student's own names)."""
+    ``rnn_step_forward/backward``, checked as T = 1 (in the student's own names); ``batch``
+    False: the functions take one sequence without a batch axis (x (T, D), h0 (H,))."""
     if arrays not in ("auto", "numpy", "torch"):
         raise ValueError(f"arrays: expected 'auto', 'numpy' or 'torch'; got {arrays!r}")
     if device not in ("cpu", "cuda"):
@@ -48,6 +49,7 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         x = p.xs.transpose(1, 0, 2)                                    # (N, T, D)
         h0 = np.broadcast_to(p.params.get("h0", np.zeros(p.H, p.dtype)), (p.B, p.H))
         inputs = [x[:, 0] if step else x, h0, p.params["W_xh"].T, p.params["W_hh"].T, p.params["b_h"]]  # Wx = W_xh^T
+        inputs = [unbatched(a, batch) for a in inputs[:2]] + inputs[2:]
         given = [handed(kind, a, device) for a in inputs]
         h, cache = returned(fwd, call(fwd, inputs_text, forward, *given), 2, "(h, cache)")
         unchanged(fwd, inputs_text, given, inputs)
@@ -56,7 +58,7 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         hs = np.concatenate([h0[None], h.transpose(1, 0, 2)])      # h_0..h_T, time-major
         L, dh_direct, top = head(p.params, hs, p.ys, config)
         dh = dh_direct.transpose(1, 0, 2)                              # upstream dL/dh_t, (N, T, H)
-        dh = dh[:, 0] if step else dh
+        dh = unbatched(dh[:, 0] if step else dh, batch)
         if step:
             # dnext_h is a temporary of the course's rnn_backward loop: a write is a note (Writes)
             dh_given = writes.scratch(kind, dh, device)
@@ -108,25 +110,28 @@ def _layer(forward, backward, *, arrays, device, step: bool):
         return result
 
     space = {"hidden": "tanh", **({"sizes": {"T": 1}, "fixed": ("T",)} if step else {})}
-    fn = tagged(loss_and_grads, f"{'cs231n_step' if step else 'cs231n'}({fwd}, {bwd})", space)
+    fn = tagged(loss_and_grads, f"{'cs231n_step' if step else 'cs231n'}({fwd}, {bwd})",
+                space if batch else one_sequence(space))
+    fn.batch = batch
     fn.writes = writes
     return fn
 
 
-def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu"):
+def cs231n(rnn_forward, rnn_backward, *, arrays="auto", device="cpu", batch=True):
     """cs231n's ``rnn_forward(x, h0, Wx, Wh, b) -> (h, cache)`` and ``rnn_backward(dh, cache)
     -> (dx, dh0, dWx, dWh, db)``, batch first: x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H),
     h (N, T, H). ``arrays``: "numpy", "torch" (EECS 498: tensors, no autograd) or "auto"
     (NumPy first; torch tensors when the functions do not take NumPy arrays or return tensors).
     ``device``: where those tensors live ("cuda": the EECS 498 assignment on a Colab GPU).
+    ``batch`` False: one sequence without a batch axis, x (T, D), h0 (H,), dh (T, H).
     """
     require_callables(rnn_forward=rnn_forward, rnn_backward=rnn_backward)
-    return _layer(rnn_forward, rnn_backward, arrays=arrays, device=device, step=False)
+    return _layer(rnn_forward, rnn_backward, arrays=arrays, device=device, step=False, batch=batch)
 
 
-def cs231n_step(step_forward, step_backward, *, arrays="auto", device="cpu"):
+def cs231n_step(step_forward, step_backward, *, arrays="auto", device="cpu", batch=True):
     """cs231n's ``rnn_step_forward(x, prev_h, Wx, Wh, b) -> (next_h, cache)`` and
     ``rnn_step_backward(dnext_h, cache) -> (dx, dprev_h, dWx, dWh, db)``: checked as T = 1,
     every message in the step functions' own names."""
     require_callables(step_forward=step_forward, step_backward=step_backward)
-    return _layer(step_forward, step_backward, arrays=arrays, device=device, step=True)
+    return _layer(step_forward, step_backward, arrays=arrays, device=device, step=True, batch=batch)

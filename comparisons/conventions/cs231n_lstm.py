@@ -26,7 +26,8 @@ import numpy as np
 
 from bptt_xval.model import Gradients
 from comparisons.conventions._adapt import (arg_names, as_numpy, call, handed, head, name_of, require_callables,
-                                            returned, unchanged, Writes)
+                                            returned, unbatched, unchanged, Writes)
+from comparisons.conventions._adapt import ONE_SEQUENCE
 from comparisons.conventions._gates import GatedProblem, arrays_mode, back, gated, reorder
 
 ORDER = ("i", "f", "o", "g")
@@ -56,9 +57,10 @@ def _device_check(arrays, device):
         device_for(device)
 
 
-def cs231n_lstm(lstm_forward, lstm_backward, *, arrays="auto", device="cpu"):
+def cs231n_lstm(lstm_forward, lstm_backward, *, arrays="auto", device="cpu", batch=True):
     """cs231n's ``lstm_forward(x, h0, Wx, Wh, b) -> (h, cache)`` and ``lstm_backward(dh, cache)
-    -> (dx, dh0, dWx, dWh, db)`` (module docstring), checked against the suite's LSTM."""
+    -> (dx, dh0, dWx, dWh, db)`` (module docstring), checked against the suite's LSTM.
+    ``batch`` False: one sequence without a batch axis (x (T, D), h0 (H,), dh (T, H))."""
     require_callables(lstm_forward=lstm_forward, lstm_backward=lstm_backward)
     _device_check(arrays, device)
     fwd, bwd = name_of(lstm_forward, "lstm_forward"), name_of(lstm_backward, "lstm_backward")
@@ -72,13 +74,14 @@ def cs231n_lstm(lstm_forward, lstm_backward, *, arrays="auto", device="cpu"):
 
         def run(kind):
             h0 = np.zeros((p.B, p.H), p.dtype)
-            inputs = [p.xs.transpose(1, 0, 2), h0, *_weights(p)]
+            inputs = [unbatched(p.xs.transpose(1, 0, 2), batch), unbatched(h0, batch), *_weights(p)]
             given = [handed(kind, a, device) for a in inputs]
             h, cache = returned(fwd, call(fwd, inputs_text, lstm_forward, *given), 2, "(h, cache)")
             unchanged(fwd, inputs_text, given, inputs)
             h = as_numpy(f"h ({fwd})", h, (p.B, p.T, p.H), p.dtype)
             L, direct, top = head(params, np.concatenate([h0[None], h.transpose(1, 0, 2)]), ys, p.config)
             dh = direct.transpose(1, 0, 2)
+            dh = unbatched(dh, batch)
             dh_given = handed(kind, dh, device)
             out = call(bwd, f"its upstream gradient {upstream}", lstm_backward, dh_given, cache)
             unchanged(bwd, f"its upstream gradient {upstream}", [dh_given], [dh])
@@ -89,12 +92,13 @@ def cs231n_lstm(lstm_forward, lstm_backward, *, arrays="auto", device="cpu"):
                              np.ascontiguousarray(dL_dx))
         return arrays_mode(run, mode)
 
-    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm({fwd}, {bwd})", None if batch else ONE_SEQUENCE)
     fn.names_note = NAMES.format(h0="dh0")
+    fn.batch = batch
     return fn
 
 
-def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"):
+def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu", batch=True):
     """cs231n's ``lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b) -> (next_h, next_c, cache)``
     and ``lstm_step_backward(dnext_h, dnext_c, cache) -> (dx, dprev_h, dprev_c, dWx, dWh, db)``,
     chained over T steps by a correct harness (module docstring)."""
@@ -118,7 +122,7 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
             c = np.zeros((p.B, p.H), p.dtype)
             caches = []
             for t in range(p.T):
-                inputs = [p.xs[t], h[-1], c]
+                inputs = [unbatched(a, batch) for a in (p.xs[t], h[-1], c)]
                 given = [handed(kind, a, device) for a in inputs]
                 out = call(fwd, inputs_text, step_forward, *given, *weights)
                 next_h, next_c, cache = returned(fwd, out, 3, "(next_h, next_c, cache)")
@@ -133,7 +137,7 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
             for t in range(p.T - 1, -1, -1):
                 # dnext_h and dnext_c are temporaries of the course's lstm_backward loop: a write into
                 # them (``dnext_c += ...``) harms nothing there, so it is a note (Writes), judged on copies
-                upstream_arrays = [direct[t] + dh_carry, dc_carry]
+                upstream_arrays = [unbatched(a, batch) for a in (direct[t] + dh_carry, dc_carry)]
                 upstream_given = [writes.scratch(kind, a, device) for a in upstream_arrays]
                 out = call(bwd, f"its upstream gradients ({upstream})", step_backward, *upstream_given, caches[t])
                 writes.check(bwd, upstream_names, upstream_given, upstream_arrays)
@@ -149,7 +153,8 @@ def cs231n_lstm_step(step_forward, step_backward, *, arrays="auto", device="cpu"
             return Gradients(L, {k: np.ascontiguousarray(v) for k, v in grads.items()}, None, dx.astype(p.dtype))
         return arrays_mode(run, mode)
 
-    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm_step({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "lstm", f"cs231n_lstm_step({fwd}, {bwd})", None if batch else ONE_SEQUENCE)
+    fn.batch = batch
     fn.names_note = NAMES.format(h0="the first step's dprev_h") + ", c0 = the first step's dprev_c"
     fn.writes = writes
     return fn

@@ -17,13 +17,14 @@ import numpy as np
 
 from bptt_xval.model import Gradients
 from comparisons.conventions._adapt import (arg_names, as_numpy, call, handed, head, name_of, require_callables,
-                                            returned, unchanged)
+                                            returned, unbatched, unchanged, ONE_SEQUENCE)
 from comparisons.conventions._gates import GatedProblem, arrays_mode, gated
 
 
-def gru(gru_forward, gru_backward, *, arrays="auto", device="cpu"):
+def gru(gru_forward, gru_backward, *, arrays="auto", device="cpu", batch=True):
     """``gru_forward(x, h0, W_ih, W_hh, b_ih, b_hh) -> (h, cache)`` and ``gru_backward(dh,
-    cache) -> (dx, dh0, dW_ih, dW_hh, db_ih, db_hh)`` (module docstring)."""
+    cache) -> (dx, dh0, dW_ih, dW_hh, db_ih, db_hh)`` (module docstring); ``batch`` False:
+    one sequence without a batch axis (x (T, D), h0 (H,), dh (T, H))."""
     require_callables(gru_forward=gru_forward, gru_backward=gru_backward)
     if arrays not in ("auto", "numpy", "torch"):
         raise ValueError(f"arrays: expected 'auto', 'numpy' or 'torch'; got {arrays!r}")
@@ -38,13 +39,14 @@ def gru(gru_forward, gru_backward, *, arrays="auto", device="cpu"):
 
         def run(kind):
             h0 = np.zeros((p.B, p.H), p.dtype)
-            inputs = [p.xs.transpose(1, 0, 2), h0] + [params[k] for k in ("W_ih", "W_hh", "b_ih", "b_hh")]
+            inputs = [unbatched(p.xs.transpose(1, 0, 2), batch), unbatched(h0, batch)] + [
+                params[k] for k in ("W_ih", "W_hh", "b_ih", "b_hh")]
             given = [handed(kind, a, device) for a in inputs]
             h, cache = returned(fwd, call(fwd, inputs_text, gru_forward, *given), 2, "(h, cache)")
             unchanged(fwd, inputs_text, given, inputs)
             h = as_numpy(f"h ({fwd})", h, (p.B, p.T, p.H), p.dtype)
             L, direct, top = head(params, np.concatenate([h0[None], h.transpose(1, 0, 2)]), ys, p.config)
-            dh = direct.transpose(1, 0, 2)
+            dh = unbatched(direct.transpose(1, 0, 2), batch)
             dh_given = handed(kind, dh, device)
             out = call(bwd, f"its upstream gradient {upstream}", gru_backward, dh_given, cache)
             unchanged(bwd, f"its upstream gradient {upstream}", [dh_given], [dh])
@@ -59,6 +61,7 @@ def gru(gru_forward, gru_backward, *, arrays="auto", device="cpu"):
                              np.ascontiguousarray(dL_dx))
         return arrays_mode(run, mode)
 
-    fn = gated(loss_and_grads, "gru", f"gru({fwd}, {bwd})")
+    fn = gated(loss_and_grads, "gru", f"gru({fwd}, {bwd})", None if batch else ONE_SEQUENCE)
+    fn.batch = batch
     fn.names_note = "names: W_ih = dW_ih, W_hh = dW_hh, b_ih = db_ih, b_hh = db_hh (gates r, z, n); h0 = dh0; dL_dx = dx"
     return fn
