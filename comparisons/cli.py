@@ -96,7 +96,7 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
 
     arities = CONVENTIONS[convention][2]
     for n, f, a in zip(names, functions, arities):
-        if arity(f) not in (None, a):
+        if a is not None and arity(f) not in (None, a):
             others = [c for c, found in detect({k: loaded.function(k) for k in loaded.functions})
                       if n in found and c != convention]
             raise UsageError(f"--convention: {_signature(f)} takes {arity(f)} argument(s) where the {convention} "
@@ -225,7 +225,8 @@ def _add_space(p: argparse.ArgumentParser) -> None:
 
 
 CHECK_CONVENTIONS = ("min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm", "cs231n-lstm",
-                     "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru")
+                     "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru", "deeplearning-ai-step",
+                     "deeplearning-ai-lstm-step", "class-gru", "class-lstm", "karpathy-lstm")
 
 
 def _add_loading(p: argparse.ArgumentParser) -> None:

@@ -744,3 +744,248 @@ def lstm_backward(dh, cache):
 def lstm_one_sequence_source(bug=None) -> str:
     """``bug``: "dh0_zero" returns zeros for dh0 (a missed carry into h0)."""
     return LSTM_ONE_SEQUENCE.replace("DH0", "np.zeros(H)" if bug == "dh0_zero" else "dprev_h")
+
+
+# --- 11-785 (CMU): a GRUCell class, weights and gradients as attributes, one step per call ------
+
+GRU_CELL_785 = '''import numpy as np
+
+
+def sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+class GRUCell(object):
+    """my GRU cell for hw3p1"""
+
+    def __init__(self, in_dim, hidden_dim):
+        self.d = in_dim
+        self.h = hidden_dim
+        h, d = hidden_dim, in_dim
+        self.Wrx = np.random.randn(h, d)
+        self.Wzx = np.random.randn(h, d)
+        self.Wnx = np.random.randn(h, d)
+        self.Wrh = np.random.randn(h, h)
+        self.Wzh = np.random.randn(h, h)
+        self.Wnh = np.random.randn(h, h)
+        self.brx = np.random.randn(h)
+        self.bzx = np.random.randn(h)
+        self.bnx = np.random.randn(h)
+        self.brh = np.random.randn(h)
+        self.bzh = np.random.randn(h)
+        self.bnh = np.random.randn(h)
+        self.dWrx = np.zeros((h, d))
+        self.dWzx = np.zeros((h, d))
+        self.dWnx = np.zeros((h, d))
+        self.dWrh = np.zeros((h, h))
+        self.dWzh = np.zeros((h, h))
+        self.dWnh = np.zeros((h, h))
+        self.dbrx = np.zeros((h))
+        self.dbzx = np.zeros((h))
+        self.dbnx = np.zeros((h))
+        self.dbrh = np.zeros((h))
+        self.dbzh = np.zeros((h))
+        self.dbnh = np.zeros((h))
+
+    def forward(self, x, h_prev_t):
+        self.x = x
+        self.hidden = h_prev_t
+        self.r = sigmoid(self.Wrx @ x + self.brx + self.Wrh @ h_prev_t + self.brh)
+        self.z = sigmoid(self.Wzx @ x + self.bzx + self.Wzh @ h_prev_t + self.bzh)
+        self.hn = self.Wnh @ h_prev_t + self.bnh
+        self.n = np.tanh(self.Wnx @ x + self.bnx + self.r * self.hn)
+        h_t = (1 - self.z) * self.n + self.z * h_prev_t
+        return h_t
+
+    def backward(self, delta):
+        delta = delta.reshape(-1)
+        dz = delta * (self.hidden - self.n)
+        dn = delta * (1 - self.z)
+        dn_pre = dn * (1 - self.n ** 2)
+        dr = dn_pre * self.hn
+        dr_pre = dr * self.r * (1 - self.r)
+        dz_pre = dz * self.z * (1 - self.z)
+        self.dWnx += np.outer(dn_pre, self.x)
+        self.dbnx += dn_pre
+        self.dWnh += np.outer(dn_pre * self.r, self.hidden)
+        self.dbnh += dn_pre * self.r
+        self.dWzx += np.outer(dz_pre, self.x)
+        self.dbzx += dz_pre
+        self.dWzh += np.outer(dz_pre, self.hidden)
+        self.dbzh += dz_pre
+        self.dWrx += np.outer(dr_pre, self.x)
+        self.dbrx += dr_pre
+        self.dWrh += np.outer(dr_pre, self.hidden)
+        self.dbrh += dr_pre
+        dx = self.Wnx.T @ dn_pre + self.Wzx.T @ dz_pre + self.Wrx.T @ dr_pre
+        dh_prev_t = delta * self.z + self.Wnh.T @ (dn_pre * self.r) + self.Wzh.T @ dz_pre + self.Wrh.T @ dr_pre
+        return dx.reshape(1, -1), dh_prev_t.reshape(1, -1)
+'''
+
+GRU_CELL_BUGS = {
+    None: {},
+    # the reset gate left out of the candidate's hidden-side gradient
+    "reset_dropped_in_dWnh": {"self.dWnh += np.outer(dn_pre * self.r, self.hidden)":
+                              "self.dWnh += np.outer(dn_pre, self.hidden)"},
+    # the update gate's own path into h_prev forgotten
+    "z_carry_dropped": {"dh_prev_t = delta * self.z + ": "dh_prev_t = "},
+}
+
+
+def gru_cell_785_source(bug=None) -> str:
+    text = GRU_CELL_785
+    for old, new in GRU_CELL_BUGS[bug].items():
+        assert old in text
+        text = text.replace(old, new)
+    return text
+
+
+# --- Karpathy's batched LSTM as a class of static methods: one WLSTM, the bias its first row -----
+
+KARPATHY_LSTM = '''"""
+Batched LSTM forward and backward, in the layout of karpathy's lstm.py (my rewrite for class).
+X is (n, b, input_size): time first.
+"""
+import numpy as np
+
+
+class LSTM:
+
+    @staticmethod
+    def init(input_size, hidden_size):
+        WLSTM = np.random.randn(input_size + hidden_size + 1, 4 * hidden_size) / np.sqrt(input_size + hidden_size)
+        WLSTM[0, :] = 0
+        return WLSTM
+
+    @staticmethod
+    def forward(X, WLSTM, c0=None, h0=None):
+        n, b, input_size = X.shape
+        d = WLSTM.shape[1] // 4
+        if c0 is None:
+            c0 = np.zeros((b, d))
+        if h0 is None:
+            h0 = np.zeros((b, d))
+        xphpb = WLSTM.shape[0]
+        Hin = np.zeros((n, b, xphpb))
+        Hout = np.zeros((n, b, d))
+        IFOG = np.zeros((n, b, d * 4))
+        IFOGf = np.zeros((n, b, d * 4))
+        C = np.zeros((n, b, d))
+        Ct = np.zeros((n, b, d))
+        for t in range(n):
+            prevh = Hout[t - 1] if t > 0 else h0
+            Hin[t, :, 0] = 1
+            Hin[t, :, 1:input_size + 1] = X[t]
+            Hin[t, :, input_size + 1:] = prevh
+            IFOG[t] = Hin[t].dot(WLSTM)
+            IFOGf[t, :, :3 * d] = 1.0 / (1.0 + np.exp(-IFOG[t, :, :3 * d]))
+            IFOGf[t, :, 3 * d:] = np.tanh(IFOG[t, :, 3 * d:])
+            prevc = C[t - 1] if t > 0 else c0
+            C[t] = IFOGf[t, :, :d] * IFOGf[t, :, 3 * d:] + IFOGf[t, :, d:2 * d] * prevc
+            Ct[t] = np.tanh(C[t])
+            Hout[t] = IFOGf[t, :, 2 * d:3 * d] * Ct[t]
+        cache = {"WLSTM": WLSTM, "Hout": Hout, "IFOGf": IFOGf, "IFOG": IFOG, "C": C, "Ct": Ct, "Hin": Hin,
+                 "c0": c0, "h0": h0}
+        return Hout, C[t], Hout[t], cache
+
+    @staticmethod
+    def backward(dHout_in, cache, dcn=None, dhn=None):
+        WLSTM, Hout, IFOGf, IFOG = cache["WLSTM"], cache["Hout"], cache["IFOGf"], cache["IFOG"]
+        C, Ct, Hin, c0, h0 = cache["C"], cache["Ct"], cache["Hin"], cache["c0"], cache["h0"]
+        n, b, d = Hout.shape
+        input_size = WLSTM.shape[0] - d - 1
+        dIFOG = np.zeros(IFOG.shape)
+        dIFOGf = np.zeros(IFOGf.shape)
+        dWLSTM = np.zeros(WLSTM.shape)
+        dHin = np.zeros(Hin.shape)
+        dC = np.zeros(C.shape)
+        dX = np.zeros((n, b, input_size))
+        dh0 = np.zeros((b, d))
+        dc0 = np.zeros((b, d))
+        dHout = dHout_in.copy()
+        if dcn is not None:
+            dC[n - 1] += dcn.copy()
+        if dhn is not None:
+            dHout[n - 1] += dhn.copy()
+        for t in reversed(range(n)):
+            tanhCt = Ct[t]
+            dIFOGf[t, :, 2 * d:3 * d] = tanhCt * dHout[t]
+            dC[t] += (1 - tanhCt ** 2) * (IFOGf[t, :, 2 * d:3 * d] * dHout[t])
+            if t > 0:
+                dIFOGf[t, :, d:2 * d] = C[t - 1] * dC[t]
+                dC[t - 1] += IFOGf[t, :, d:2 * d] * dC[t]
+            else:
+                dIFOGf[t, :, d:2 * d] = c0 * dC[t]
+                dc0 = IFOGf[t, :, d:2 * d] * dC[t]
+            dIFOGf[t, :, :d] = IFOGf[t, :, 3 * d:] * dC[t]
+            dIFOGf[t, :, 3 * d:] = IFOGf[t, :, :d] * dC[t]
+            dIFOG[t, :, 3 * d:] = (1 - IFOGf[t, :, 3 * d:] ** 2) * dIFOGf[t, :, 3 * d:]
+            y = IFOGf[t, :, :3 * d]
+            dIFOG[t, :, :3 * d] = (y * (1.0 - y)) * dIFOGf[t, :, :3 * d]
+            dWLSTM += np.dot(Hin[t].transpose(), dIFOG[t])
+            dHin[t] = dIFOG[t].dot(WLSTM.transpose())
+            dX[t] = dHin[t, :, 1:input_size + 1]
+            if t > 0:
+                dHout[t - 1, :] += dHin[t, :, input_size + 1:]
+            else:
+                dh0 += dHin[t, :, input_size + 1:]
+        return dX, dWLSTM, dc0, dh0
+'''
+
+
+def karpathy_lstm_source(bug=None) -> str:
+    """``bug``: "forget_carry_dropped" never carries dC back through the forget gate."""
+    if bug == "forget_carry_dropped":
+        return KARPATHY_LSTM.replace("dC[t - 1] += IFOGf[t, :, d:2 * d] * dC[t]", "pass")
+    return KARPATHY_LSTM
+
+
+# --- an LSTMCell class in the same layout as 11-785's GRUCell -------------------------------------
+
+LSTM_CELL_CLASS = '''import numpy as np
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+class LSTMCell:
+    def __init__(self, input_size, hidden_size):
+        d, h = input_size, hidden_size
+        for g in "ifco":
+            setattr(self, "W" + g + "x", np.random.randn(h, d) * 0.1)
+            setattr(self, "W" + g + "h", np.random.randn(h, h) * 0.1)
+            setattr(self, "b" + g, np.zeros(h))
+        self.zero_grad()
+
+    def zero_grad(self):
+        for name in ("Wix", "Wih", "Wfx", "Wfh", "Wcx", "Wch", "Wox", "Woh", "bi", "bf", "bc", "bo"):
+            setattr(self, "d" + name, np.zeros_like(getattr(self, name)))
+
+    def forward(self, x, h_prev, c_prev):
+        self.x, self.h_prev, self.c_prev = x, h_prev, c_prev
+        self.i = sigmoid(self.Wix @ x + self.Wih @ h_prev + self.bi)
+        self.f = sigmoid(self.Wfx @ x + self.Wfh @ h_prev + self.bf)
+        self.c_hat = np.tanh(self.Wcx @ x + self.Wch @ h_prev + self.bc)
+        self.o = sigmoid(self.Wox @ x + self.Woh @ h_prev + self.bo)
+        self.c = self.f * c_prev + self.i * self.c_hat
+        self.h = self.o * np.tanh(self.c)
+        return self.h, self.c
+
+    def backward(self, delta_h, delta_c):
+        tc = np.tanh(self.c)
+        do = delta_h * tc * self.o * (1 - self.o)
+        dc = delta_c + delta_h * self.o * (1 - tc ** 2)
+        di = dc * self.c_hat * self.i * (1 - self.i)
+        df = dc * self.c_prev * self.f * (1 - self.f)
+        dg = dc * self.i * (1 - self.c_hat ** 2)
+        dx = np.zeros_like(self.x)
+        dh = np.zeros_like(self.h_prev)
+        for g, da in (("i", di), ("f", df), ("c", dg), ("o", do)):
+            getattr(self, "dW" + g + "x").__iadd__(np.outer(da, self.x))
+            getattr(self, "dW" + g + "h").__iadd__(np.outer(da, self.h_prev))
+            getattr(self, "db" + g).__iadd__(da)
+            dx = dx + getattr(self, "W" + g + "x").T @ da
+            dh = dh + getattr(self, "W" + g + "h").T @ da
+        return dx, dh, dc * self.f
+'''

@@ -135,3 +135,94 @@ def test_a_single_sequence_adapter_refuses_a_batch():
     params, xs, ys = small_problem(B=2)
     with pytest.raises(ValueError, match="single-sequence layout takes one sequence"):
         fn(params, xs, ys)
+
+
+# --- 5. deeplearning.ai's cell functions, checked on their own -----------------------------------
+
+@pytest.fixture
+def course(write):
+    import wild
+    write("course/rnn_utils.py", wild.RNN_UTILS)
+    write("course/public_tests.py", wild.PUBLIC_TESTS)
+    return write
+
+
+def test_dlai_rnn_cells_are_detected_and_checked_over_time(course, tmp_path, capsys):
+    import wild
+    path = course("student/rnn.ipynb", wild.notebook(wild.dlai_cells()))
+    code, out, err = run(["check", str(path), "--path", str(tmp_path / "course"), "--cases", "6"], capsys)
+    assert code == 0, out + err
+    assert "== deeplearning-ai-step: rnn_cell_forward, rnn_cell_backward ==\nAGREES: 6 of 6" in out
+    # tanh' of a_prev in the cell: caught by the cell's own check, on the cell's name
+    wrong = [c.replace("(1 - a_next ** 2) * da_next", "(1 - a_prev ** 2) * da_next") for c in wild.dlai_cells()]
+    path = course("student/rnn_bug.ipynb", wild.notebook(wrong))
+    code, out, err = run(["check", str(path), "--convention", "deeplearning-ai-step", "--path",
+                          str(tmp_path / "course"), "--cases", "6"], capsys)
+    assert code == 1 and out.startswith("DISAGREES"), out + err
+
+
+def test_dlai_lstm_cells_agree_and_a_cell_slip_is_caught_where_a_dropped_carry_is_not_the_cells(
+        course, tmp_path, capsys):
+    course_dir = str(tmp_path / "course")
+    right = course("student/lstm.ipynb", wild_notebook(gated_wild.dlai_lstm_cells()))
+    code, out, err = run(["check", str(right), "--path", course_dir, "--cases", "6"], capsys)
+    assert code == 0, out + err
+    assert "== deeplearning-ai-lstm-step: lstm_cell_forward, lstm_cell_backward ==\nAGREES: 6 of 6" in out
+    # dc_prev without its tanh' path: the cell's own slip
+    slip = [c.replace("dc_prev = dc_next * ft + ot * (1 - np.square(np.tanh(c_next))) * ft * da_next",
+                      "dc_prev = dc_next * ft") for c in gated_wild.dlai_lstm_cells()]
+    assert slip != gated_wild.dlai_lstm_cells()
+    code, out, err = run(["check", str(course("student/slip.ipynb", wild_notebook(slip))), "--convention",
+                          "deeplearning-ai-lstm-step", "--path", course_dir, "--cases", "6"], capsys)
+    assert code == 1 and out.startswith("DISAGREES"), out + err
+    # the dropped carry lives in lstm_backward: the cells are right, and their check says so
+    dropped = course("student/dropped.ipynb", wild_notebook(gated_wild.dlai_lstm_cells("hidden_carry_dropped")))
+    code, out, err = run(["check", str(dropped), "--path", course_dir, "--cases", "6", "--json"], capsys)
+    checks = {c["convention"]: c for c in json.loads(out)["checks"]}
+    assert checks["deeplearning-ai-lstm-step"]["ok"] and not checks["deeplearning-ai-lstm"]["ok"]
+
+
+def wild_notebook(cells):
+    import wild
+    return wild.notebook(cells)
+
+
+# --- 3. cells written as classes ------------------------------------------------------------------
+
+CLASS_FILES = {
+    "class-gru": ("gru_cell.py", gated_wild.gru_cell_785_source),
+    "class-lstm": ("lstm_cell.py", lambda bug=None: gated_wild.LSTM_CELL_CLASS),
+    "karpathy-lstm": ("lstm.py", gated_wild.karpathy_lstm_source),
+}
+
+
+@pytest.mark.parametrize("convention", sorted(CLASS_FILES))
+def test_a_right_class_is_detected_by_its_methods_and_attributes_and_agrees(convention, write, capsys):
+    name, source = CLASS_FILES[convention]
+    code, out, err = run(["check", str(write(name, source())), "--cases", "6"], capsys)
+    assert code == 0, out + err
+    assert out.startswith("AGREES: 6 of 6")
+    assert f"convention detected: {convention} (" in out
+
+
+@pytest.mark.parametrize("convention, bug, diagnosis", [
+    ("class-gru", "z_carry_dropped", "update_carry_dropped"),
+    ("class-gru", "reset_dropped_in_dWnh", None),
+    ("karpathy-lstm", "forget_carry_dropped", "cell_carry_dropped"),
+])
+def test_a_wrong_class_is_caught_and_named(convention, bug, diagnosis, write, capsys):
+    name, source = CLASS_FILES[convention]
+    code, out, err = run(["check", str(write(name, source(bug))), "--cases", "8", "--json"], capsys)
+    assert code == 1, out + err
+    result = json.loads(out)
+    assert result["failures"] and {f["status"] for f in result["failures"]} == {"disagree"}
+    if diagnosis:
+        assert any(f["diagnosis"] == [diagnosis] for f in result["failures"]), result["failures"]
+
+
+def test_a_class_of_other_weights_is_not_taken_for_a_gru(write, capsys):
+    source = ("import numpy as np\n\nclass Linear:\n    def __init__(self, d, h):\n        self.W = np.zeros((h, d))\n"
+              "    def forward(self, x, h):\n        return self.W @ x\n    def backward(self, delta):\n"
+              "        return delta\n")
+    code, out, err = run(["check", str(write("linear.py", source)), "--cases", "2"], capsys)
+    assert code == 2 and "defines no function of a known convention" in err

@@ -5,12 +5,14 @@ symbols in its docstring.
     min_char.py        karpathy's min-char-rnn: lossFun(inputs, targets, hprev), globals
     cs231n_layers.py   cs231n / EECS 498: rnn_forward / rnn_backward and the step pair
     coursera.py        deeplearning.ai: rnn_forward(x, a0, parameters), caches, dicts
+    coursera_step.py   deeplearning.ai's cell functions: rnn_cell_*, lstm_cell_*, chained over T
     the gated cells, each checked against the suite's LSTM or GRU cell (``fn.cell``):
     min_char_lstm.py   lossFun(inputs, targets, hprev, cprev): stacked or one matrix per gate
     cs231n_lstm.py     lstm_forward / lstm_backward and the step pair, gates i, f, o, g
     coursera_lstm.py   deeplearning.ai: lstm_forward(x, a0, parameters), Wf on [a_prev; xt]
     gru.py             gru_forward / gru_backward in torch.nn.GRU's layout
     d2l_gru.py         d2l's gru(inputs, state, params) and a hand-derived gru_backward
+    classes.py         cells as classes: 11-785's GRUCell (and an LSTMCell), Karpathy's LSTM class
 
 Each adapter returns a function with the contract's ``loss_and_grads`` signature, carrying
 in ``fn.case_space`` the part of the case space its style supports (one-hot inputs and no
@@ -30,8 +32,11 @@ from __future__ import annotations
 
 import inspect
 
+from comparisons.conventions import classes
+from comparisons.conventions.classes import class_gru, class_lstm, karpathy_lstm
 from comparisons.conventions.coursera import deeplearning_ai
 from comparisons.conventions.coursera_lstm import deeplearning_ai_lstm
+from comparisons.conventions.coursera_step import deeplearning_ai_lstm_step, deeplearning_ai_step
 from comparisons.conventions.cs231n_layers import cs231n, cs231n_step
 from comparisons.conventions.cs231n_lstm import cs231n_lstm, cs231n_lstm_step
 from comparisons.conventions.d2l_gru import d2l_gru
@@ -52,7 +57,25 @@ CONVENTIONS = {
     "deeplearning-ai-lstm": (deeplearning_ai_lstm, ("lstm_forward", "lstm_backward"), (3, 2)),
     "gru": (gru, ("gru_forward", "gru_backward"), (6, 2)),
     "d2l-gru": (d2l_gru, ("gru", "gru_backward"), (3, 4)),
+    # deeplearning.ai's cell functions, checked on their own (issue 41)
+    "deeplearning-ai-step": (deeplearning_ai_step, ("rnn_cell_forward", "rnn_cell_backward"), (3, 2)),
+    "deeplearning-ai-lstm-step": (deeplearning_ai_lstm_step, ("lstm_cell_forward", "lstm_cell_backward"), (4, 3)),
+    # cells written as classes (Class.forward, Class.backward), told apart by what their code names
+    "class-gru": (class_gru, ("forward", "backward"), (2, 1)),
+    "class-lstm": (class_lstm, ("forward", "backward"), (3, 2)),
+    "karpathy-lstm": (karpathy_lstm, ("forward", "backward"), (None, None)),
 }
+#: the class conventions' test beyond names and arities: (forward, backward) -> does it fit?
+FITS = {
+    "class-gru": lambda f, b: classes.fits("gru", _owner(f)),
+    "class-lstm": lambda f, b: classes.fits("lstm", _owner(f)),
+    "karpathy-lstm": classes.is_karpathy,
+}
+
+
+def _owner(method):
+    owner = getattr(method, "__self__", None)
+    return owner if isinstance(owner, type) else type(owner) if owner is not None else None
 #: the contract's own signature, for detection beside the styles
 CONTRACT = ("loss_and_grads", 3)
 
@@ -64,6 +87,8 @@ def space_of(convention: str) -> tuple[dict, str | None]:
     if convention == "min-char-rnn-lstm":
         from comparisons.conventions.min_char_lstm import SPACE
         return dict(SPACE), "lstm"
+    if convention in ("class-gru", "class-lstm"):            # read off a class: none to probe with
+        return {}, convention.removeprefix("class-")
     adapter, names, _ = CONVENTIONS[convention]
     probe = adapter(*[lambda *a, **k: None] * len(names))
     return dict(probe.case_space), getattr(probe, "cell", None)
@@ -86,11 +111,16 @@ def detect(functions: dict) -> list:
     if callable(functions.get(CONTRACT[0])):
         found.append(("contract", (CONTRACT[0],)))
     for name, (_, names, arities) in CONVENTIONS.items():
-        for prefix in [""] + sorted({n.rsplit(".", 1)[0] + "." for n in functions if "." in n}):
+        prefixes = sorted({n.rsplit(".", 1)[0] + "." for n in functions if "." in n})
+        for prefix in ([] if name in FITS else [""]) + prefixes:
             qualified = tuple(prefix + n for n in names)
-            if all(arity(functions.get(q)) == a for q, a in zip(qualified, arities)):
-                found.append((name, qualified))
-                break
+            if not all(callable(functions.get(q)) and (a is None or arity(functions.get(q)) == a)
+                       for q, a in zip(qualified, arities)):
+                continue
+            if name in FITS and not FITS[name](*(functions[q] for q in qualified)):
+                continue
+            found.append((name, qualified))
+            break
     return found
 
 
@@ -102,5 +132,5 @@ def looks_like(name: str, functions: dict) -> str | None:
     return None
 
 
-__all__ = ["CONVENTIONS", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "d2l_gru", "deeplearning_ai",
-           "deeplearning_ai_lstm", "detect", "gru", "min_char_rnn", "min_char_rnn_lstm"]
+__all__ = ["CONVENTIONS", "class_gru", "class_lstm", "karpathy_lstm", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "d2l_gru", "deeplearning_ai",
+           "deeplearning_ai_lstm", "deeplearning_ai_lstm_step", "deeplearning_ai_step", "detect", "gru", "min_char_rnn", "min_char_rnn_lstm"]

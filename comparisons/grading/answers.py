@@ -50,6 +50,11 @@ RETURNS = {
     "deeplearning-ai-lstm": {"dL_dx": True, "initial": ("h0",)},
     "gru": {"dL_dx": True, "initial": ("h0",)},
     "d2l-gru": {"dL_dx": False, "initial": ()},
+    "deeplearning-ai-step": {"dL_dx": True, "initial": ()},
+    "deeplearning-ai-lstm-step": {"dL_dx": True, "initial": ("h0", "c0")},
+    "class-gru": {"dL_dx": True, "initial": ("h0",)},
+    "class-lstm": {"dL_dx": True, "initial": ("h0", "c0")},
+    "karpathy-lstm": {"dL_dx": True, "initial": ("h0", "c0")},
 }
 
 
