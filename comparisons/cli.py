@@ -312,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LSTM and GRU on check_cell's stacked fast path (the gated conventions' checks)")
     p.add_argument("--gated-cells", type=_names, default=None, metavar="CELL[,CELL]",
                    help="with --gated: the cells soaked (lstm, gru, gru_d2l; default lstm,gru)")
+    p.add_argument("--conventions", type=_names, default=None, metavar="NAME[,NAME]",
+                   help="the suite's derivations written in these conventions' styles, through their adapters "
+                        "(deeplearning-ai-step, deeplearning-ai-lstm-step, class-gru, karpathy-lstm)")
 
     p = sub.add_parser("resolve", help="resolving power: the share of cases that catch a planted error")
     p.add_argument("--cases", type=_positive_int, default=200)
@@ -628,7 +631,10 @@ def _soak(args) -> int:
         raise UsageError("--gated: the gated soak is a soak of its own; drop --cells")
     if args.gated_cells is not None and not args.gated:
         raise UsageError("--gated-cells: only with --gated")
-    out = Path(args.out or f"benchmarks/results/soak{'-cells' if args.cells else '-gated' if args.gated else ''}.json")
+    if args.conventions is not None and (args.cells or args.gated or args.device != "cpu"):
+        raise UsageError("--conventions: a soak of its own, on the CPU; drop --cells, --gated and --device")
+    kind = "-cells" if args.cells else "-gated" if args.gated else "-conventions" if args.conventions else ""
+    out = Path(args.out or f"benchmarks/results/soak{kind}.json")
     _writable(str(out.parent))
     from comparisons.check import backends
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
@@ -638,7 +644,8 @@ def _soak(args) -> int:
     total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
                  progress=lambda line: print(line, flush=True), device=args.device, cells=args.cells,
-                 gated=args.gated, **({"gated_cells": args.gated_cells} if args.gated_cells else {}))
+                 gated=args.gated, conventions=args.conventions,
+                 **({"gated_cells": args.gated_cells} if args.gated_cells else {}))
     print(summary(total))
     try:
         from comparisons.measure.soak import figure

@@ -206,6 +206,79 @@ def run_gated_block(seed: int, block: int, per_block: int, references: tuple, de
     return tally
 
 
+# --- the conventions soak: the suite's derivations written in a convention's style, through its adapter ---
+
+#: the conventions a conventions soak runs by default: those with a styled candidate (measure/styled.py)
+SOAKED_CONVENTIONS = ("deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "karpathy-lstm")
+#: a gated convention's block is stacked as the gated soak's; an Elman one is checked case by case
+CONVENTION_BLOCK = 256
+
+
+def convention_configs(conventions=SOAKED_CONVENTIONS) -> list:
+    """(convention, configuration) for every configuration its check draws: the gated ones as
+    the gated soak's (identity output, squared error, every reduction); the Elman ones every
+    output, loss and reduction of tanh units without truncation (what their styles compute)."""
+    from comparisons.conventions import space_of
+
+    out = []
+    for name in conventions:
+        _, cell = space_of(name)
+        if cell is not None:
+            out += [(name, dict(output="identity", loss="squared_error", reduction=r)) for r in REDUCTION]
+        else:
+            out += [(name, dict(hidden="tanh", output=o, loss=l, reduction=r, truncate=None))
+                    for o, l, r in itertools.product(OUTPUT, ("squared_error", "cross_entropy"), REDUCTION)
+                    if not (l == "cross_entropy" and o != "identity")]
+    return out
+
+
+def convention_blocks(cases: int, conventions=SOAKED_CONVENTIONS) -> tuple:
+    per_block = max(2, min(CONVENTION_BLOCK, -(-cases // len(convention_configs(conventions)))))
+    return per_block, -(-cases // per_block)
+
+
+def run_convention_block(seed: int, block: int, per_block: int, references: tuple, device: str = "cpu",
+                         conventions=SOAKED_CONVENTIONS) -> dict:
+    """One block of a conventions soak: the convention's adapter around the suite's styled
+    derivation (``comparisons.measure.styled``), checked as ``bptt-xval check`` checks it."""
+    from comparisons.check import backends
+    from comparisons.check.cases import CaseSpace, draw_cases, make_problem
+    from comparisons.check.cells import builtin_cells
+    from comparisons.check.checker import check_case, references_for
+    from comparisons.check.gated import check_gated_cases
+    from comparisons.conventions import space_of
+    from comparisons.measure.styled import candidates
+
+    found, skipped = backends.available(references)
+    name, config = convention_configs(conventions)[block % len(convention_configs(conventions))]
+    space_dict, cell_name = space_of(name)
+    fn = candidates()[name]
+    space = CaseSpace.make(space_dict.get("sizes"), "none" if cell_name else space_dict.get("h0"),
+                           space_dict.get("inputs"), None, space_dict.get("tie_D_O", False), loss=config["loss"])
+    drawn = []
+    for i, d in enumerate(DTYPES):
+        drawn += draw_cases((per_block + i) // 2, (seed * 1_000_003 + block) * 2 + i, dtype=d, space=space,
+                            **config)
+    tally = {"block": block, "cell": name, "cases": 0, "false_alarms": [], "inconclusive": {},
+             "max_error_over_tolerance": {d: 0.0 for d in DTYPES},
+             "histogram": {d: [0] * (len(BINS) + 1) for d in DTYPES}, "skipped": sorted(skipped)}
+    if cell_name is not None:
+        cell = builtin_cells()[cell_name]
+        outcomes = check_gated_cases(cell.step, fn, drawn, param_shapes=cell.param_shapes, state=cell.state,
+                                     names=tuple(n for n in references if n in found), **{
+                                         k: config[k] for k in ("output", "loss", "reduction")})
+    else:
+        refs = backends.on_device(found, device)
+        arrays = [make_problem(c) for c in drawn]
+        outcomes = [check_case(fn, case, refs, a, prepared=prepared)
+                    for case, a, prepared in zip(drawn, arrays, references_for(drawn, refs, arrays))]
+    for case, outcome in zip(drawn, outcomes):
+        _tally(tally, case, outcome)
+    for alarm in tally["false_alarms"]:
+        alarm["convention"] = name
+    return tally
+
+
 def _tally(tally: dict, case, outcome) -> None:
     """Count one outcome into its block's tally."""
     tally["cases"] += 1
@@ -246,6 +319,9 @@ def merge(total: dict, tally: dict) -> dict:
         for target, worst in targets.items():
             if worst["ratio"] > kept.get(target, {}).get("ratio", -1.0):
                 kept[target] = worst
+    if "cell" in tally:              # a cells, gated or conventions soak: its cases per cell or convention
+        by = total.setdefault("cases_by_cell", {})
+        by[tally["cell"]] = by.get(tally["cell"], 0) + tally["cases"]
     total["blocks_done"].append(tally["block"])
     return total
 
@@ -260,12 +336,13 @@ def empty(cases: int, seed: int, per_block: int, references: tuple, kind: str = 
 
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
          references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu",
-         cells: bool = False, gated: bool = False, gated_cells=GATED_CELLS) -> dict:
+         cells: bool = False, gated: bool = False, gated_cells=GATED_CELLS, conventions=None) -> dict:
     """Run ``cases`` correct cases on Dask; returns (and writes to ``out``) the tally.
     ``cells``: ``check_cell`` on the built-in cells' own derivations instead of
     ``check_derivation`` on ``manual.rnn`` (a false alarm's record names its cell);
     ``gated``: LSTM and GRU only, on check_cell's stacked fast path (``run_gated_block``);
-    ``gated_cells``: which of GATED_CELLS_ALL (recorded in the tally, and a resume must match)."""
+    ``gated_cells``: which of GATED_CELLS_ALL (recorded in the tally, and a resume must match);
+    ``conventions``: the conventions soak (``run_convention_block``) of these conventions."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     from comparisons import atomic
@@ -274,11 +351,17 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
 
     references = tuple(references)
     kind, runner = ("gated", run_gated_block) if gated else ("cells", run_cell_block) if cells else ("elman", run_block)
+    if conventions:
+        unknown = [c for c in conventions if c not in SOAKED_CONVENTIONS]
+        if unknown:
+            raise ValueError(f"conventions: expected some of {list(SOAKED_CONVENTIONS)}; got {unknown}")
+        kind, runner, gated, gated_cells = "conventions", run_convention_block, True, tuple(conventions)
     gated_cells = tuple(gated_cells)
     unknown = [c for c in gated_cells if c not in GATED_CELLS_ALL]
-    if gated and (unknown or not gated_cells):
+    if gated and not conventions and (unknown or not gated_cells):
         raise ValueError(f"gated_cells: expected some of {list(GATED_CELLS_ALL)}; got {list(gated_cells)}")
-    per_block, n_blocks = gated_blocks(cases, gated_cells) if gated else cell_blocks(cases) if cells else blocks(cases)
+    per_block, n_blocks = (convention_blocks(cases, gated_cells) if conventions else gated_blocks(cases, gated_cells)
+                           if gated else cell_blocks(cases) if cells else blocks(cases))
     cells = cells or gated
     total = empty(cases, seed, per_block, references, kind)
     if gated:
@@ -301,7 +384,7 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     try:
         with Client(scheduler or cluster) as client:
             # the last block runs what is left: N asked is N run (100,000 in blocks of 384 ran 100,224)
-            extra = {"cells": gated_cells} if gated else {}
+            extra = {"conventions": gated_cells} if conventions else {"cells": gated_cells} if gated else {}
             futures = [client.submit(runner, seed, b, min(per_block, cases - b * per_block), references, device,
                                      pure=False, **extra) for b in todo]
             for i, future in enumerate(as_completed(futures), 1):

@@ -1,0 +1,147 @@
+"""The suite's own correct derivations written in the newer conventions' styles: the soak's
+candidates (``bptt-xval soak --conventions``), so each convention's check, adapter and
+tolerances together, is measured for false alarms on fresh seeds as the Elman checker is.
+
+Each is written from the equations in that convention's module docstring
+(``comparisons.conventions.coursera_step``, ``classes``), not from any student's file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _sigmoid(a):
+    return 0.5 * (1.0 + np.tanh(0.5 * a))       # no overflow warning for large |a|
+
+
+# --- deeplearning.ai's cells ------------------------------------------------------------------
+
+def rnn_cell_forward(xt, a_prev, parameters):
+    a_next = np.tanh(parameters["Wax"] @ xt + parameters["Waa"] @ a_prev + parameters["ba"])
+    logits = parameters["Wya"] @ a_next + parameters["by"]
+    e = np.exp(logits - logits.max(0))
+    return a_next, e / e.sum(0), (a_next, a_prev, xt, parameters)
+
+
+def rnn_cell_backward(da_next, cache):
+    a_next, a_prev, xt, parameters = cache
+    dz = (1.0 - a_next * a_next) * da_next
+    return {"dxt": parameters["Wax"].T @ dz, "da_prev": parameters["Waa"].T @ dz, "dWax": dz @ xt.T,
+            "dWaa": dz @ a_prev.T, "dba": dz.sum(1, keepdims=True)}
+
+
+def lstm_cell_forward(xt, a_prev, c_prev, parameters):
+    z = np.vstack([a_prev, xt])
+    f = _sigmoid(parameters["Wf"] @ z + parameters["bf"])
+    i = _sigmoid(parameters["Wi"] @ z + parameters["bi"])
+    g = np.tanh(parameters["Wc"] @ z + parameters["bc"])
+    o = _sigmoid(parameters["Wo"] @ z + parameters["bo"])
+    c_next = f * c_prev + i * g
+    a_next = o * np.tanh(c_next)
+    return a_next, c_next, None, (z, c_prev, c_next, f, i, g, o, parameters)
+
+
+def lstm_cell_backward(da_next, dc_next, cache):
+    z, c_prev, c_next, f, i, g, o, parameters = cache
+    n_a = c_prev.shape[0]
+    t = np.tanh(c_next)
+    dc = dc_next + da_next * o * (1.0 - t * t)
+    pre = {"f": dc * c_prev * f * (1 - f), "i": dc * g * i * (1 - i), "c": dc * i * (1 - g * g),
+           "o": da_next * t * o * (1 - o)}
+    out = {"dc_prev": dc * f}
+    dz = sum(parameters[f"W{k}"].T @ d for k, d in pre.items())
+    out["da_prev"], out["dxt"] = dz[:n_a], dz[n_a:]
+    for k, d in pre.items():
+        out[f"dW{k}"] = d @ z.T
+        out[f"db{k}"] = d.sum(1, keepdims=True)
+    return out
+
+
+# --- 11-785's GRUCell ---------------------------------------------------------------------------
+
+class GRUCell:
+    def __init__(self, in_dim, hidden_dim):
+        d, h = in_dim, hidden_dim
+        for g in "rzn":
+            setattr(self, f"W{g}x", np.zeros((h, d)))
+            setattr(self, f"W{g}h", np.zeros((h, h)))
+            setattr(self, f"b{g}x", np.zeros(h))
+            setattr(self, f"b{g}h", np.zeros(h))
+
+    def forward(self, x, h_prev_t):
+        self.x, self.hidden = x, h_prev_t
+        self.r = _sigmoid(self.Wrx @ x + self.brx + self.Wrh @ h_prev_t + self.brh)
+        self.z = _sigmoid(self.Wzx @ x + self.bzx + self.Wzh @ h_prev_t + self.bzh)
+        self.gh = self.Wnh @ h_prev_t + self.bnh
+        self.n = np.tanh(self.Wnx @ x + self.bnx + self.r * self.gh)
+        return (1 - self.z) * self.n + self.z * h_prev_t
+
+    def backward(self, delta):
+        dn = delta * (1 - self.z) * (1 - self.n ** 2)
+        dz = delta * (self.hidden - self.n) * self.z * (1 - self.z)
+        dr = dn * self.gh * self.r * (1 - self.r)
+        pre_h = {"r": dr, "z": dz, "n": dn * self.r}
+        pre_x = {"r": dr, "z": dz, "n": dn}
+        for g in "rzn":
+            setattr(self, f"dW{g}x", getattr(self, f"dW{g}x") + np.outer(pre_x[g], self.x))
+            setattr(self, f"dW{g}h", getattr(self, f"dW{g}h") + np.outer(pre_h[g], self.hidden))
+            setattr(self, f"db{g}x", getattr(self, f"db{g}x") + pre_x[g])
+            setattr(self, f"db{g}h", getattr(self, f"db{g}h") + pre_h[g])
+        dx = sum(getattr(self, f"W{g}x").T @ pre_x[g] for g in "rzn")
+        dh = delta * self.z + sum(getattr(self, f"W{g}h").T @ pre_h[g] for g in "rzn")
+        return dx, dh
+
+
+# --- Karpathy's LSTM class ------------------------------------------------------------------------
+
+class LSTM:
+    @staticmethod
+    def forward(X, WLSTM, c0=None, h0=None):
+        T, B, D = X.shape
+        H = WLSTM.shape[1] // 4
+        h, c = h0, c0
+        states = []
+        Hout = np.zeros((T, B, H))
+        for t in range(T):
+            hin = np.hstack([np.ones((B, 1)), X[t], h])
+            a = hin @ WLSTM
+            i, f, o = (_sigmoid(a[:, k * H:(k + 1) * H]) for k in range(3))
+            g = np.tanh(a[:, 3 * H:])
+            c_prev, c = c, f * c + i * g
+            h = o * np.tanh(c)
+            Hout[t] = h
+            states.append((hin, i, f, o, g, c_prev, c))
+        return Hout, c, h, (WLSTM, states)
+
+    @staticmethod
+    def backward(dHout, cache, dcn=None, dhn=None):
+        WLSTM, states = cache
+        T, B, H = dHout.shape
+        D = WLSTM.shape[0] - H - 1
+        dW = np.zeros(WLSTM.shape)
+        dX = np.zeros((T, B, D))
+        dh, dc = np.zeros((B, H)), np.zeros((B, H))
+        for t in range(T - 1, -1, -1):
+            hin, i, f, o, g, c_prev, c = states[t]
+            dht = dHout[t] + dh
+            tc = np.tanh(c)
+            dct = dc + dht * o * (1 - tc * tc)
+            da = np.hstack([dct * g * i * (1 - i), dct * c_prev * f * (1 - f), dht * tc * o * (1 - o),
+                            dct * i * (1 - g * g)])
+            dW += hin.T @ da
+            dhin = da @ WLSTM.T
+            dX[t], dh, dc = dhin[:, 1:D + 1], dhin[:, D + 1:], dct * f
+        return dX, dW, dc, dh
+
+
+def candidates() -> dict:
+    """convention -> the suite's adapter around its styled derivation."""
+    from comparisons.conventions import (class_gru, deeplearning_ai_lstm_step, deeplearning_ai_step,
+                                         karpathy_lstm)
+
+    cell = GRUCell(1, 1)
+    return {"deeplearning-ai-step": deeplearning_ai_step(rnn_cell_forward, rnn_cell_backward),
+            "deeplearning-ai-lstm-step": deeplearning_ai_lstm_step(lstm_cell_forward, lstm_cell_backward),
+            "class-gru": class_gru(cell.forward, cell.backward),
+            "karpathy-lstm": karpathy_lstm(LSTM.forward, LSTM.backward)}
