@@ -92,11 +92,11 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
         raise UsageError(f"--fn: the {convention} convention takes {len(default_names)} function name(s) "
                          f"({','.join(default_names)}); got {','.join(names)}")
     functions = [_function(loaded, path, n, "--fn") for n in names]
-    from comparisons.conventions import arity, detect
+    from comparisons.conventions import arity, callable_with, detect
 
     arities = CONVENTIONS[convention][2]
     for n, f, a in zip(names, functions, arities):
-        if a is not None and arity(f) not in (None, a):
+        if a is not None and arity(f) is not None and not callable_with(f, a):
             others = [c for c, found in detect({k: loaded.function(k) for k in loaded.functions})
                       if n in found and c != convention]
             raise UsageError(f"--convention: {_signature(f)} takes {arity(f)} argument(s) where the {convention} "
@@ -131,6 +131,12 @@ def convention_check(loaded, path: str, convention: str, names, device: str = "c
         return make()                   # the user named the convention: checked as asked
     proof.fn.layout_note = proof.note
     return proof.fn
+
+
+def _conventional_names(convention: str) -> tuple:
+    from comparisons.conventions import CONVENTIONS
+
+    return CONVENTIONS[convention][1] if convention in CONVENTIONS else ()
 
 
 def contract_signature(fn) -> bool:
@@ -494,6 +500,7 @@ def _check(args) -> int:
             raise UsageError(f"{name}: {_signature(fn)} is not loss_and_grads(params, xs, ys, *, hidden, output, "
                              f"loss, reduction, truncate)" + (
                                  f"; it looks like the {style} convention: bptt-xval check {path} --convention {style}"
+                                 + ("" if name in _conventional_names(style) else f" --fn {name}")
                                  if style else "; see docs/conventions.md for the styles the suite reads"))
         checks = [("contract", (name,), fn)]
     elif args.convention is not None:

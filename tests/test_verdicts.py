@@ -226,3 +226,38 @@ def test_a_class_of_other_weights_is_not_taken_for_a_gru(write, capsys):
               "        return delta\n")
     code, out, err = run(["check", str(write("linear.py", source)), "--cases", "2"], capsys)
     assert code == 2 and "defines no function of a known convention" in err
+
+
+# --- 4. by role, not by name ----------------------------------------------------------------------
+
+def test_a_renamed_min_char_lstm_with_a_wcc_candidate_is_found_by_its_role(write, capsys):
+    import re
+    source = re.sub(r"\bWc\b", "Wcc", gated_wild.min_char_lstm_source())
+    source = re.sub(r"\bdWc\b", "dWcc", source).replace("lossFun(", "lossfn(")
+    assert "Wcc" in source and "lossFun" not in source
+    code, out, err = run(["check", str(write("char_lstm.py", source)), "--cases", "4"], capsys)
+    assert code == 0, out + err
+    assert "convention detected: min-char-rnn-lstm (lossfn)" in out
+
+
+def test_a_keyword_with_a_default_is_never_the_lstms_cprev(write, capsys):
+    import wild
+    source = wild.min_char_py2_source().replace("def lossFun(inputs, targets, hprev):",
+                                                "def lossFun(inputs, targets, hprev, loss_function='softmax'):")
+    assert "loss_function='softmax'" in source
+    code, out, err = run(["check", str(write("char_rnn.py", source)), "--cases", "4"], capsys)
+    assert code == 0, out + err
+    assert "convention detected: min-char-rnn (lossFun)" in out and "min-char-rnn-lstm" not in out
+
+
+def test_a_renamed_min_char_rnn_is_detected_and_its_file_func_advice_runs(write, capsys):
+    import wild
+    source = wild.min_char_py2_source().replace("lossFun", "compute_loss_and_gradients")
+    path = write("char_rnn.py", source)
+    code, out, err = run(["check", str(path), "--cases", "4"], capsys)
+    assert code == 0 and "min-char-rnn (compute_loss_and_gradients)" in out, out + err
+    code, out, err = run(["check", f"{path}:compute_loss_and_gradients", "--cases", "4"], capsys)
+    assert code == 2
+    advice = err.split("bptt-xval check ", 1)[1].split()
+    code, out, err = run(["check", *advice, "--cases", "4"], capsys)      # the advice, as printed, runs
+    assert code == 0, out + err

@@ -103,6 +103,69 @@ def arity(fn) -> int | None:
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
+def required_arity(fn) -> int | None:
+    """Positional parameters a caller must pass: a keyword with a default
+    (``loss_function='softmax'``) is the file's option, never a convention's argument (a GRU's
+    ``lossFun(inputs, targets, hprev, loss_function=...)`` is not the LSTM's ``cprev``)."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+               for p in parameters)
+
+
+def fits_arity(fn, a) -> bool:
+    """``fn`` can be called with ``a`` positional arguments, counting only those it requires
+    where it has defaults, and ``*args`` as taking any number."""
+    if a is None:
+        return True
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        return required_arity(fn) <= a
+    return required_arity(fn) == a
+
+
+def callable_with(fn, a: int) -> bool:
+    """``fn(*a arguments)`` binds: what a convention the user names asks of a function."""
+    try:
+        inspect.signature(fn).bind(*([None] * a))
+    except TypeError:
+        return False
+    except ValueError:             # no signature to read: let the call say
+        return True
+    return True
+
+
+def min_char_like(fn) -> str | None:
+    """"min-char-rnn" or "min-char-rnn-lstm" for a function written like the gist's lossFun
+    under another name (``lossfn``, ``compute_loss_and_gradients``): by role, its signature
+    (inputs, targets, hprev[, cprev]) and its return statement (loss, five gradients, h[, c];
+    or loss, ten per-gate gradients, h, c)."""
+    import ast
+
+    from comparisons.conventions.min_char import _tree
+
+    try:
+        names = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty
+                 and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return None
+    if len(names) not in (3, 4) or not names[2].lower().startswith("h"):
+        return None
+    tree = _tree(fn)
+    sizes = {len(n.value.elts) for n in ast.walk(tree) if isinstance(n, ast.Return)
+             and isinstance(n.value, ast.Tuple)} if tree is not None else set()
+    if len(names) == 3 and 7 in sizes:
+        return "min-char-rnn"
+    if len(names) == 4 and names[3].lower().startswith("c") and sizes & {8, 13}:
+        return "min-char-rnn-lstm"
+    return None
+
+
 def detect(functions: dict) -> list:
     """The conventions a file is written in, from its functions (name -> callable; methods
     as ``Class.name``): a list of (convention, names) in CONVENTIONS' order, the contract's
@@ -114,13 +177,20 @@ def detect(functions: dict) -> list:
         prefixes = sorted({n.rsplit(".", 1)[0] + "." for n in functions if "." in n})
         for prefix in ([] if name in FITS else [""]) + prefixes:
             qualified = tuple(prefix + n for n in names)
-            if not all(callable(functions.get(q)) and (a is None or arity(functions.get(q)) == a)
+            if not all(callable(functions.get(q)) and fits_arity(functions.get(q), a)
                        for q, a in zip(qualified, arities)):
                 continue
             if name in FITS and not FITS[name](*(functions[q] for q in qualified)):
                 continue
             found.append((name, qualified))
             break
+    if not any(name.startswith("min-char-rnn") for name, _ in found):
+        # the gist's lossFun renamed: found by its role, its own name kept
+        for n in sorted(functions):
+            style = None if "." in n or not callable(functions[n]) else min_char_like(functions[n])
+            if style is not None:
+                found.append((style, (n,)))
+                break
     return found
 
 

@@ -50,7 +50,9 @@ def _role(bare: str) -> str | None:
     """A per-gate parameter's role from its name: ("W" or "b") + gate (i, f, g, o, y)."""
     kind = bare[:1]
     rest = bare[1:].lstrip("_").lower()
-    gate = {"f": "f", "i": "i", "c": "g", "g": "g", "o": "o", "y": "y", "hy": "y"}.get(rest)
+    # the candidate goes by c, g, cc (c-candidate), cbar or ct in the files we saw
+    gate = {"f": "f", "i": "i", "c": "g", "g": "g", "cc": "g", "cbar": "g", "ct": "g", "o": "o", "y": "y",
+            "hy": "y"}.get(rest)
     if kind not in ("W", "b") or gate is None:
         return None
     return kind + gate
