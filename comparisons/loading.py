@@ -635,6 +635,11 @@ def time_limit(seconds: float | None, what: str):
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
+    if not (hasattr(signal, "SIGALRM") and hasattr(signal, "setitimer")):
+        # Windows has neither: a timer thread interrupts the main thread instead
+        with _interrupting_timer(seconds, what):
+            yield
+        return
 
     def expired(*_):
         raise _Expired()
@@ -648,6 +653,32 @@ def time_limit(seconds: float | None, what: str):
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _interrupting_timer(seconds: float, what: str):
+    """:func:`time_limit` where SIGALRM does not exist: ``_thread.interrupt_main`` from a timer
+    thread raises KeyboardInterrupt in the main thread at its next bytecode; only the one the
+    timer caused becomes the LoadError (a user's own Ctrl-C stays theirs)."""
+    import _thread
+
+    fired = threading.Event()
+
+    def fire():
+        fired.set()
+        _thread.interrupt_main()
+
+    timer = threading.Timer(seconds, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except KeyboardInterrupt:
+        if fired.is_set():
+            raise LoadError(f"{what} did not finish in {seconds:g} s (a loop at import time?)") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def finishes(load_it, seconds: float, what: str) -> None:

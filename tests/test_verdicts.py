@@ -261,3 +261,19 @@ def test_a_renamed_min_char_rnn_is_detected_and_its_file_func_advice_runs(write,
     advice = err.split("bptt-xval check ", 1)[1].split()
     code, out, err = run(["check", *advice, "--cases", "4"], capsys)      # the advice, as printed, runs
     assert code == 0, out + err
+
+
+# --- 8. loading where SIGALRM and fork do not exist (Windows) -------------------------------------
+
+def test_check_works_and_a_hang_is_stopped_without_sigalrm_or_fork(write, capsys, monkeypatch):
+    import signal
+    from comparisons import loading
+    monkeypatch.delattr(signal, "SIGALRM", raising=False)
+    monkeypatch.delattr(signal, "setitimer", raising=False)
+    monkeypatch.delattr(os, "fork", raising=False)
+    path = write("rnn_layers.py", gated_wild.cs231n_lstm_source())
+    code, out, err = run(["check", str(path), "--convention", "cs231n-lstm", "--cases", "3"], capsys)
+    assert code == 0, out + err
+    hang = write("hang.py", "N = max(i for i in range(10 ** 12))\n")
+    with pytest.raises(loading.LoadError, match="did not finish in 1 s"):
+        loading.load(str(hang), timeout=1.0)
