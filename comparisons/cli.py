@@ -524,7 +524,22 @@ def _check(args) -> int:
                 unproven.append((c, names, str(exc)))
         if not checks:
             raise UsageError("; ".join(message for *_, message in unproven))
-    used = {n for _, names, _ in checks + unproven for n in names}
+    # a template left unwritten is said as such, not run into BAD OUTPUT
+    from comparisons.check.proof import not_written
+
+    unwritten = []
+    for c, n, f in list(checks):
+        # its own functions, and the file's functions they call (rnn_backward calling an unwritten cell)
+        reach = list(n) + sorted(_reached(loaded, [functions[x] for x in n if functions.get(x) is not None]) - set(n))
+        blank = [line for line in (not_written(functions.get(x)) for x in reach if functions.get(x) is not None)
+                 if line]
+        if blank:
+            checks.remove((c, n, f))
+            unwritten.append((c, n, "; ".join(blank)))
+    if not checks and unwritten and not unproven:
+        print("\n".join(f"NOT WRITTEN: {message}" for *_, message in unwritten))
+        return EXIT_DISAGREE
+    used = {n for _, names, _ in checks + unproven + unwritten for n in names}
     reached = _reached(loaded, [functions[n] for n in used if functions.get(n) is not None])
     not_checked = [n for n in loaded.functions if n not in used | reached]
     inputs = None if args.inputs is None else args.inputs.replace("-", "_")
@@ -546,7 +561,8 @@ def _check(args) -> int:
     file_info = {"file": str(path), "rewritten": loaded.rewrites, "not_run": [str(s) for s in loaded.skipped],
                  "functions_not_checked": {n: loaded.functions[n] for n in not_checked},
                  "checked": [{"convention": c, "functions": list(n)} for c, n, _ in results],
-                 "not_checked_layout": [{"convention": c, "functions": list(n), "why": m} for c, n, m in unproven]}
+                 "not_checked_layout": [{"convention": c, "functions": list(n), "why": m} for c, n, m in unproven],
+                 "not_written": [{"convention": c, "functions": list(n), "why": m} for c, n, m in unwritten]}
     if args.json:
         dicts = [{**r.to_dict(), "convention": c, "functions": list(n)} for c, n, r in results]
         print(json.dumps({**dicts[0], "loading": file_info} if len(dicts) == 1 else
@@ -564,12 +580,14 @@ def _check(args) -> int:
                 f"{c} ({', '.join(n)})" for c, n, _ in results))
         for c, n, message in unproven:
             lines.append(f"== {c}: {', '.join(n)}: not checked (exit 2) ==\n{message}")
+        for c, n, message in unwritten:
+            lines.append(f"== {c}: {', '.join(n)} ==\nNOT WRITTEN: {message}")
         if not_checked:
             lines.append(f"{Path(path).name}: functions not checked (no check of this run covers them): " + ", ".join(
                 f"{n} ({loaded.functions[n]})" for n in not_checked))
         lines += [f"{Path(path).name}: {line}" for line in loaded.report_lines()]
         print("\n".join(lines))
-    if not all(r.ok for *_, r in results):
+    if unwritten or not all(r.ok for *_, r in results):
         return EXIT_DISAGREE
     return EXIT_USAGE if unproven else EXIT_OK
 

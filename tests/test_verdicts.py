@@ -277,3 +277,20 @@ def test_check_works_and_a_hang_is_stopped_without_sigalrm_or_fork(write, capsys
     hang = write("hang.py", "N = max(i for i in range(10 ** 12))\n")
     with pytest.raises(loading.LoadError, match="did not finish in 1 s"):
         loading.load(str(hang), timeout=1.0)
+
+
+def test_a_template_left_unwritten_is_not_written_with_its_line_not_bad_output(write, capsys):
+    import wild
+    text = wild.dlai_cells()
+    blank = [c.replace(c[c.index("    (a_next, a_prev, xt, parameters) = cache"):],
+                       "    ### START CODE HERE ###\n    dxt = None\n    da_prev = None\n    dWax = None\n"
+                       "    dWaa = None\n    dba = None\n    ### END CODE HERE ###\n"
+                       "    gradients = {'dxt': dxt, 'da_prev': da_prev, 'dWax': dWax, 'dWaa': dWaa, 'dba': dba}\n"
+                       "    return gradients") if c.startswith("def rnn_cell_backward") else c for c in text]
+    assert blank != text
+    path = write("course/rnn_utils.py", wild.RNN_UTILS).parent
+    nb = write("student/rnn.ipynb", wild.notebook(blank))
+    code, out, err = run(["check", str(nb), "--path", str(path), "--cases", "3"], capsys)
+    assert code == 1, out + err
+    assert "NOT WRITTEN: rnn_cell_backward (rnn.ipynb, cell 7, line 1) is the course's template" in out
+    assert "BAD OUTPUT" not in out and "RAISES" not in out

@@ -98,3 +98,31 @@ def prove(make, convention: str, forward: str, *, step: bool = False, sequence: 
     raise Unproven(f"{forward} has the {convention} convention's name and arity but not its layout: "
                    + "; ".join(tried) + ". Give --convention to check it in that layout anyway, or wrap it in a "
                    "loss_and_grads (docs/conventions.md) and check FILE:loss_and_grads")
+
+
+# --- a course's template left unwritten ---------------------------------------------------------
+
+#: bytecode that computes: a function with none of it cannot derive a gradient
+_COMPUTES = ("BINARY_", "INPLACE_", "CALL", "FOR_ITER", "COMPARE_OP", "UNARY_NEGATIVE")
+
+
+def not_written(fn) -> str | None:
+    """Where ``fn`` is a course's template still unwritten (it assigns None, passes, returns
+    what it holds, or raises NotImplementedError: nothing in it computes), the line to say so;
+    else None. Read from its bytecode, which a notebook's function has as a file's does."""
+    import dis
+
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    if code is None:
+        return None
+    ops = [i.opname for i in dis.get_instructions(code)]
+    computing = [op for op in ops if op.startswith(_COMPUTES) and op != "CALL_INTRINSIC_1"]
+    if "RAISE_VARARGS" in ops:          # raise NotImplementedError("..."): its one call is the raise's
+        calls = [op for op in computing if op.startswith(("CALL", "PRECALL"))]
+        computing = [op for op in computing if not op.startswith(("CALL", "PRECALL"))] + calls[2:]
+    if computing or any(isinstance(c, type(code)) for c in code.co_consts):
+        return None
+    from comparisons.loading import describe
+
+    return (f"{getattr(fn, '__name__', 'it')} ({describe(code.co_filename, code.co_firstlineno)}) is the course's "
+            f"template, not yet written: nothing in it computes")
