@@ -95,6 +95,7 @@ class Loaded:
     rewrites: list = field(default_factory=list)      # "line 3: print statement -> print()" (Python 2)
     functions: dict = field(default_factory=dict)     # name (Class.name for methods) -> where it is defined
     instances: dict = field(default_factory=dict, repr=False)   # class -> the one instance methods bind to
+    helpers: list = field(default_factory=list)       # course helpers the suite's own definitions stood in for
 
     def function(self, name: str):
         """``name`` or ``Class.name`` of the file; a method is bound to an instance made for
@@ -119,7 +120,7 @@ class Loaded:
 
     def report_lines(self, limit: int = 12) -> list:
         """What the output says of loading: the Python 2 rewrites and what was not run."""
-        lines = []
+        lines = list(self.helpers)
         if self.rewrites:
             shown = "; ".join(self.rewrites[:limit]) + (f"; ... {len(self.rewrites) - limit} more"
                                                        if len(self.rewrites) > limit else "")
@@ -797,6 +798,8 @@ def _bound_by(node) -> set:
 def _missing_import(node, exc, here, chunk, loaded: Loaded, state) -> None:
     """A failed import binds placeholders (module docstring) and is listed, with its cause
     and the way round it."""
+    if _course_helper(node, exc, here, chunk, loaded):
+        return
     cause = f"{type(exc).__name__}: {exc}"
     origin = _helper_frame(exc)
     if origin:
@@ -813,6 +816,33 @@ def _missing_import(node, exc, here, chunk, loaded: Loaded, state) -> None:
             loaded.module.__dict__[name] = Missing(name, f"{here} `{_statement_text(node, chunk)}`: {cause}")
             s.names.add(name)
     loaded.skipped.append(s)
+
+
+def _course_helper(node, exc, here, chunk, loaded: Loaded) -> bool:
+    """A course's helper module not found (``from rnn_utils import *``): the suite's own
+    definitions of its functions bound instead (``comparisons.course_helpers``), and said."""
+    from comparisons.course_helpers import HELPERS
+
+    if not isinstance(exc, ModuleNotFoundError) or not isinstance(node, (ast.Import, ast.ImportFrom)):
+        return False
+    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+    helpers = HELPERS.get((module or "").split(".")[0])
+    if helpers is None or getattr(exc, "name", module) != module:
+        return False
+    bound = []
+    if isinstance(node, ast.ImportFrom):
+        for alias in node.names:
+            names = list(helpers) if alias.name == "*" else [alias.name] if alias.name in helpers else []
+            for name in names:
+                loaded.module.__dict__[alias.asname or name] = helpers[name]
+                bound.append(name)
+    else:
+        import types as _types
+        loaded.module.__dict__[node.names[0].asname or module] = _types.SimpleNamespace(**helpers)
+        bound = list(helpers)
+    loaded.helpers.append(f"{module} not found beside the file: the suite's own {', '.join(bound)} used in its place "
+                          f"({here}); give --path DIR, the folder holding the course's {module}.py, to use its own")
+    return True
 
 
 def _helper_frame(exc) -> str | None:

@@ -294,3 +294,19 @@ def test_a_template_left_unwritten_is_not_written_with_its_line_not_bad_output(w
     assert code == 1, out + err
     assert "NOT WRITTEN: rnn_cell_backward (rnn.ipynb, cell 7, line 1) is the course's template" in out
     assert "BAD OUTPUT" not in out and "RAISES" not in out
+
+
+# --- 6. a course's helper module left behind ------------------------------------------------------
+
+def test_a_notebook_without_its_rnn_utils_uses_the_suites_and_says_so(write, capsys):
+    import wild
+    path = write("alone/lstm.ipynb", wild.notebook(gated_wild.dlai_lstm_cells()))     # no rnn_utils.py beside it
+    code, out, err = run(["check", str(path), "--cases", "4"], capsys)
+    assert code == 0, out + err
+    assert out.count("AGREES: 4 of 4") == 2
+    assert "rnn_utils not found beside the file: the suite's own softmax, sigmoid used in its place" in out
+    assert "--path DIR" in out and "--stub rnn_utils" not in out
+    # with the course's copy on --path, its own is used and nothing is said
+    course = write("course/rnn_utils.py", wild.RNN_UTILS).parent
+    code, out, err = run(["check", str(path), "--path", str(course), "--cases", "4"], capsys)
+    assert code == 0 and "not found beside the file" not in out, out + err
