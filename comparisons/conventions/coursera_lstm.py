@@ -34,6 +34,19 @@ GATES = {"f": "f", "i": "i", "c": "g", "o": "o"}
 GRADIENTS = ("dx", "da0", "dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
 
 
+def course_parameters(params: dict, H: int) -> dict:
+    """The course's parameters dict from the suite's LSTM: ``Wf = [W_hh_f  W_ih_f]``, ``bf``
+    (n_a, 1), ... for gates f, i, c (PyTorch's g), o; ``Wy``, ``by``."""
+    order = ("i", "f", "g", "o")
+    block = lambda W, g: W[order.index(g) * H:(order.index(g) + 1) * H]
+    parameters = {}
+    for course, g in GATES.items():
+        parameters[f"W{course}"] = np.concatenate([block(params["W_hh"], g), block(params["W_ih"], g)], axis=1)
+        parameters[f"b{course}"] = block(params["b"], g)[:, None]
+    parameters["Wy"], parameters["by"] = params["W_hy"], params["b_y"][:, None]
+    return parameters
+
+
 def deeplearning_ai_lstm(lstm_forward, lstm_backward):
     """The Coursera style's ``lstm_forward(x, a0, parameters) -> (a, y, c, caches)`` and
     ``lstm_backward(da, caches) -> gradients`` (module docstring)."""
@@ -47,12 +60,7 @@ def deeplearning_ai_lstm(lstm_forward, lstm_backward):
                        truncate=None):
         p = GatedProblem("lstm", params, xs, ys, output, loss, reduction, truncate, "deeplearning.ai")
         H = p.H
-        block = lambda W, g: W[torch_order.index(g) * H:(torch_order.index(g) + 1) * H]
-        parameters = {}
-        for course, g in GATES.items():
-            parameters[f"W{course}"] = np.concatenate([block(params["W_hh"], g), block(params["W_ih"], g)], axis=1)
-            parameters[f"b{course}"] = block(params["b"], g)[:, None]
-        parameters["Wy"], parameters["by"] = params["W_hy"], params["b_y"][:, None]
+        parameters = course_parameters(params, H)
         a0 = np.zeros((H, p.B), p.dtype)
         out = call(fwd, inputs_text, lstm_forward, read_only(p.xs.transpose(2, 1, 0)), read_only(a0),
                    {k: read_only(v) for k, v in parameters.items()})

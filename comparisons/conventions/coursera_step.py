@@ -26,11 +26,11 @@ from comparisons.check.outputs import BadOutput
 from comparisons.conventions._adapt import (Writes, arg_names, as_numpy, call, h0_gradient, head, layer_problem,
                                             name_of, read_only, require_callables, returned, tagged)
 from comparisons.conventions._gates import GatedProblem, gated
+from comparisons.conventions.coursera_lstm import GATES, course_parameters
 
 RNN_GRADIENTS = ("dxt", "da_prev", "dWax", "dWaa", "dba")
 LSTM_GRADIENTS = ("dxt", "da_prev", "dc_prev", "dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
-#: the course's gate names -> PyTorch's, and PyTorch's order
-GATES = {"f": "f", "i": "i", "c": "g", "o": "o"}
+#: PyTorch's gate order
 TORCH_ORDER = ("i", "f", "g", "o")
 
 
@@ -107,13 +107,7 @@ def deeplearning_ai_lstm_step(lstm_cell_forward, lstm_cell_backward):
                        truncate=None):
         p = GatedProblem("lstm", params, xs, ys, output, loss, reduction, truncate, "deeplearning.ai")
         H = p.H
-        block = lambda W, g: W[TORCH_ORDER.index(g) * H:(TORCH_ORDER.index(g) + 1) * H]
-        parameters = {}
-        for course, g in GATES.items():
-            parameters[f"W{course}"] = np.concatenate([block(params["W_hh"], g), block(params["W_ih"], g)], axis=1)
-            parameters[f"b{course}"] = block(params["b"], g)[:, None]
-        parameters["Wy"], parameters["by"] = params["W_hy"], params["b_y"][:, None]
-        parameters = {k: read_only(v) for k, v in parameters.items()}
+        parameters = {k: read_only(v) for k, v in course_parameters(params, H).items()}
         a, c = [np.zeros((H, p.B), p.dtype)], np.zeros((H, p.B), p.dtype)
         caches = []
         for t in range(p.T):
