@@ -510,8 +510,10 @@ def _check(args) -> int:
                               args.strict_inputs, prove="given")
         checks = [(args.convention, tuple(args.fn or CONVENTIONS[args.convention][1]), fn)]
     else:
+        from comparisons.check import pieces
+
         found = detect(functions)
-        if not found:
+        if not found and not pieces.detect(functions):
             known = ", ".join(sorted(functions)) or "none"
             raise UsageError(f"FILE: {Path(path).name} defines no function of a known convention (its functions: "
                              f"{known}); name one as FILE:FUNC, or give --convention and --fn")
@@ -522,6 +524,9 @@ def _check(args) -> int:
                                                 args.strict_inputs, prove="detected")))
             except UsageError as exc:          # its layout does not fit: said, never judged
                 unproven.append((c, names, str(exc)))
+        # the assignment's non-recurrent layers, each against autograd of its own forward
+        for piece, names in pieces.detect(functions):
+            checks.append((f"layer:{piece}", names, _Piece(piece, [functions[n] for n in names])))
         if not checks:
             raise UsageError("; ".join(message for *_, message in unproven))
     # a template left unwritten is said as such, not run into BAD OUTPUT
@@ -546,6 +551,12 @@ def _check(args) -> int:
     results = []
     with as_user(path):
         for convention, names, fn in checks:
+            if isinstance(fn, _Piece):
+                from comparisons.check.pieces import check_piece
+
+                results.append((convention, names, check_piece(fn.piece, *fn.functions, cases=args.cases,
+                                                               seed=args.seed)))
+                continue
             if getattr(fn, "cell", None) is not None:
                 result = gated_check(fn, args)
             else:
@@ -590,6 +601,13 @@ def _check(args) -> int:
     if unwritten or not all(r.ok for *_, r in results):
         return EXIT_DISAGREE
     return EXIT_USAGE if unproven else EXIT_OK
+
+
+class _Piece:
+    """A non-recurrent layer of the file (``comparisons.check.pieces``), checked on its own."""
+
+    def __init__(self, piece, functions):
+        self.piece, self.functions = piece, functions
 
 
 def gated_check(fn, args):

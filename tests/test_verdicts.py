@@ -310,3 +310,29 @@ def test_a_notebook_without_its_rnn_utils_uses_the_suites_and_says_so(write, cap
     course = write("course/rnn_utils.py", wild.RNN_UTILS).parent
     code, out, err = run(["check", str(path), "--path", str(course), "--cases", "4"], capsys)
     assert code == 0 and "not found beside the file" not in out, out + err
+
+
+# --- 9. the rest of the assignment: the non-recurrent layers --------------------------------------
+
+def test_every_layer_a_cs231n_file_pairs_with_its_forward_is_checked(write, capsys):
+    import wild
+    code, out, err = run(["check", str(write("layers.py", wild.cs231n_pieces_source())), "--cases", "30"], capsys)
+    assert code == 0, out + err
+    for piece in ("affine", "word_embedding", "temporal_affine", "temporal_softmax_loss"):
+        assert f"== layer:{piece}:" in out
+    assert out.count("AGREES: 30 of 30 cases agree with torch") == 4
+    assert "functions not checked" not in out
+
+
+@pytest.mark.parametrize("bug, piece, wrong", [("embedding_repeats_lost", "word_embedding", "dW differs"),
+                                               ("softmax_mask_dropped", "temporal_softmax_loss", "dx differs"),
+                                               ("temporal_db_one_axis", "temporal_affine", "db")])
+def test_a_layers_classic_slip_is_caught_on_its_gradient(bug, piece, wrong, write, capsys):
+    import wild
+    code, out, err = run(["check", str(write("layers.py", wild.cs231n_pieces_source(bug))), "--cases", "30",
+                          "--json"], capsys)
+    assert code == 1, out + err
+    checks = {c["convention"]: c for c in json.loads(out)["checks"]}
+    assert not checks[f"layer:{piece}"]["ok"]
+    assert all(wrong in f["reason"] for f in checks[f"layer:{piece}"]["failures"])
+    assert all(c["ok"] for name, c in checks.items() if name != f"layer:{piece}")

@@ -451,3 +451,75 @@ def notebook(cells: list) -> str:
                        "cells": [{"cell_type": "markdown" if i == 0 else "code", "metadata": {}, "source": c,
                                   **({} if i == 0 else {"outputs": [], "execution_count": None})}
                                  for i, c in enumerate(cells)]})
+
+
+# --- the rest of a cs231n assignment: the non-recurrent layers, as a student fills them in -------
+
+CS231N_PIECES = '''import numpy as np
+
+def affine_forward(x, w, b):
+    out = x.reshape(x.shape[0], -1).dot(w) + b
+    return out, (x, w, b)
+
+def affine_backward(dout, cache):
+    x, w, b = cache
+    dx = dout.dot(w.T).reshape(x.shape)
+    dw = x.reshape(x.shape[0], -1).T.dot(dout)
+    db = np.sum(dout, axis=0)
+    return dx, dw, db
+
+def word_embedding_forward(x, W):
+    return W[x, :], (x, W)
+
+def word_embedding_backward(dout, cache):
+    x, W = cache
+    dW = np.zeros_like(W)
+    np.add.at(dW, x, dout)
+    return dW
+
+def temporal_affine_forward(x, w, b):
+    N, T, D = x.shape
+    M = b.shape[0]
+    out = x.reshape(N * T, D).dot(w).reshape(N, T, M) + b
+    return out, (x, w, b, out)
+
+def temporal_affine_backward(dout, cache):
+    x, w, b, out = cache
+    N, T, D = x.shape
+    M = b.shape[0]
+    dx = dout.reshape(N * T, M).dot(w.T).reshape(N, T, D)
+    dw = dout.reshape(N * T, M).T.dot(x.reshape(N * T, D)).T
+    db = dout.sum(axis=(0, 1))
+    return dx, dw, db
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    N, T, V = x.shape
+    x_flat = x.reshape(N * T, V)
+    y_flat = y.reshape(N * T)
+    mask_flat = mask.reshape(N * T)
+    probs = np.exp(x_flat - np.max(x_flat, axis=1, keepdims=True))
+    probs /= np.sum(probs, axis=1, keepdims=True)
+    loss = -np.sum(mask_flat * np.log(probs[np.arange(N * T), y_flat])) / N
+    dx_flat = probs.copy()
+    dx_flat[np.arange(N * T), y_flat] -= 1
+    dx_flat /= N
+    dx_flat *= mask_flat[:, None]
+    return loss, dx_flat.reshape(N, T, V)
+'''
+
+PIECE_BUGS = {
+    # dW[x] += dout: fancy indexing adds a repeated word once (np.add.at adds each occurrence)
+    "embedding_repeats_lost": ("    np.add.at(dW, x, dout)\n", "    dW[x] += dout\n"),
+    # the mask left out of dx: padding positions get gradient
+    "softmax_mask_dropped": ("    dx_flat *= mask_flat[:, None]\n", ""),
+    # db summed over the batch only, not time
+    "temporal_db_one_axis": ("    db = dout.sum(axis=(0, 1))\n", "    db = dout.sum(axis=0)[0]\n"),
+}
+
+
+def cs231n_pieces_source(bug=None) -> str:
+    if bug is None:
+        return CS231N_PIECES
+    old, new = PIECE_BUGS[bug]
+    assert old in CS231N_PIECES
+    return CS231N_PIECES.replace(old, new)
