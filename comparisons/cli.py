@@ -318,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="LSTM and GRU on check_cell's stacked fast path (the gated conventions' checks)")
     p.add_argument("--gated-cells", type=_names, default=None, metavar="CELL[,CELL]",
                    help="with --gated: the cells soaked (lstm, gru, gru_d2l; default lstm,gru)")
+    p.add_argument("--pieces", action="store_true",
+                   help="cs231n's non-recurrent layers (affine, word embedding, temporal affine, softmax loss): "
+                        "--cases of each, in this process")
     p.add_argument("--conventions", type=_names, default=None, metavar="NAME[,NAME]",
                    help="the suite's derivations written in these conventions' styles, through their adapters "
                         "(deeplearning-ai-step, deeplearning-ai-lstm-step, class-gru, karpathy-lstm)")
@@ -676,6 +679,18 @@ def _soak(args) -> int:
         raise UsageError("--gated-cells: only with --gated")
     if args.conventions is not None and (args.cells or args.gated or args.device != "cpu"):
         raise UsageError("--conventions: a soak of its own, on the CPU; drop --cells, --gated and --device")
+    if args.pieces:
+        import secrets as _secrets
+
+        from comparisons.measure.soak import run_piece_blocks
+
+        seed = _secrets.randbelow(2**31) if args.seed is None else args.seed
+        print(f"seed: {seed}", flush=True)
+        out = Path(args.out or "benchmarks/results/soak-pieces.json")
+        _writable(str(out.parent))
+        total = run_piece_blocks(args.cases, seed, out, progress=lambda line: print(line, flush=True))
+        print(json.dumps({k: total[k] for k in ("cases_by_piece", "false_alarms", "seconds")}))
+        return EXIT_DISAGREE if total["false_alarms"] else EXIT_OK
     kind = "-cells" if args.cells else "-gated" if args.gated else "-conventions" if args.conventions else ""
     out = Path(args.out or f"benchmarks/results/soak{kind}.json")
     _writable(str(out.parent))

@@ -209,7 +209,8 @@ def run_gated_block(seed: int, block: int, per_block: int, references: tuple, de
 # --- the conventions soak: the suite's derivations written in a convention's style, through its adapter ---
 
 #: the conventions a conventions soak runs by default: those with a styled candidate (measure/styled.py)
-SOAKED_CONVENTIONS = ("deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "karpathy-lstm")
+SOAKED_CONVENTIONS = ("deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "class-lstm", "karpathy-lstm",
+                      "cs231n-lstm-step-in-place", "cs231n-lstm-step-sequence")
 #: a gated convention's block is stacked as the gated soak's; an Elman one is checked case by case
 CONVENTION_BLOCK = 256
 
@@ -218,12 +219,12 @@ def convention_configs(conventions=SOAKED_CONVENTIONS) -> list:
     """(convention, configuration) for every configuration its check draws: the gated ones as
     the gated soak's (identity output, squared error, every reduction); the Elman ones every
     output, loss and reduction of tanh units without truncation (what their styles compute)."""
-    from comparisons.conventions import space_of
+    from comparisons.measure.styled import candidates
 
+    adapters = candidates()
     out = []
     for name in conventions:
-        _, cell = space_of(name)
-        if cell is not None:
+        if getattr(adapters[name], "cell", None) is not None:
             out += [(name, dict(output="identity", loss="squared_error", reduction=r)) for r in REDUCTION]
         else:
             out += [(name, dict(hidden="tanh", output=o, loss=l, reduction=r, truncate=None))
@@ -246,13 +247,12 @@ def run_convention_block(seed: int, block: int, per_block: int, references: tupl
     from comparisons.check.cells import builtin_cells
     from comparisons.check.checker import check_case, references_for
     from comparisons.check.gated import check_gated_cases
-    from comparisons.conventions import space_of
     from comparisons.measure.styled import candidates
 
     found, skipped = backends.available(references)
     name, config = convention_configs(conventions)[block % len(convention_configs(conventions))]
-    space_dict, cell_name = space_of(name)
     fn = candidates()[name]
+    space_dict, cell_name = dict(fn.case_space), getattr(fn, "cell", None)
     space = CaseSpace.make(space_dict.get("sizes"), "none" if cell_name else space_dict.get("h0"),
                            space_dict.get("inputs"), None, space_dict.get("tie_D_O", False), loss=config["loss"])
     drawn = []
@@ -277,6 +277,34 @@ def run_convention_block(seed: int, block: int, per_block: int, references: tupl
     for alarm in tally["false_alarms"]:
         alarm["convention"] = name
     return tally
+
+
+def run_piece_blocks(cases: int, seed: int, out=None, progress=print) -> dict:
+    """The pieces soak: ``cases`` random cases of each of cs231n's non-recurrent layers
+    (``comparisons.check.pieces``) on the suite's styled layers, in this process (a case
+    costs well under a millisecond); the tally rewritten every 10,000 cases."""
+    from comparisons import atomic
+    from comparisons.check.pieces import check_case
+    from comparisons.measure.styled import pieces
+
+    total = {"kind": "pieces", "seed": seed, "cases_asked": cases, "cases_by_piece": {}, "false_alarms": 0,
+             "false_alarm_cases": [], "seconds": 0.0}
+    started = time.perf_counter()
+    for piece, functions in pieces().items():
+        seeds = np.random.default_rng([seed, len(piece)]).integers(0, 2**31 - 1, size=cases)
+        for i, s in enumerate(seeds, 1):
+            failure = check_case(piece, *functions, int(s))
+            if failure is not None:
+                total["false_alarms"] += 1
+                total["false_alarm_cases"].append({"piece": piece, **vars(failure)})
+                progress(f"FALSE ALARM {piece} seed {int(s)}: {failure.reason}")
+            if i % 10_000 == 0 or i == cases:
+                total["cases_by_piece"][piece] = i
+                total["seconds"] = time.perf_counter() - started
+                if out is not None:
+                    atomic.write_text(Path(out), json.dumps(total, indent=1, sort_keys=True) + "\n")
+        progress(f"{piece}: {cases} cases, {total['false_alarms']} false alarms so far")
+    return total
 
 
 def _tally(tally: dict, case, outcome) -> None:

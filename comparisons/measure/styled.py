@@ -135,13 +135,126 @@ class LSTM:
         return dX, dW, dc, dh
 
 
+# --- an LSTMCell class in the same layout ----------------------------------------------------------
+
+class LSTMCell:
+    def __init__(self, input_size, hidden_size):
+        for g in "ifgo":
+            setattr(self, f"W{g}x", np.zeros((hidden_size, input_size)))
+            setattr(self, f"W{g}h", np.zeros((hidden_size, hidden_size)))
+            setattr(self, f"b{g}", np.zeros(hidden_size))
+
+    def forward(self, x, h_prev, c_prev):
+        # the weights by name, as a student's class reads them (the check finds them so)
+        self.gates = {"i": _sigmoid(self.Wix @ x + self.Wih @ h_prev + self.bi),
+                      "f": _sigmoid(self.Wfx @ x + self.Wfh @ h_prev + self.bf),
+                      "g": np.tanh(self.Wgx @ x + self.Wgh @ h_prev + self.bg),
+                      "o": _sigmoid(self.Wox @ x + self.Woh @ h_prev + self.bo)}
+        self.x, self.h_prev, self.c_prev = x, h_prev, c_prev
+        self.c = self.gates["f"] * c_prev + self.gates["i"] * self.gates["g"]
+        return self.gates["o"] * np.tanh(self.c), self.c
+
+    def backward(self, delta_h, delta_c):
+        i, f, g, o = (self.gates[k] for k in "ifgo")
+        tc = np.tanh(self.c)
+        dc = delta_c + delta_h * o * (1 - tc * tc)
+        pre = {"i": dc * g * i * (1 - i), "f": dc * self.c_prev * f * (1 - f), "g": dc * i * (1 - g * g),
+               "o": delta_h * tc * o * (1 - o)}
+        dx, dh = 0.0, 0.0
+        for k, d in pre.items():
+            setattr(self, f"dW{k}x", getattr(self, f"dW{k}x") + np.outer(d, self.x))
+            setattr(self, f"dW{k}h", getattr(self, f"dW{k}h") + np.outer(d, self.h_prev))
+            setattr(self, f"db{k}", getattr(self, f"db{k}") + d)
+            dx = dx + getattr(self, f"W{k}x").T @ d
+            dh = dh + getattr(self, f"W{k}h").T @ d
+        return dx, dh, dc * f
+
+
+# --- cs231n's LSTM step, for one sequence (no batch axis), adding into the dnext_c it is handed ---
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    H = prev_h.shape[-1]
+    a = x @ Wx + prev_h @ Wh + b
+    i, f, o = (_sigmoid(a[..., k * H:(k + 1) * H]) for k in range(3))
+    g = np.tanh(a[..., 3 * H:])
+    next_c = f * prev_c + i * g
+    return o * np.tanh(next_c), next_c, (x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    x, prev_h, prev_c, Wx, Wh, i, f, o, g, next_c = cache
+    tc = np.tanh(next_c)
+    dnext_c += dnext_h * o * (1 - tc * tc)          # in place: the caller's temporary
+    da = np.concatenate([dnext_c * g * i * (1 - i), dnext_c * prev_c * f * (1 - f), dnext_h * tc * o * (1 - o),
+                         dnext_c * i * (1 - g * g)], axis=-1)
+    if da.ndim == 1:
+        return Wx @ da, Wh @ da, dnext_c * f, np.outer(x, da), np.outer(prev_h, da), da
+    return da @ Wx.T, da @ Wh.T, dnext_c * f, x.T @ da, prev_h.T @ da, da.sum(0)
+
+
 def candidates() -> dict:
     """convention -> the suite's adapter around its styled derivation."""
     from comparisons.conventions import (class_gru, deeplearning_ai_lstm_step, deeplearning_ai_step,
                                          karpathy_lstm)
 
-    cell = GRUCell(1, 1)
+    from comparisons.conventions import class_lstm, cs231n_lstm_step
+
+    cell, lstm_cell = GRUCell(1, 1), LSTMCell(1, 1)
     return {"deeplearning-ai-step": deeplearning_ai_step(rnn_cell_forward, rnn_cell_backward),
             "deeplearning-ai-lstm-step": deeplearning_ai_lstm_step(lstm_cell_forward, lstm_cell_backward),
             "class-gru": class_gru(cell.forward, cell.backward),
-            "karpathy-lstm": karpathy_lstm(LSTM.forward, LSTM.backward)}
+            "class-lstm": class_lstm(lstm_cell.forward, lstm_cell.backward),
+            "karpathy-lstm": karpathy_lstm(LSTM.forward, LSTM.backward),
+            # the step pair adding into dnext_c (judged on copies), in both layouts
+            "cs231n-lstm-step-in-place": cs231n_lstm_step(lstm_step_forward, lstm_step_backward),
+            "cs231n-lstm-step-sequence": cs231n_lstm_step(lstm_step_forward, lstm_step_backward, batch=False)}
+
+
+# --- cs231n's non-recurrent layers (comparisons.check.pieces) ---------------------------------------
+
+def affine_forward(x, w, b):
+    return np.reshape(x, (len(x), -1)) @ w + b, (x, w)
+
+
+def affine_backward(dout, cache):
+    x, w = cache
+    flat = np.reshape(x, (len(x), -1))
+    return np.reshape(dout @ w.T, x.shape), flat.T @ dout, dout.sum(0)
+
+
+def word_embedding_forward(x, W):
+    return np.take(W, x, axis=0), (x, W.shape)
+
+
+def word_embedding_backward(dout, cache):
+    x, shape = cache
+    dW = np.zeros(shape)
+    np.add.at(dW, x.ravel(), dout.reshape(-1, shape[1]))
+    return dW
+
+
+def temporal_affine_forward(x, w, b):
+    return np.einsum("ntd,dm->ntm", x, w) + b, (x, w)
+
+
+def temporal_affine_backward(dout, cache):
+    x, w = cache
+    return np.einsum("ntm,dm->ntd", dout, w), np.einsum("ntd,ntm->dm", x, dout), dout.sum((0, 1))
+
+
+def temporal_softmax_loss(x, y, mask):
+    N = x.shape[0]
+    shifted = x - x.max(-1, keepdims=True)
+    logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    picked = np.take_along_axis(logp, y[..., None], -1)[..., 0]
+    dx = np.exp(logp)
+    np.put_along_axis(dx, y[..., None], np.take_along_axis(dx, y[..., None], -1) - 1, -1)
+    return -(picked * mask).sum() / N, dx * mask[..., None] / N
+
+
+def pieces() -> dict:
+    """piece -> (forward, backward) of the suite's styled layers."""
+    return {"affine": (affine_forward, affine_backward),
+            "word_embedding": (word_embedding_forward, word_embedding_backward),
+            "temporal_affine": (temporal_affine_forward, temporal_affine_backward),
+            "temporal_softmax_loss": (temporal_softmax_loss, None)}
