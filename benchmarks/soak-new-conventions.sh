@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Issue 41's soaks, one fresh seed each (printed in each log): 10^5 cases per new check.
+# Each tally is rewritten as blocks finish (benchmarks/results/soak-*.json), so a stop keeps it.
+set -u
+cd "$(dirname "$0")/.."
+run="python -m comparisons.cli soak"
+$run --pieces --cases 100000 --out benchmarks/results/soak-pieces.json
+for c in deeplearning-ai-step cs231n-lstm-step-sequence class-gru karpathy-lstm deeplearning-ai-lstm-step \
+         class-lstm cs231n-lstm-step-in-place; do
+    $run --conventions "$c" --cases 100000 --workers 2 --out "benchmarks/results/soak-conventions-$c.json"
+done
