@@ -276,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("check", help="check your loss_and_grads: exit 0 agree, 1 disagree, 2 bad usage")
-    p.add_argument("target", metavar="FILE[:FUNC]",
-                   help="the function (FILE.py:NAME), or a .py / .ipynb whose convention is detected or given")
+    p.add_argument("target", metavar="FILE[:FUNC]", nargs="+",
+                   help="the function (FILE.py:NAME), or a .py / .ipynb whose convention is detected or given; "
+                        "several files or a FOLDER of one assignment are read together")
     p.add_argument("--convention", choices=CHECK_CONVENTIONS,
                    default=None, help="code written in that style, checked as it is (docs/conventions.md); "
                    "default: detected from the functions the file defines")
@@ -480,7 +481,23 @@ def _check(args) -> int:
     from comparisons.conventions import detect, looks_like
     from comparisons.loading import as_user
 
-    path, name = split_target(args.target)
+    targets = list(args.target)
+    several = len(targets) > 1 or Path(targets[0]).is_dir()
+    if several:
+        from comparisons.loading import assignment_files
+
+        bad = [t for t in targets if split_target(t)[1] is not None and not Path(t).exists()]
+        if bad:
+            raise UsageError(f"FILE[:FUNC]: name a function of one file only; got {bad[0]!r} among several")
+        missing = [t for t in targets if not Path(t).exists()]
+        if missing:
+            raise UsageError(f"FILE[:FUNC]: no such file or folder {missing[0]!r}")
+        files = assignment_files(targets)
+        if not files:
+            raise UsageError(f"FILE[:FUNC]: {targets[0]!r} holds no .py or .ipynb file")
+        path, name = str(files[0]), None
+    else:
+        path, name = split_target(targets[0])
     if args.fn is not None and args.convention is None:
         raise UsageError("--fn: only with --convention (otherwise name the function as FILE.py:NAME)")
     if name is not None and args.convention is not None:
@@ -493,8 +510,22 @@ def _check(args) -> int:
     if not Path(path).is_file():
         raise UsageError(f"FILE[:FUNC]: no such file {path!r} (expected path/to/file.py, .ipynb, or "
                          f"path/to/file.py:function_name)")
-    loaded = load_file(path, "FILE:FUNC" if name else "FILE", **_loading_options(args))
+    if several:
+        from comparisons.loading import Several
+
+        options = _loading_options(args)
+        # each file sees its siblings (their folders importable), as the course runs them
+        folders = tuple(dict.fromkeys(str(Path(f).parent) for f in files))
+        options["paths"] = tuple(options["paths"]) + folders
+        loaded = Several([load_file(str(f), "FILE", **options) for f in files])
+    else:
+        loaded = load_file(path, "FILE:FUNC" if name else "FILE", **_loading_options(args))
     functions = {n: loaded.function(n) for n in loaded.functions}
+    if not several:
+        from comparisons.loading import sibling_functions
+
+        # a pair split across the student's files (rnn_backward.py imports rnn_forward): both found
+        functions.update({k: v for k, v in sibling_functions(loaded).items() if k not in functions})
     checks, unproven = [], []
     if name is not None:
         fn = _function(loaded, path, name)

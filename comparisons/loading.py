@@ -960,3 +960,68 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
         # caller's process keeps no trace of the student's module
         sys.modules.pop(name, None)
     return loaded
+
+
+# --- several files of one assignment ---------------------------------------------------------------
+
+class Several:
+    """Several loaded files of one assignment seen as one (``check a.py b.py``, ``check
+    FOLDER/``): every file's functions (the first file to define a name keeps it), each said
+    with its file, and what loading each did not run, each said with its file."""
+
+    def __init__(self, loaded: list):
+        self.parts = loaded
+        self.path = loaded[0].path
+        self.functions, self.owner = {}, {}
+        for part in loaded:
+            for name, where_ in part.functions.items():
+                if name not in self.functions:
+                    self.functions[name] = f"{part.path.name}, {where_}"
+                    self.owner[name] = part
+        self.rewrites = [f"{p.path.name}: {r}" for p in loaded for r in p.rewrites]
+        self.skipped = [s for p in loaded for s in p.skipped]
+
+    def function(self, name: str):
+        part = self.owner.get(name)
+        return part.function(name) if part is not None else None
+
+    def skipped_global(self, name: str):
+        for part in self.parts:
+            s = part.skipped_global(name)
+            if s is not None:
+                return s
+        return None
+
+    def report_lines(self, limit: int = 12) -> list:
+        return [f"{p.path.name}: {line}" for p in self.parts for line in p.report_lines(limit)]
+
+
+def assignment_files(targets) -> list:
+    """The files ``check`` reads for ``targets``: each file as given; a folder's ``*.py`` and
+    ``*.ipynb`` (not its subfolders, not ``__init__.py`` or ``setup.py``), sorted."""
+    files = []
+    for target in targets:
+        p = Path(target)
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix in (".py", ".ipynb") and f.is_file()
+                            and f.name not in ("__init__.py", "setup.py", "conftest.py"))
+        else:
+            files.append(p)
+    return list(dict.fromkeys(files))
+
+
+def sibling_functions(loaded) -> dict:
+    """Functions the file imports from the student's own files beside it (``from rnn_forward
+    import rnn_forward``): name -> the function, for detection to find a pair split in two."""
+    import inspect as _inspect
+
+    folder = Path(loaded.path).resolve().parent
+    own = Path(loaded.path).resolve()
+    out = {}
+    for name, value in vars(loaded.module).items():
+        if name in loaded.functions or not _inspect.isfunction(value):
+            continue
+        source = Path(value.__code__.co_filename)
+        if source.is_absolute() and source.resolve().parent == folder and source.resolve() != own:
+            out[name] = value
+    return out

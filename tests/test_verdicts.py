@@ -336,3 +336,29 @@ def test_a_layers_classic_slip_is_caught_on_its_gradient(bug, piece, wrong, writ
     assert not checks[f"layer:{piece}"]["ok"]
     assert all(wrong in f["reason"] for f in checks[f"layer:{piece}"]["failures"])
     assert all(c["ok"] for name, c in checks.items() if name != f"layer:{piece}")
+
+
+# --- 7. several files of one assignment -----------------------------------------------------------
+
+def test_an_assignment_split_across_files_is_checked_every_way_a_student_asks(write, tmp_path, capsys):
+    import wild
+    for name, text in wild.split_rnn_files().items():
+        write(f"hw/{name}", text)
+    hw = tmp_path / "hw"
+    for argv in ([str(hw / "rnn_backward.py")], [str(hw / "rnn_forward.py"), str(hw / "rnn_backward.py")],
+                 [str(hw)]):
+        code, out, err = run(["check", *argv, "--cases", "4"], capsys)
+        assert code == 0, (argv, out + err)
+        assert "cs231n (rnn_forward, rnn_backward)" in out and "cs231n-step (rnn_step_forward, rnn_step_backward)" in out
+        assert out.count("AGREES: 4 of 4") == 2
+
+
+def test_several_files_name_each_ones_loading_and_refuse_a_function_among_them(write, tmp_path, capsys):
+    import wild
+    for name, text in wild.split_rnn_files().items():
+        write(f"hw/{name}", text)
+    hw = tmp_path / "hw"
+    code, out, err = run(["check", str(hw / "rnn_forward.py:rnn_forward"), str(hw / "rnn_backward.py")], capsys)
+    assert code == 2 and "name a function of one file only" in err
+    code, out, err = run(["check", str(tmp_path / "empty_dir_that_is_missing")], capsys)
+    assert code == 2

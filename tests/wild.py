@@ -523,3 +523,20 @@ def cs231n_pieces_source(bug=None) -> str:
     old, new = PIECE_BUGS[bug]
     assert old in CS231N_PIECES
     return CS231N_PIECES.replace(old, new)
+
+
+# --- one assignment split across files that import each other ------------------------------------
+
+def split_rnn_files() -> dict:
+    """cs231n's RNN as a student splits it: the forward half in rnn_forward.py, the backward
+    half in rnn_backward.py, which imports from the first (file name -> text)."""
+    text = cs231n_py2_source()
+    start_b = text.index("def rnn_step_backward")
+    start_f2 = text.index("def rnn_forward")
+    start_b2 = text.index("def rnn_backward")
+    end = text.index("def word_embedding_forward")
+    head = "import numpy as np\n\n\n"
+    forward = head + text[text.index("def rnn_step_forward"):start_b] + text[start_f2:start_b2]
+    backward = head + "from rnn_forward import rnn_step_forward, rnn_forward\n\n\n" + text[start_b:start_f2] \
+        + text[start_b2:end]
+    return {"rnn_forward.py": forward, "rnn_backward.py": backward}
