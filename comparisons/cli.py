@@ -558,6 +558,10 @@ def _check(args) -> int:
                                                 args.strict_inputs, prove="detected")))
             except UsageError as exc:          # its layout does not fit: said, never judged
                 unproven.append((c, names, str(exc)))
+        # the same functions proven in another convention's layout (a *args signature fits several
+        # arities): the guess that failed was only a guess
+        proven = {names for _, names, _ in checks}
+        unproven = [u for u in unproven if u[1] not in proven]
         # the assignment's non-recurrent layers, each against autograd of its own forward
         for piece, names in pieces.detect(functions):
             checks.append((f"layer:{piece}", names, _Piece(piece, [functions[n] for n in names])))

@@ -165,6 +165,11 @@ class _Chunk:
     cell: int | None    # the notebook's cell number (1-based), None for a .py
 
 
+#: a line IPython runs as a shell command without its % (automagic): the command, then nothing
+#: that makes it Python (an assignment, a call, an attribute, an index)
+AUTOMAGIC = re.compile(r"^(cd|ls|pwd|ll|cat|mkdir|rm|cp|mv|pip|conda)(\s+(?![=(.\[+\-*/%<>!]).*)?\s*$")
+
+
 def _notebook_chunks(path: Path, data: bytes | None = None) -> tuple[list, list]:
     """(the code cells as chunks, the cells dropped); ``data``: the notebook's bytes where
     they were read already (the grader reads a submission once, never by its path again)."""
@@ -192,6 +197,11 @@ def _notebook_chunks(path: Path, data: bytes | None = None) -> tuple[list, list]
             if stripped.startswith(("%", "!")) or re.match(r"^\w[\w.]*\s*=\s*[!%]", stripped) or \
                     re.match(r"^[\w.]+\?+$", stripped):
                 lines[i] = line[:len(line) - len(stripped)] + "pass"
+            elif AUTOMAGIC.match(line):
+                # `cd '/content/drive/...'` without its %: IPython's automagic, not Python
+                dropped.append(Skipped(f"cell {number}, line {i + 1}", stripped[:60],
+                                       "an IPython automagic (a shell command without %): not Python"))
+                lines[i] = "pass"
         chunks.append(_Chunk("\n".join(lines) + "\n", f"{path} [cell {number}]", number))
     return chunks, dropped
 
@@ -359,7 +369,12 @@ def _parse(chunk: _Chunk, rewrites: list, skipped: list):
         python2 = _speaks_python2(tree)
         source = chunk.source
     except SyntaxError:
-        source, notes = _py2_tokens(chunk.source)
+        source = chunk.source
+        if _mixes_tabs(source):
+            # Python 2 read a tab as reaching the next multiple of 8 columns; Python 3 refuses the mix
+            source = "".join(_expand_indent(line) for line in source.splitlines(keepends=True))
+            rewrites.append(prefix + "tabs in indentation expanded to 8 columns, as Python 2 read them")
+        source, notes = _py2_tokens(source)
         python2 = True
         rewrites += [prefix + n for n in notes]
         try:
@@ -390,6 +405,16 @@ def _parse(chunk: _Chunk, rewrites: list, skipped: list):
         rewrites += [f"{prefix}{n} -> {PY2_NAMES[n]}" for n in used]
     linecache.cache[label] = (len(source), None, source.splitlines(keepends=True), label)
     return tree, python2
+
+
+def _mixes_tabs(source: str) -> bool:
+    indents = [line[:len(line) - len(line.lstrip(" \t"))] for line in source.splitlines()]
+    return any("\t" in i for i in indents) and any(" " in i for i in indents)
+
+
+def _expand_indent(line: str) -> str:
+    body = line.lstrip(" \t")
+    return line[:len(line) - len(body)].expandtabs(8) + body
 
 
 def _defined_names(text: str) -> set:
@@ -937,9 +962,11 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
             raise LoadError(f"--path: no such folder {str(folder)!r}")
         if folder not in folders:
             folders.append(folder)
+    added = []
     for folder in reversed(folders):
         if str(folder) not in sys.path:
             sys.path.insert(0, str(folder))
+            added.append(str(folder))
     name = "_bptt_xval_user_" + re.sub(r"\W", "_", file.stem)
     module = types.ModuleType(name)
     module.__file__ = str(file)
@@ -957,8 +984,17 @@ def load(path, *, paths=(), stubs=(), timeout: float | None = TIMEOUT, what: str
     finally:
         sys.meta_path.remove(finder)
         # registered while it loads (a dataclass needs its module there), not after: the
-        # caller's process keeps no trace of the student's module
+        # caller's process keeps no trace of the student's module, nor of the course helpers
+        # it loaded (the next file, checked without --path, must not find this one's rnn_utils)
         sys.modules.pop(name, None)
+        for key in [k for k, m in list(sys.modules.items()) if getattr(getattr(m, "__spec__", None), "loader", None)
+                    is finder]:
+            sys.modules.pop(key, None)
+        # and its folders leave sys.path: another file checked in this process must not import
+        # this one's course helpers (everything the file needs was imported while it loaded)
+        for folder in added:
+            if folder in sys.path:
+                sys.path.remove(folder)
     return loaded
 
 

@@ -362,3 +362,33 @@ def test_several_files_name_each_ones_loading_and_refuse_a_function_among_them(w
     assert code == 2 and "name a function of one file only" in err
     code, out, err = run(["check", str(tmp_path / "empty_dir_that_is_missing")], capsys)
     assert code == 2
+
+
+def test_python2_tabs_mixed_with_spaces_are_expanded_as_python2_read_them(write):
+    from comparisons import loading
+    path = write("tabs.py", "import numpy as np\n\ndef lossFun(inputs, targets, hprev):\n\tx = 1\n"
+                            "        y = x + 1\n\treturn y\n")
+    loaded = loading.load(str(path))
+    assert loaded.module.lossFun(None, None, None) == 2
+    assert any("tabs in indentation expanded to 8 columns" in r for r in loaded.rewrites)
+
+
+def test_automagics_and_a_broken_cell_are_named_with_their_reason(write):
+    import wild
+    from comparisons import loading
+    cells = ["# hw", "cd '/content/drive/My Drive/cs231n/assignment3'", "import numpy as np", "pwd",
+             "def f(x):\n    return x +", "def g(x):\n    return 2 * x"]
+    loaded = loading.load(str(write("nb.ipynb", wild.notebook(cells))))
+    said = " ".join(loaded.report_lines())
+    assert "cell 2, line 1 `cd '/content/drive/My Drive/cs231n/assignment3'` (an IPython automagic" in said
+    assert "cell 4, line 1 `pwd` (an IPython automagic" in said
+    assert "cell 5, line 2 `return x +` (SyntaxError" in said
+    assert "octal" not in said and loaded.module.g(2) == 4
+
+
+def test_a_star_args_signature_is_accepted(write, capsys):
+    source = gated_wild.cs231n_lstm_source().replace("def lstm_forward(x, h0, Wx, Wh, b):",
+                                                     "def lstm_forward(*args):\n    x, h0, Wx, Wh, b = args")
+    assert "def lstm_forward(*args):" in source
+    code, out, err = run(["check", str(write("rnn_layers.py", source)), "--cases", "3"], capsys)
+    assert code == 0 and "cs231n-lstm (lstm_forward, lstm_backward)" in out, out + err

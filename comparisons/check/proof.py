@@ -93,8 +93,9 @@ def prove(make, convention: str, forward: str, *, step: bool = False, sequence: 
             note = None if batch else (f"{forward} takes one sequence without a batch axis "
                                        f"({shapes_text(case, False, step)}): checked with B = 1")
             return Proof(fn, "batch" if batch else "sequence", note)
-        tried.append(f"on {shapes_text(case, batch, step)} it {'raised' if outcome.status == 'raised' else 'returned'} "
-                     f"{outcome.reason}")
+        shapes = (shapes_text(case, batch, step) if convention.startswith(("cs231n", "gru")) else
+                  f"a case of T={case.T}, B={case.B}, D={case.D}, H={case.H}")
+        tried.append(f"on {shapes} it {'raised' if outcome.status == 'raised' else 'returned'} {outcome.reason}")
     raise Unproven(f"{forward} has the {convention} convention's name and arity but not its layout: "
                    + "; ".join(tried) + ". Give --convention to check it in that layout anyway, or wrap it in a "
                    "loss_and_grads (docs/conventions.md) and check FILE:loss_and_grads")
