@@ -210,3 +210,34 @@ def test_repeated_grades_spawn_every_child_from_the_one_spawner_thread(tmp_path,
     rows = list(csv.DictReader(open(tmp_path / "out" / "gradebook.csv")))
     assert {r["verdict"] for r in rows} == {"agree"}           # the RNN half of every file is right
     assert len(spawning_threads) == 18 and set(spawning_threads) == {"bptt-xval-spawner"}
+
+
+def test_the_gradebook_is_a_database_and_its_files_are_exported_from_it(graded):
+    import json
+    import sqlite3
+    folder, out, plan, book, *_ = graded
+    db = sqlite3.connect(out / "gradebook.sqlite")          # a reader of its own, as while grading runs
+    rows = {name: json.loads(row) for name, row in db.execute("SELECT name, row FROM rows")}
+    assert set(rows) == set(CLASS)
+    assert json.loads(db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()[0]) == \
+        plan.fingerprint()
+    exported = json.loads((out / "gradebook.json").read_text())
+    assert exported["rows"] == rows and exported["settings"] == json.loads(json.dumps(plan.settings))
+    lms = list(csv.reader((out / "gradebook-lms.csv").read_text().splitlines()))
+    assert lms[0] == ["student", "cs231n", "total"]
+    points = {r[0]: float(r[1]) for r in lms[1:]}
+    for name, row in rows.items():
+        expected = 1.0 if row["verdict"] == "agree" else row["cases_agreed"] / max(row["cases_run"], 1)
+        assert points[name.removesuffix(".py")] == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_row_is_kept_the_moment_it_is_put_whatever_happens_after(tmp_path):
+    from comparisons.grading.store import Store
+    store = Store(tmp_path / "gradebook.sqlite")
+    store.start({"settings": {}, "fingerprint": "abc"}, force=False)
+    store.put("alice.py", {"verdict": "agree", "sha256": "1"})
+    # no close, no export: the grader dies here; the next run finds alice graded
+    again = Store(tmp_path / "gradebook.sqlite")
+    assert again.start({"settings": {}, "fingerprint": "abc"}, force=False) == {"alice.py": {"verdict": "agree",
+                                                                                          "sha256": "1"}}
+    assert again.start({"settings": {}, "fingerprint": "other"}, force=False) == {}

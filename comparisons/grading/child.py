@@ -115,6 +115,7 @@ def main() -> int:
     from comparisons.loading import as_user
     import comparisons.cli  # noqa: F401
     import comparisons.conventions  # noqa: F401
+    import comparisons.course_helpers  # noqa: F401  (deeplearning.ai's rnn_utils, where it is missing)
 
     record = {"import_error": None, "cases": [], "loading": []}
     arrays = {}

@@ -42,6 +42,7 @@ import numpy as np
 
 from bptt_xval.model import Gradients
 from comparisons.grading import answers, collect, sandbox, text
+from comparisons.grading.store import Store
 
 VERDICTS = ("agree", "disagree", "raised", "bad_output", "timeout", "out_of_memory", "exited",
             "crashed", "import_error", "inconclusive")
@@ -629,29 +630,25 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     Returns the gradebook."""
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from comparisons import atomic
-
     files, skipped = submissions(folder, plan.convention, plan.fn, plan.settings.get("paths", ()))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    book_path = out / "gradebook.json"
     book = {"settings": plan.settings, "fingerprint": plan.fingerprint(),
             "cases": [c.to_dict() for c in plan.cases],
             "inconclusive": {str(i): why for i, why in plan.inconclusive.items()}, "rows": {},
             "skipped": {name: why for name, why in skipped}, "sandbox": sandbox.protections().text()}
     for name, why in skipped:
         progress(f"skipped {name}: {why}")
-    if book_path.is_file() and not force:
-        try:
-            saved = json.loads(book_path.read_text())
-        except ValueError:
-            saved = {}
-        if saved.get("fingerprint") == book["fingerprint"]:
-            book["rows"] = saved.get("rows", {})
+    # the gradebook lives in OUT/gradebook.sqlite, a row per finished submission (store.py);
+    # the .json, .csv and .html are exported from it at the end
+    store = Store(out / "gradebook.sqlite")
+    book["rows"] = store.start(book, force=force)
     digests = {p.name: p.digest() for p in files}
     todo = [p for p in files if book["rows"].get(p.name, {}).get("sha256") != digests[p.name]]
-    for name in set(book["rows"]) - set(digests):        # a submission removed from the folder
+    gone = set(book["rows"]) - set(digests)               # a submission removed from the folder
+    for name in gone:
         del book["rows"][name]
+    store.drop(gone)
     if len(todo) < len(files):
         progress(f"resuming: {len(files) - len(todo)} of {len(files)} submissions already graded (--force regrades)")
     spec = {"convention": plan.convention, "fn": list(plan.fn) if plan.fn else None,
@@ -672,7 +669,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
         row = _shown({**row, "engines": ",".join(f["engines"]), "notes": "; ".join(filter(None, notes)),
                       "sha256": digests[p.name]})
         book["rows"][p.name] = row
-        atomic.write_text(book_path, json.dumps(book, indent=1, sort_keys=True) + "\n")
+        store.put(p.name, row)                            # one transaction: O(1) per submission
         progress(f"{done}{text.terminal(p.name)}: {row['verdict']}" + (f" ({row['diagnosis']})" if row["diagnosis"] else ""))
 
     workers = workers or os.cpu_count() or 1
@@ -699,10 +696,47 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
     finally:
         if cluster is not None:
             cluster.close()
-    atomic.write_text(book_path, json.dumps(book, indent=1, sort_keys=True) + "\n")
-    write_csv(book, out / "gradebook.csv")
-    atomic.write_text(out / "gradebook.html", render_html(book))
+        store.close()
+    export(book, out)
     return book
+
+
+def export(book: dict, out) -> None:
+    """gradebook.json, .csv, .html and the LMS's CSV, from the whole book (once, at the end)."""
+    from comparisons import atomic
+
+    out = Path(out)
+    atomic.write_text(out / "gradebook.json", json.dumps(book, indent=1, sort_keys=True) + "\n")
+    write_csv(book, out / "gradebook.csv")
+    write_lms_csv(book, out / "gradebook-lms.csv")
+    atomic.write_text(out / "gradebook.html", render_html(book))
+
+
+def points(row: dict, settings: dict) -> float:
+    """A row's points for its part: its share of the conclusive cases agreed (partial credit)
+    or all-or-nothing, times the part's points (a one-part grade: 1 point)."""
+    worth = float(settings.get("points", 1.0))
+    if row.get("verdict") == "agree":
+        return worth
+    if settings.get("partial", True) and row.get("cases_run"):
+        return round(worth * row["cases_agreed"] / row["cases_run"], 4)
+    return 0.0
+
+
+def write_lms_csv(book: dict, path) -> None:
+    """student, the points of each part, total: what an LMS imports (one part per convention)."""
+    from comparisons import atomic
+
+    part = book["settings"].get("part") or book["settings"]["convention"]
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student", part, "total"])
+    for name in sorted(book["rows"]):
+        p = points(book["rows"][name], book["settings"])
+        student = text.csv_cell(text.clean(Path(name).stem if name.endswith(SOURCE_SUFFIXES) else name,
+                                           text.FIELD_MAX)[0])
+        writer.writerow([student, p, p])
+    atomic.write_text(path, buffer.getvalue())
 
 
 def _nothing(submission: Submission, why: str | None = None) -> dict:
