@@ -355,9 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("grade", help="grade a folder of submissions, each in its own process: a gradebook")
     p.add_argument("folder", metavar="DIR",
                    help="the submissions: every *.py and *.ipynb in DIR, and every folder (one per student)")
-    p.add_argument("--convention", required=True,
-                   choices=("contract",) + CHECK_CONVENTIONS,
-                   help="the style the submissions are written in (contract: loss_and_grads)")
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--convention", choices=("contract",) + CHECK_CONVENTIONS,
+                      help="the style the submissions are written in (contract: loss_and_grads): a one-part grade")
+    what.add_argument("--rubric", metavar="FILE.toml",
+                      help="the assignment's parts, conventions, points and what students see, graded in one run "
+                           "(docs/grading.md)")
     p.add_argument("--fn", type=_names, default=None, metavar="NAME[,NAME]",
                    help="the function names, if not the convention's")
     p.add_argument("--timeout", type=_positive_float, default=60.0, metavar="SECONDS",
@@ -814,6 +817,8 @@ def _grade(args) -> int:
     for folder in args.path or ():
         if not Path(folder).is_dir():
             raise UsageError(f"--path: no such folder {folder!r}")
+    if args.rubric is not None:
+        return _grade_rubric(args)
     # no folder, no submission: exit 2 before any work
     submissions(args.folder, args.convention, args.fn, tuple(args.path or ()))
     _writable(args.out)
@@ -840,6 +845,39 @@ def _grade(args) -> int:
         print(f"  {n} x {m}")
     out = Path(args.out).resolve()
     print(f"gradebook: {out / 'gradebook.html'} and gradebook.csv")
+    return EXIT_OK
+
+
+def _grade_rubric(args) -> int:
+    """``grade DIR --rubric FILE.toml``: every part of every submission (grading/rubric.py)."""
+    from comparisons.grading import rubric as rubrics
+    from comparisons.grading import sandbox
+    from comparisons.grading.gradebook import submissions
+
+    for option in ("fn", "forbid_import", "hidden", "output", "loss", "reduction"):
+        if getattr(args, option) not in (None, False):
+            raise UsageError(f"--{option.replace('_', '-')}: with --rubric, say it in the rubric's file")
+    try:
+        rubric = rubrics.load(args.rubric)
+    except rubrics.RubricError as exc:
+        raise UsageError(str(exc)) from None
+    submissions(args.folder, rubric.parts[0].convention, rubric.parts[0].fn, tuple(args.path or ()))
+    _writable(args.out)
+    held = sandbox.protections()
+    if args.require_sandbox and not (held.isolated and held.cgroup):
+        raise UsageError(f"--require-sandbox: this machine cannot sandbox every submission: {held.text()}")
+    print(f"sandbox: {held.text()}", flush=True)
+    summary = rubrics.grade_rubric(args.folder, args.out, rubric, workers=args.workers, scheduler=args.scheduler,
+                                   force=args.force, progress=lambda line: print(line, flush=True),
+                                   paths=tuple(args.path or ()), stubs=tuple(args.stub or ()))
+    totals = sorted(e["total"] for e in summary["students"].values())
+    median = totals[len(totals) // 2] if totals else 0
+    print(f"{rubric.name}: {len(totals)} submissions, median {median:g} of {rubric.total:g} points")
+    for part, mistakes in summary["mistakes"].items():
+        for m, n in mistakes:
+            print(f"  {part}: {n} x {m}")
+    out = Path(args.out).resolve()
+    print(f"gradebook: {out / 'gradebook.html'}, gradebook.csv, gradebook-lms.csv; feedback/ per student")
     return EXIT_OK
 
 

@@ -625,9 +625,10 @@ def _shown(row: dict) -> dict:
 
 
 def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str | None = None,
-          force: bool = False, progress=print) -> dict:
-    """Grade every ``*.py`` in ``folder`` on ``plan``; write OUT/gradebook.{json,csv,html}.
-    Returns the gradebook."""
+          force: bool = False, progress=print, part: str = "") -> dict:
+    """Grade every ``*.py`` in ``folder`` on ``plan``; write OUT/gradebook.{json,csv,html}
+    (a rubric's ``part``: its rows in OUT/gradebook.sqlite under that part, its files in
+    OUT/parts/PART/). Returns the gradebook."""
     from dask.distributed import Client, LocalCluster, as_completed
 
     files, skipped = submissions(folder, plan.convention, plan.fn, plan.settings.get("paths", ()))
@@ -641,7 +642,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
         progress(f"skipped {name}: {why}")
     # the gradebook lives in OUT/gradebook.sqlite, a row per finished submission (store.py);
     # the .json, .csv and .html are exported from it at the end
-    store = Store(out / "gradebook.sqlite")
+    store = Store(out / "gradebook.sqlite", part)
     book["rows"] = store.start(book, force=force)
     digests = {p.name: p.digest() for p in files}
     todo = [p for p in files if book["rows"].get(p.name, {}).get("sha256") != digests[p.name]]
@@ -697,7 +698,7 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
         if cluster is not None:
             cluster.close()
         store.close()
-    export(book, out)
+    export(book, out / "parts" / part if part else out)
     return book
 
 
@@ -706,6 +707,7 @@ def export(book: dict, out) -> None:
     from comparisons import atomic
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out / "gradebook.json", json.dumps(book, indent=1, sort_keys=True) + "\n")
     write_csv(book, out / "gradebook.csv")
     write_lms_csv(book, out / "gradebook-lms.csv")
