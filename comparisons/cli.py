@@ -394,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse to grade unless every submission runs isolated (bubblewrap: files, network, "
                         "processes, ipc) under whole-submission limits (a cgroup); docs/grading.md")
 
+    p = sub.add_parser("autograder", help="write a Gradescope autograder zip for a rubric")
+    p.add_argument("--rubric", required=True, metavar="FILE.toml", help="the assignment's rubric (docs/grading.md)")
+    p.add_argument("--out", required=True, metavar="autograder.zip", help="the zip to write")
+
+    p = sub.add_parser("gradescope", help="(run_autograder's own) grade ROOT/submission, write ROOT/results/results.json")
+    p.add_argument("--rubric", required=True, metavar="FILE.toml")
+    p.add_argument("--root", default="/autograder", metavar="DIR", help="Gradescope's root (default /autograder)")
+
     p = sub.add_parser("bench", help="time manual BPTT against torch and jax; checker cases/s")
     p.add_argument("--repeats", type=_positive_int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps")
@@ -881,8 +889,39 @@ def _grade_rubric(args) -> int:
     return EXIT_OK
 
 
+def _autograder(args) -> int:
+    from comparisons.grading import gradescope, rubric
+
+    if not str(args.out).endswith(".zip"):
+        raise UsageError(f"--out: expected a .zip file; got {args.out!r}")
+    _writable(str(Path(args.out).resolve().parent))
+    try:
+        names = gradescope.build(args.rubric, args.out)
+    except rubric.RubricError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"autograder: {Path(args.out).resolve()} ({len(names)} files: setup.sh, run_autograder, rubric.toml and "
+          f"the suite); upload it as the assignment's autograder on Gradescope")
+    return EXIT_OK
+
+
+def _gradescope(args) -> int:
+    from comparisons.grading import gradescope, rubric
+
+    root = Path(args.root)
+    if not (root / "submission").is_dir():
+        raise UsageError(f"--root: {str(root)!r} has no submission/ folder (Gradescope's layout: ROOT/submission, "
+                         f"ROOT/results)")
+    try:
+        results = gradescope.run(root, args.rubric, progress=lambda line: print(line, flush=True))
+    except rubric.RubricError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"results: {root / 'results' / 'results.json'}: {results['score']:g} points")
+    return EXIT_OK
+
+
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
-            "resolve": _resolve, "soak": _soak, "grade": _grade, "check-cell": _check_cell}
+            "resolve": _resolve, "soak": _soak, "grade": _grade, "check-cell": _check_cell,
+            "autograder": _autograder, "gradescope": _gradescope}
 
 
 def console() -> int:
