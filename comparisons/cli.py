@@ -398,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rubric", required=True, metavar="FILE.toml", help="the assignment's rubric (docs/grading.md)")
     p.add_argument("--out", required=True, metavar="autograder.zip", help="the zip to write")
 
+    p = sub.add_parser("otter-tests", help="write Otter-Grader test files for a rubric's parts")
+    p.add_argument("--rubric", required=True, metavar="FILE.toml")
+    p.add_argument("--out", required=True, metavar="DIR", help="the assignment's tests/ folder")
+    p.add_argument("--blocks", type=_positive_int, default=5,
+                   help="test cases per part, its points split evenly (partial credit; default 5)")
+
     p = sub.add_parser("gradescope", help="(run_autograder's own) grade ROOT/submission, write ROOT/results/results.json")
     p.add_argument("--rubric", required=True, metavar="FILE.toml")
     p.add_argument("--root", default="/autograder", metavar="DIR", help="Gradescope's root (default /autograder)")
@@ -904,6 +910,20 @@ def _autograder(args) -> int:
     return EXIT_OK
 
 
+def _otter_tests(args) -> int:
+    from comparisons.grading import courses, rubric
+
+    try:
+        r = rubric.load(args.rubric)
+    except rubric.RubricError as exc:
+        raise UsageError(str(exc)) from None
+    _writable(args.out)
+    for path in courses.write_otter_tests(r, args.out, args.blocks):
+        print(f"wrote {path}")
+    print("in the notebook: grader = otter.Notebook(tests_dir=...); grader.check(\"PART\")")
+    return EXIT_OK
+
+
 def _gradescope(args) -> int:
     from comparisons.grading import gradescope, rubric
 
@@ -921,7 +941,7 @@ def _gradescope(args) -> int:
 
 COMMANDS = {"report": _progress_report, "check": _check, "replay": _replay, "bench": _bench,
             "resolve": _resolve, "soak": _soak, "grade": _grade, "check-cell": _check_cell,
-            "autograder": _autograder, "gradescope": _gradescope}
+            "autograder": _autograder, "gradescope": _gradescope, "otter-tests": _otter_tests}
 
 
 def console() -> int:
