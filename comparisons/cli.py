@@ -591,8 +591,8 @@ def _check(args) -> int:
     for c, n, f in list(checks):
         # its own functions, and the file's functions they call (rnn_backward calling an unwritten cell)
         reach = list(n) + sorted(_reached(loaded, [functions[x] for x in n if functions.get(x) is not None]) - set(n))
-        blank = [line for line in (not_written(functions.get(x)) for x in reach if functions.get(x) is not None)
-                 if line]
+        blank = [line for line in (not_written(functions.get(x), helper=x not in n) for x in reach
+                                   if functions.get(x) is not None) if line]
         if blank:
             checks.remove((c, n, f))
             unwritten.append((c, n, "; ".join(blank)))

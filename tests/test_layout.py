@@ -30,15 +30,15 @@ def test_old_names_from_modules_that_became_folders():
 
 def test_no_flat_modules_but_the_command_loading_and_shared_helpers():
     flat = sorted(p.name for p in ROOT.glob("*.py"))
-    assert flat == ["__init__.py", "atomic.py", "cli.py", "loading.py"]
+    assert flat == ["__init__.py", "atomic.py", "cli.py", "course_helpers.py", "loading.py"]
     assert {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
         "check", "conventions", "report", "measure", "grading"}
 
 
 def test_one_module_per_course_style():
     styles = sorted(p.stem for p in (ROOT / "conventions").glob("*.py") if not p.name.startswith("_"))
-    assert styles == ["coursera", "coursera_lstm", "cs231n_layers", "cs231n_lstm", "d2l_gru", "gru", "min_char",
-                      "min_char_lstm"]
+    assert styles == ["classes", "coursera", "coursera_lstm", "coursera_step", "cs231n_layers", "cs231n_lstm",
+                      "d2l_gru", "gru", "min_char", "min_char_lstm"]
 
 
 @pytest.mark.parametrize("old", ["comparisons.cases", "comparisons.checker", "comparisons.conventions_old"])

@@ -107,7 +107,22 @@ def prove(make, convention: str, forward: str, *, step: bool = False, sequence: 
 _COMPUTES = ("BINARY_", "INPLACE_", "CALL", "FOR_ITER", "COMPARE_OP", "UNARY_NEGATIVE")
 
 
-def not_written(fn) -> str | None:
+def returns_a_value(code) -> bool:
+    """Does some ``return`` hand back more than None? (A helper that only releases something
+    returns None and is not a template; a template returns the names it left at None.)"""
+    import dis
+
+    last = None
+    for i in dis.get_instructions(code):
+        if i.opname == "RETURN_CONST" and i.argval is not None:
+            return True
+        if i.opname == "RETURN_VALUE" and not (last is not None and last.opname == "LOAD_CONST" and last.argval is None):
+            return True
+        last = i
+    return False
+
+
+def not_written(fn, helper: bool = False) -> str | None:
     """Where ``fn`` is a course's template still unwritten (it assigns None, passes, returns
     what it holds, or raises NotImplementedError: nothing in it computes), the line to say so;
     else None. Read from its bytecode, which a notebook's function has as a file's does."""
@@ -124,6 +139,8 @@ def not_written(fn) -> str | None:
         calls = [op for op in computing if op.startswith(("CALL", "PRECALL"))]
         computing = [op for op in computing if not op.startswith(("CALL", "PRECALL"))] + calls[2:]
     if computing or any(isinstance(c, type(code)) for c in code.co_consts):
+        return None
+    if helper and not returns_a_value(code):         # a function the checked ones call, returning nothing
         return None
     from comparisons.loading import describe
 

@@ -362,6 +362,40 @@ def empty(cases: int, seed: int, per_block: int, references: tuple, kind: str = 
             "blocks_done": []}
 
 
+class WorkerSetup:
+    """Set up on every worker the soak runs on (a Dask worker plugin), so that a ``dask
+    worker`` started by hand runs blocks as fast as a LocalCluster's: JAX's compiled references
+    kept on disk between blocks and processes (``BPTT_XVAL_JAX_CACHE``, which the command's own
+    LocalCluster workers inherit from ``console()`` and a separate worker never had: each
+    block recompiled every shape bucket), and one torch thread per task thread (a ``dask
+    worker`` defaults to a thread per core, and torch to a thread per core in each)."""
+
+    name = "bptt-xval-soak-setup"
+
+    def setup(self, worker=None):
+        import os
+        import sys
+
+        os.environ.setdefault("BPTT_XVAL_JAX_CACHE", "default")
+        jax_grad = sys.modules.get("reference.jax_grad")
+        if jax_grad is not None and jax_grad.jax is not None and jax_grad.CACHE_DIR is None:
+            jax_grad.CACHE_DIR = jax_grad._enable_compilation_cache()
+        try:
+            import torch
+            torch.set_num_threads(1)
+        except ImportError:
+            pass
+
+    def teardown(self, worker=None):
+        pass
+
+
+def _worker_plugin():
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    return type("SoakWorkerSetup", (WorkerSetup, WorkerPlugin), {})()
+
+
 def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = None, out=None,
          references=("torch", "jax", "numeric"), reproducers=None, progress=print, device="cpu",
          cells: bool = False, gated: bool = False, gated_cells=GATED_CELLS, conventions=None) -> dict:
@@ -411,6 +445,7 @@ def soak(cases: int, seed: int, *, workers: int = 2, scheduler: str | None = Non
     started = time.perf_counter()
     try:
         with Client(scheduler or cluster) as client:
+            client.register_plugin(_worker_plugin())
             # the last block runs what is left: N asked is N run (100,000 in blocks of 384 ran 100,224)
             extra = {"conventions": gated_cells} if conventions else {"cells": gated_cells} if gated else {}
             futures = [client.submit(runner, seed, b, min(per_block, cases - b * per_block), references, device,
