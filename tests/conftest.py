@@ -62,3 +62,13 @@ def write(tmp_path):
         path.write_text(text)
         return path
     return put
+
+
+@pytest.fixture
+def course(write):
+    """``write``, with deeplearning.ai's course helpers (rnn_utils.py, public_tests.py) already
+    in tmp_path/course, as the course hands them out beside its notebook."""
+    import wild
+    write("course/rnn_utils.py", wild.RNN_UTILS)
+    write("course/public_tests.py", wild.PUBLIC_TESTS)
+    return write

@@ -216,13 +216,6 @@ def test_a_failed_import_binds_a_placeholder_that_names_it(write):
 
 # --- deeplearning.ai notebooks ---------------------------------------------------------------------
 
-@pytest.fixture
-def course(write):
-    write("course/rnn_utils.py", wild.RNN_UTILS)
-    write("course/public_tests.py", wild.PUBLIC_TESTS)
-    return write
-
-
 def test_notebook_as_stored_agrees(course, capsys, tmp_path):
     path = course("student/Building_RNN_Step_by_Step.ipynb", wild.notebook(wild.dlai_cells()))
     started = time.perf_counter()

@@ -139,14 +139,6 @@ def test_a_single_sequence_adapter_refuses_a_batch():
 
 # --- 5. deeplearning.ai's cell functions, checked on their own -----------------------------------
 
-@pytest.fixture
-def course(write):
-    import wild
-    write("course/rnn_utils.py", wild.RNN_UTILS)
-    write("course/public_tests.py", wild.PUBLIC_TESTS)
-    return write
-
-
 def test_dlai_rnn_cells_are_detected_and_checked_over_time(course, tmp_path, capsys):
     import wild
     path = course("student/rnn.ipynb", wild.notebook(wild.dlai_cells()))

@@ -69,6 +69,17 @@ def returned(where: str, out, n: int, expected: str, kinds=(tuple, list)) -> tup
     return tuple(out)
 
 
+def gradients_dict(where: str, g, keys: tuple) -> dict:
+    """A deeplearning.ai function's returned dict of gradients (``keys`` at least), or BadOutput saying what came back."""
+    if g is None:
+        raise BadOutput(f"{where} returned None (nothing: is its `return` missing?); expected a dict with keys "
+                        f"{list(keys)}")
+    if not isinstance(g, dict) or not set(keys) <= set(g):
+        got = sorted(map(str, g)) if isinstance(g, dict) else type(g).__name__
+        raise BadOutput(f"{where} returned {got}; expected a dict with keys {list(keys)}")
+    return g
+
+
 def only(name: str, value, allowed: tuple, style: str) -> None:
     if value not in allowed:
         raise ValueError(f"{name}: {style} code computes {' or '.join(map(repr, allowed))} only; got {value!r}")

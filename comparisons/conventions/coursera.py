@@ -18,9 +18,8 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients
-from comparisons.check.outputs import BadOutput
-from comparisons.conventions._adapt import (arg_names, as_numpy, call, h0_gradient, head, layer_problem, name_of,
-                                            read_only, require_callables, returned, tagged)
+from comparisons.conventions._adapt import (arg_names, as_numpy, call, gradients_dict, h0_gradient, head,
+                                            layer_problem, name_of, read_only, require_callables, returned, tagged)
 
 GRADIENTS = ("dx", "da0", "dWax", "dWaa", "dba")
 
@@ -51,12 +50,7 @@ def deeplearning_ai(rnn_forward, rnn_backward):
         L, dh_direct, top = head(p.params, hs, p.ys, {"output": output, "loss": loss, "reduction": reduction})
         g = call(bwd, f"its upstream gradient {upstream}", rnn_backward, read_only(dh_direct.transpose(2, 1, 0)),
                  caches)
-        if g is None:
-            raise BadOutput(f"{bwd} returned None (nothing: is its `return` missing?); expected a dict with keys "
-                            f"{list(GRADIENTS)}")
-        if not isinstance(g, dict) or not set(GRADIENTS) <= set(g):
-            got = sorted(map(str, g)) if isinstance(g, dict) else type(g).__name__
-            raise BadOutput(f"{bwd} returned {got}; expected a dict with keys {list(GRADIENTS)}")
+        g = gradients_dict(bwd, g, GRADIENTS)
         grads = {"W_xh": as_numpy("dWax", g["dWax"], (p.H, p.D), p.dtype),
                  "W_hh": as_numpy("dWaa", g["dWaa"], (p.H, p.H), p.dtype),
                  "b_h": as_numpy("dba", g["dba"], (p.H,), p.dtype), **top,

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients
-from comparisons.check.outputs import BadOutput
-from comparisons.conventions._adapt import arg_names, as_numpy, call, head, name_of, read_only, require_callables, returned
+from comparisons.conventions._adapt import (arg_names, as_numpy, call, gradients_dict, head, name_of, read_only,
+                                            require_callables, returned)
 from comparisons.conventions._gates import GatedProblem, gated
 
 #: the course's gate names -> PyTorch's
@@ -69,12 +69,7 @@ def deeplearning_ai_lstm(lstm_forward, lstm_backward):
         hs = np.concatenate([a0.T[None], a.transpose(2, 1, 0)])
         L, direct, top = head(params, hs, ys, p.config)
         g = call(bwd, f"its upstream gradient {upstream}", lstm_backward, read_only(direct.transpose(2, 1, 0)), caches)
-        if g is None:
-            raise BadOutput(f"{bwd} returned None (nothing: is its `return` missing?); expected a dict with keys "
-                            f"{list(GRADIENTS)}")
-        if not isinstance(g, dict) or not set(GRADIENTS) <= set(g):
-            got = sorted(map(str, g)) if isinstance(g, dict) else type(g).__name__
-            raise BadOutput(f"{bwd} returned {got}; expected a dict with keys {list(GRADIENTS)}")
+        g = gradients_dict(bwd, g, GRADIENTS)
         W = {c: as_numpy(f"dW{c}", g[f"dW{c}"], (H, H + p.D), p.dtype) for c in GATES}
         b = {c: as_numpy(f"db{c}", g[f"db{c}"], (H,), p.dtype) for c in GATES}
         course_of = {v: k for k, v in GATES.items()}

@@ -22,9 +22,9 @@ from __future__ import annotations
 import numpy as np
 
 from bptt_xval.model import Gradients
-from comparisons.check.outputs import BadOutput
-from comparisons.conventions._adapt import (Writes, arg_names, as_numpy, call, h0_gradient, head, layer_problem,
-                                            name_of, read_only, require_callables, returned, tagged)
+from comparisons.conventions._adapt import (Writes, arg_names, as_numpy, call, gradients_dict, h0_gradient, head,
+                                            layer_problem, name_of, read_only, require_callables, returned,
+                                            tagged)
 from comparisons.conventions._gates import GatedProblem, gated
 from comparisons.conventions.coursera_lstm import GATES, course_parameters
 
@@ -32,17 +32,6 @@ RNN_GRADIENTS = ("dxt", "da_prev", "dWax", "dWaa", "dba")
 LSTM_GRADIENTS = ("dxt", "da_prev", "dc_prev", "dWf", "dbf", "dWi", "dbi", "dWc", "dbc", "dWo", "dbo")
 #: PyTorch's gate order
 TORCH_ORDER = ("i", "f", "g", "o")
-
-
-def gradients_dict(where: str, g, keys: tuple) -> dict:
-    """The cell's returned dict, or BadOutput saying what came back."""
-    if g is None:
-        raise BadOutput(f"{where} returned None (nothing: is its `return` missing?); expected a dict with keys "
-                        f"{list(keys)}")
-    if not isinstance(g, dict) or not set(keys) <= set(g):
-        got = sorted(map(str, g)) if isinstance(g, dict) else type(g).__name__
-        raise BadOutput(f"{where} returned {got}; expected a dict with keys {list(keys)}")
-    return g
 
 
 def deeplearning_ai_step(rnn_cell_forward, rnn_cell_backward):
