@@ -397,6 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("autograder", help="write a Gradescope autograder zip for a rubric")
     p.add_argument("--rubric", required=True, metavar="FILE.toml", help="the assignment's rubric (docs/grading.md)")
     p.add_argument("--out", required=True, metavar="autograder.zip", help="the zip to write")
+    p.add_argument("--suite", metavar="DIR", default=None,
+                   help="the bptt-xval source checkout to ship (default: the one imported, else the working directory)")
 
     p = sub.add_parser("otter-tests", help="write Otter-Grader test files for a rubric's parts")
     p.add_argument("--rubric", required=True, metavar="FILE.toml")
@@ -902,8 +904,8 @@ def _autograder(args) -> int:
         raise UsageError(f"--out: expected a .zip file; got {args.out!r}")
     _writable(str(Path(args.out).resolve().parent))
     try:
-        names = gradescope.build(args.rubric, args.out)
-    except rubric.RubricError as exc:
+        names = gradescope.build(args.rubric, args.out, suite_root=args.suite)
+    except (rubric.RubricError, gradescope.SourceNotFound) as exc:
         raise UsageError(str(exc)) from None
     print(f"autograder: {Path(args.out).resolve()} ({len(names)} files: setup.sh, run_autograder, rubric.toml and "
           f"the suite); upload it as the assignment's autograder on Gradescope")

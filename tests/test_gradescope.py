@@ -75,7 +75,9 @@ def test_the_zip_holds_what_gradescope_asks_for(tmp_path):
     rubric = tmp_path / "rubric.toml"
     rubric.write_text(RUBRIC)
     from comparisons.cli import main
-    assert main(["autograder", "--rubric", str(rubric), "--out", str(tmp_path / "autograder.zip")]) == 0
+    repo = Path(__file__).resolve().parents[1]     # the checkout: an installed wheel has no pyproject.toml
+    assert main(["autograder", "--rubric", str(rubric), "--out", str(tmp_path / "autograder.zip"),
+                 "--suite", str(repo)]) == 0
     z = zipfile.ZipFile(tmp_path / "autograder.zip")
     names = z.namelist()
     assert {"setup.sh", "run_autograder", "rubric.toml", "bptt-xval/pyproject.toml",
@@ -86,6 +88,17 @@ def test_the_zip_holds_what_gradescope_asks_for(tmp_path):
     assert b"torch==2.13.0" in z.read("bptt-xval/constraints.txt")
     assert b"gradescope --rubric /autograder/source/rubric.toml" in z.read("run_autograder")
     assert not [n for n in names if "__pycache__" in n or n.startswith("bptt-xval/tests")]
+
+
+def test_no_source_tree_is_a_usage_error_never_a_smaller_zip(tmp_path, capsys):
+    rubric = tmp_path / "rubric.toml"
+    rubric.write_text(RUBRIC)
+    from comparisons.cli import main
+    out = tmp_path / "autograder.zip"
+    assert main(["autograder", "--rubric", str(rubric), "--out", str(out), "--suite", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--suite" in err and "pyproject.toml" in err
+    assert not out.exists()
 
 
 def test_a_right_submission_gets_full_marks_in_results_json(tmp_path):

@@ -32,6 +32,7 @@ import shutil
 import stat
 import tempfile
 import time
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -57,13 +58,44 @@ exec /opt/bptt-xval/bin/python -m comparisons.cli gradescope --rubric /autograde
 """
 
 
+class SourceNotFound(ValueError):
+    """The suite's source tree (pyproject.toml, constraints.txt, the packages) is not here."""
+
+
+def _is_source(folder: Path) -> bool:
+    try:
+        meta = tomllib.loads((folder / "pyproject.toml").read_text())
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return meta.get("project", {}).get("name") == "bptt-xval" and all((folder / e).exists() for e in SOURCE)
+
+
+def source_root(suite_root=None) -> Path:
+    """Where the suite's source is: ``suite_root`` if given, else the checkout this module was
+    imported from, else the working directory. An installed wheel holds no pyproject.toml or
+    constraints.txt, and a zip without them would install a different torch on Gradescope, so
+    a missing tree is an error, never a smaller zip."""
+    if suite_root is not None:
+        candidates = [Path(suite_root)]
+    else:
+        candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
+    for folder in candidates:
+        if _is_source(folder):
+            return folder.resolve()
+    looked = ", ".join(str(c) for c in candidates)
+    raise SourceNotFound(
+        f"--suite: expected a bptt-xval source checkout (pyproject.toml naming bptt-xval, "
+        f"{', '.join(SOURCE[1:])}); looked in {looked}. An installed suite holds no pyproject.toml "
+        f"or constraints.txt: pass --suite PATH/TO/bptt-xval (a clone of the repository)")
+
+
 def build(rubric_path, out, suite_root=None) -> list:
     """Write the autograder zip for ``rubric_path`` to ``out``; returns the names it holds."""
     from comparisons import atomic
     from comparisons.grading import rubric as rubrics
 
     rubrics.load(rubric_path)                     # a bad rubric fails here, not on Gradescope
-    root = Path(suite_root or Path(__file__).resolve().parents[2])
+    root = source_root(suite_root)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
         def add(name: str, data: bytes, executable=False):
