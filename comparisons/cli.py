@@ -738,9 +738,8 @@ def _soak(args) -> int:
 
         from comparisons.measure.soak import run_piece_blocks
 
-        seed = _secrets.randbelow(2**31) if args.seed is None else args.seed
-        print(f"seed: {seed}", flush=True)
         out = Path(args.out or "benchmarks/results/soak-pieces.json")
+        seed = _soak_seed(args.seed, out, args.cases)
         _writable(str(out.parent))
         total = run_piece_blocks(args.cases, seed, out, progress=lambda line: print(line, flush=True))
         print(json.dumps({k: total[k] for k in ("cases_by_piece", "false_alarms", "seconds")}))
@@ -750,8 +749,7 @@ def _soak(args) -> int:
     _writable(str(out.parent))
     from comparisons.check import backends
     backends.on_device(backends.available(args.references)[0], args.device)   # no GPU: exit 2 now
-    seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    print(f"seed: {seed}", flush=True)
+    seed = _soak_seed(args.seed, out, args.cases)
     import os
     total = soak(args.cases, seed, workers=args.workers or os.cpu_count() or 1, scheduler=args.scheduler, out=out,
                  references=args.references, reproducers=out.parent / f"{out.stem}-false-alarms",
@@ -895,6 +893,26 @@ def _grade_rubric(args) -> int:
     out = Path(args.out).resolve()
     print(f"gradebook: {out / 'gradebook.html'}, gradebook.csv, gradebook-lms.csv; feedback/ per student")
     return EXIT_OK
+
+
+def _soak_seed(seed, out: Path, cases: int) -> int:
+    """The seed a soak runs on: --seed if given; else the seed of the tally already at --out for
+    as many cases (a rerun resumes it, and leaves a finished one as it is, rather than
+    overwriting it with a fresh seed's); else a fresh one, never a tuned one."""
+    import secrets
+
+    if seed is None and out.is_file():
+        try:
+            saved = json.loads(out.read_text())
+        except (OSError, ValueError):
+            saved = {}
+        if isinstance(saved, dict) and isinstance(saved.get("seed"), int) and saved.get("cases_asked") == cases:
+            print(f"seed: {saved['seed']} (the tally at {out}; pass --seed or another --out for a fresh one)",
+                  flush=True)
+            return saved["seed"]
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    print(f"seed: {seed}", flush=True)
+    return seed
 
 
 def _autograder(args) -> int:

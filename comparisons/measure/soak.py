@@ -289,10 +289,18 @@ def run_piece_blocks(cases: int, seed: int, out=None, progress=print) -> dict:
 
     total = {"kind": "pieces", "seed": seed, "cases_asked": cases, "cases_by_piece": {}, "false_alarms": 0,
              "false_alarm_cases": [], "seconds": 0.0}
-    started = time.perf_counter()
+    if out is not None and Path(out).is_file():
+        saved = json.loads(Path(out).read_text())
+        if saved.get("kind") == "pieces" and saved.get("seed") == seed and saved.get("cases_asked") == cases:
+            total = saved                           # resume each piece from its last checkpoint
+            progress(f"resuming: {total['cases_by_piece']}")
+    started = time.perf_counter() - total["seconds"]
     for piece, functions in pieces().items():
         seeds = np.random.default_rng([seed, len(piece)]).integers(0, 2**31 - 1, size=cases)
-        for i, s in enumerate(seeds, 1):
+        done = total["cases_by_piece"].get(piece, 0)
+        if done >= cases:
+            continue
+        for i, s in enumerate(seeds[done:], done + 1):
             failure = check_case(piece, *functions, int(s))
             if failure is not None:
                 total["false_alarms"] += 1
