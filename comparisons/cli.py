@@ -414,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=7)
     p.add_argument("--quick", action="store_true", help="smaller sweeps")
     p.add_argument("--out", default="benchmarks/results", help="folder for the JSON and the figure")
+    p.add_argument("--grading", action="store_true",
+                   help="instead: the grading lines (a synthetic class of 200 and 1,000, sandboxed, 50 cases; the "
+                        "same on dask scheduler + dask workers; soak --cases 2000 --seed 77 both ways), ~15 min")
+    p.add_argument("--submissions", type=_positive_int, nargs="+", default=None, metavar="N",
+                   help="with --grading: the class sizes (default 200 1000)")
     return parser
 
 
@@ -714,6 +719,10 @@ def _bench(args) -> int:
     from comparisons.measure.bench import run, table
 
     _writable(args.out)
+    if args.submissions is not None and not args.grading:
+        raise UsageError("--submissions: only with --grading")
+    if args.grading:
+        return _bench_grading(args)
     results = run(args.repeats, args.quick, args.out, progress=lambda m: print(m, file=sys.stderr))
     print(table(results))
     print(f"results: {Path(args.out).resolve() / 'latest.json'} and scaling.png")
@@ -893,6 +902,25 @@ def _grade_rubric(args) -> int:
     out = Path(args.out).resolve()
     print(f"gradebook: {out / 'gradebook.html'}, gradebook.csv, gradebook-lms.csv; feedback/ per student")
     return EXIT_OK
+
+
+def _bench_grading(args) -> int:
+    import time
+
+    from comparisons import atomic
+    from comparisons.measure import grading_rate
+
+    sizes = tuple(args.submissions or grading_rate.SIZES)
+    results = grading_rate.run(sizes, progress=lambda m: print(m, file=sys.stderr, flush=True))
+    results["environment"] = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    out = Path(args.out)
+    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+    atomic.write_text(out / f"bench-grading-{time.strftime('%Y%m%d-%H%M%S')}.json", text)
+    atomic.write_text(out / "grading-latest.json", text)
+    print(grading_rate.table(results))
+    print(f"results: {out.resolve() / 'grading-latest.json'}")
+    wrong = sum(r["wrong_verdicts"] for r in results["grading"]) + results["cluster"]["grade"]["wrong_verdicts"]
+    return EXIT_DISAGREE if wrong or not results["cluster"]["soak"]["tallies_equal"] else EXIT_OK
 
 
 def _soak_seed(seed, out: Path, cases: int) -> int:

@@ -56,44 +56,8 @@ def min_char_source(bug=None) -> str:
     return MIN_CHAR.replace("BIAS_UPDATE", bias).replace("CLIP", clip)
 
 
-CS231N = '''
-import numpy as np
-
-
-def rnn_step_forward(x, prev_h, Wx, Wh, b):
-    next_h = np.tanh(x.dot(Wx) + prev_h.dot(Wh) + b)
-    return next_h, (x, prev_h, Wx, Wh, next_h)
-
-
-def rnn_step_backward(dnext_h, cache):
-    x, prev_h, Wx, Wh, next_h = cache
-    dz = dnext_h * (1 - next_h ** 2)
-    return dz.dot(Wx.T), dz.dot(Wh.T), x.T.dot(dz), prev_h.T.dot(dz), dz.sum(axis=0)
-
-
-def rnn_forward(x, h0, Wx, Wh, b):
-    N, T, _ = x.shape
-    h, cache, prev = np.zeros((N, T, h0.shape[1])), [], h0
-    for t in range(T):
-        prev, c = rnn_step_forward(x[:, t, :], prev, Wx, Wh, b)
-        h[:, t, :] = prev
-        cache.append(c)
-    return h, cache
-
-
-def rnn_backward(dh, cache):
-    N, T, H = dh.shape
-    D = cache[0][0].shape[1]
-    dx, dWx, dWh, db = np.zeros((N, T, D)), np.zeros((D, H)), np.zeros((H, H)), np.zeros(H)
-    dprev_h = np.zeros((N, H))
-    for t in reversed(range(T)):
-        UPSTREAM
-        dx[:, t, :], dprev_h, dWx_t, dWh_t, db_t = rnn_step_backward(upstream, cache[t])
-        dWx += dWx_t
-        dWh += dWh_t
-        db += db_t
-    return dx, dprev_h, dWx, dWh, db
-'''
+# cs231n's rnn_layers.py: the grading bench's class is made of it (comparisons.measure.classroom)
+from comparisons.measure.classroom import CS231N  # noqa: E402
 
 # EECS 498: the same assignment on torch tensors, without autograd
 EECS498 = '''

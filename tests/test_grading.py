@@ -10,6 +10,7 @@ import pytest
 
 from comparisons.cli import main
 from comparisons.grading.gradebook import COLUMNS, VERDICTS, class_summary, grade, make_plan, parse_size
+from comparisons.measure.classroom import CHEAT
 from styles import cs231n_source
 
 GOOD = cs231n_source()
@@ -21,11 +22,6 @@ def _first(body: str) -> str:
     return GOOD.replace(BACKWARD, BACKWARD + "\n" + "\n".join("    " + line for line in body.splitlines()))
 
 
-CHEAT = """
-import comparisons.check.checker, comparisons.check.compare, reference.torch_autograd
-comparisons.check.checker.judge = comparisons.check.checker.compare = comparisons.check.compare.compare = None
-reference.torch_autograd.loss_and_grads = None
-"""
 # file -> (its source, the verdict it must get, a diagnosis it must carry or None)
 CLASS = {
     "alice.py": (GOOD, "agree", None),

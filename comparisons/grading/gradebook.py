@@ -691,18 +691,41 @@ def grade(folder, out, plan: Plan, *, workers: int | None = None, scheduler: str
                                                        f"course forbids (--forbid-import {rule})"), plan), "")
         if runnable:
             with Client(scheduler or cluster) as client:
-                futures = [client.submit(run_submission, p.name, p.files, p.main, spec, plan.settings["timeout"],
-                                         pure=False) for p in runnable]
-                for done, future in enumerate(as_completed(futures), 1):
+                # a window of submissions in flight, not the whole class: a finished task's
+                # answer (the arrays of every case) is let go once judged, so the grader's
+                # memory does not grow with the class (bench --grading measures it)
+                waiting = iter(runnable)
+                slots = max(2 * _threads(client, workers), 2)
+
+                def submit(p: Submission):
+                    return client.submit(run_submission, p.name, p.files, p.main, spec, plan.settings["timeout"],
+                                         pure=False)
+
+                pending = as_completed([submit(p) for _, p in zip(range(slots), waiting)])   # range first: zip pulls no extra
+                for done, future in enumerate(pending, 1):
                     raw = future.result()
+                    future.release()
+                    del future
+                    nxt = next(waiting, None)
+                    if nxt is not None:
+                        pending.add(submit(nxt))
                     p = by_name[raw["name"]]
                     finish(p, judge_submission(raw, plan, clip=facts[p.name]["clip"]), f"[{done}/{len(runnable)}] ")
+                    del raw
     finally:
         if cluster is not None:
             cluster.close()
         store.close()
     export(book, out / "parts" / part if part else out)
     return book
+
+
+def _threads(client, default: int) -> int:
+    """How many tasks the cluster runs at once (its workers' threads), else ``default``."""
+    try:
+        return sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or default
+    except (KeyError, TypeError, AttributeError):
+        return default
 
 
 def export(book: dict, out) -> None:
