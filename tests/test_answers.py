@@ -58,3 +58,30 @@ def test_a_header_declaring_more_than_the_case_needs_is_refused_before_its_data(
         z.writestr("0/W_hh.npy", member.getvalue())
     read = answers.read(buffer.getvalue(), [want])
     assert "shape (4096, 4096)" in read.problems[0] and "W_hh" not in read.cases[0]
+
+
+def test_the_harness_header_and_any_other_read_alike():
+    # the byte-for-byte match of the harness's own header and NumPy's reader for anything
+    # else (Fortran order, a big-endian dtype) give the same arrays and the same refusals
+    import io
+    import zipfile
+
+    import numpy as np
+
+    values = np.arange(6.0).reshape(2, 3)
+
+    def one(array, wanted=None):
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w") as z:
+            member = io.BytesIO()
+            np.lib.format.write_array(member, array)
+            z.writestr("a.npy", member.getvalue())
+        z = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+        return answers._array(z, z.getinfo("a.npy"), (2, 3), wanted)
+
+    for array in (values, np.asfortranarray(values), values.astype(">f8"), values.astype(np.float32)):
+        assert np.array_equal(one(array), values)
+    with pytest.raises(ValueError, match="dtype float32: expected float64"):
+        one(values.astype(np.float32), "float64")
+    with pytest.raises(ValueError, match=r"shape \(3, 2\): expected \(2, 3\)"):
+        one(values.T.copy())
