@@ -133,3 +133,36 @@ def test_engines_measure_the_same_error_sizes(cell):
     for k, v in ratios.items():
         bound = 0.2 if k == "parameters" else 0.12
         assert abs(np.median(v)) < bound, (k, np.median(v), len(v))
+
+
+def test_error_sizes_of_gradients_near_the_bottom_of_float64_do_not_underflow():
+    # an h0 gradient 200 steps back, 1e-157, whose perturbed runs differ by 1e-169: the
+    # squares of those differences underflow to 0, and an error size of 0 was a tolerance no
+    # rounding could meet (the class-gru soak's false alarm, seed 639912221)
+    from bptt_xval.model import Gradients
+
+    u = 2.0 ** -53
+    base = np.array([1.5e-157, -1.3e-158])
+    reference = Gradients(1.0, {"h0": base}, None, None)
+    draws = [Gradients(1.0, {"h0": base * (1 + k * 1e-12)}, None, None) for k in (-2, -1, 1, 2)]
+    size = montecarlo.from_draws(reference, draws, u)["h0"]
+    # the spread computed where its squares do not underflow (scaled up by 1e150 first)
+    diffs = np.array([d.grads["h0"] - base for d in draws]) * 1e150
+    spread = np.max(np.sqrt(np.mean(diffs ** 2, axis=0))) / 1e150
+    assert size > 0 and size == pytest.approx(montecarlo.UPPER_CONFIDENCE * spread / u, rel=1e-9, abs=0)
+    # and where nothing differs the size is 0, not NaN
+    assert montecarlo.from_draws(reference, [reference] * 4, u)["h0"] == 0.0
+
+
+def test_the_class_gru_soaks_false_alarm_agrees():
+    from comparisons.check.cases import Case
+    from comparisons.measure.styled import candidates
+
+    case = Case(seed=360614730, T=200, B=4, D=1, H=1, O=3, regime="expansive", h0="none", dtype="float64",
+                hidden="tanh", output="identity", loss="squared_error", reduction="last", truncate=None,
+                inputs="dense")
+    cell = builtin_cells()["gru"]
+    outcome = gated.check_gated_cases(cell.step, candidates()["class-gru"], [case], param_shapes=cell.param_shapes,
+                                      state=cell.state, output="identity", loss="squared_error", reduction="last",
+                                      names=("torch", "jax", "numeric"))[0]
+    assert outcome.status == "agree", outcome.worst()
