@@ -330,7 +330,8 @@ def headline_row(label, T, B, D, H, O, repeats: int) -> dict:
 
 
 def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
-        headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200, fresh_processes=3) -> dict:
+        headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200, fresh_processes=3,
+        gated_repeats=3, cold_cases=20) -> dict:
     if not headline:
         raise ValueError("headline: expected at least one (label, T, B, D, H, O) size")
     results = {"environment": {"python": platform.python_version(), "numpy": np.__version__,
@@ -362,7 +363,9 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
     results["gated"] = []
     for cell in ("lstm", "gru"):
         progress(f"check_cell {cell}")
-        results["gated"].append(gated_rate(cell, cases=50 if quick else checker_cases, slow_cases=2 if quick else 6))
+        results["gated"].append(gated_rate(cell, cases=50 if quick else checker_cases,
+                                           slow_cases=2 if quick else min(6, checker_cases),
+                                           repeats=gated_repeats, cold_cases=cold_cases))
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
