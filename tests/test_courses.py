@@ -31,8 +31,9 @@ def namespace(tmp_path, source):
     return vars(loading.load(str(path)).module)
 
 
-def test_otter_grades_a_right_notebook_full_marks_on_every_part(tests_dir, tmp_path):
+def test_otter_grades_a_right_notebook_full_marks_on_every_part(tests_dir, tmp_path, monkeypatch):
     import otter
+    monkeypatch.chdir(tmp_path)            # otter.Notebook logs to .OTTER_LOG in the working folder
     grader = otter.Notebook(tests_dir=str(tests_dir))
     env = namespace(tmp_path, gated_wild.cs231n_lstm_source())
     for part, worth in (("rnn_step", 5), ("rnn", 10), ("lstm_step", 10), ("lstm", 10)):
@@ -40,8 +41,9 @@ def test_otter_grades_a_right_notebook_full_marks_on_every_part(tests_dir, tmp_p
         assert (result.score, result.possible) == (worth, worth), str(result)
 
 
-def test_otter_names_the_wrong_part_and_its_mistake(tests_dir, tmp_path):
+def test_otter_names_the_wrong_part_and_its_mistake(tests_dir, tmp_path, monkeypatch):
     import otter
+    monkeypatch.chdir(tmp_path)
     grader = otter.Notebook(tests_dir=str(tests_dir))
     env = namespace(tmp_path, gated_wild.cs231n_lstm_source("cell_carry_dropped"))
     assert grader.check("lstm_step", global_env=env).score == 10
