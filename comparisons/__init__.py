@@ -10,8 +10,9 @@ Every public name, with shapes and examples: docs/api.md.
 
 The folders show the architecture: ``check/`` (one check, end to end), ``conventions/``
 (code written in a course's style), ``report/``, ``measure/`` (resolving power, the soak,
-the benchmark) and ``grading/``; ``loading.py`` takes functions out of files and notebooks
-without running their top-level work.
+the benchmark), ``grading/`` and ``loading/`` (functions taken out of files and notebooks
+without running their top-level work); ``files.py`` makes a file's derivation checkable (the
+command, the grading child and notebooks call it); ``cli.py`` parses and prints.
 """
 
 # The checker's names are looked up on first use (``__getattr__``), not imported here: a

@@ -1,5 +1,5 @@
 """The folders of comparisons/ show the architecture: the contract's names where the
-contract puts them, conventions one module per course style, loading one module of its own,
+contract puts them, conventions one module per course style, loading a package of its own,
 and no alias machinery for the old flat names (nothing outside depended on them)."""
 
 import importlib
@@ -28,11 +28,99 @@ def test_old_names_from_modules_that_became_folders():
         comparisons.report.nonsense  # noqa: B018
 
 
-def test_no_flat_modules_but_the_command_loading_and_shared_helpers():
+def test_no_flat_modules_but_the_command_checking_a_file_and_shared_helpers():
     flat = sorted(p.name for p in ROOT.glob("*.py"))
-    assert flat == ["__init__.py", "atomic.py", "cli.py", "course_helpers.py", "loading.py"]
+    assert flat == ["__init__.py", "atomic.py", "cli.py", "course_helpers.py", "files.py"]
     assert {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith("__")} == {
-        "check", "conventions", "report", "measure", "grading"}
+        "check", "conventions", "report", "measure", "grading", "loading"}
+
+
+def _import_graph() -> dict:
+    """module -> the modules of ours it imports, function-level imports included (the suite
+    imports lazily), read from the source, never by importing it."""
+    import ast
+
+    packages = ("comparisons", "bptt_xval", "manual", "reference")
+    top = ROOT.parent
+    modules = {}
+    for package in packages:
+        for path in (top / package).rglob("*.py"):
+            parts = path.relative_to(top).with_suffix("").parts
+            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+
+    def ours(name):
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for name, path in modules.items():
+        base = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level:
+                    b = base
+                    for _ in range(node.level - 1):
+                        b = b.rpartition(".")[0]
+                    module = f"{b}.{module}" if module else b
+                # a submodule named in the import is the edge, not its package's __init__
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in modules else module for a in node.names]
+            else:
+                continue
+            found |= {ours(t) for t in targets if t.split(".")[0] in packages} - {name, ""}
+        graph[name] = found
+    return graph
+
+
+def _circles(graph: dict) -> list:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_house_has_no_circle_and_no_arrow_up_to_the_command():
+    graph = _import_graph()
+    assert "comparisons.check.cells" in graph and "comparisons.files" in graph
+    assert _circles(graph) == []
+    assert sorted(m for m, targets in graph.items() if "comparisons.cli" in targets) == []
+    # the three rooms of check/: the stacked LSTM and GRU never reach into check_cell's module,
+    # and both stand on the cells themselves
+    assert "comparisons.check.cells" not in graph["comparisons.check.gated"] | graph["comparisons.check.gated_mc"]
+    assert "comparisons.check.cell_model" in graph["comparisons.check.gated"] & graph["comparisons.check.cells"]
+
+
+def test_the_circle_finder_finds_a_circle():
+    assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
 def test_one_module_per_course_style():

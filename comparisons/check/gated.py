@@ -50,6 +50,9 @@ import numpy as np
 from bptt_xval.model import BackendUnavailable, Gradients, step_weights
 from comparisons.check.candidate import INITIAL  # h0, c0: the names of the initial states' gradients
 from comparisons.check.cases import Case, CaseSpace, draw_in_dtypes
+from comparisons.check.cell_model import stack_loss, stack_rounding
+
+_torch_loss, _stack_rounding = stack_loss, stack_rounding      # their names before cell_model held them
 
 # cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
 TORCH_STACK = 64
@@ -60,141 +63,11 @@ JAX_STACK = 16
 NUMERIC_FAST_WORK = 400_000
 
 
-# --- stacking ---------------------------------------------------------------------------------
-
-def _dims(shape, sizes: dict) -> list:
-    """(blocks, size letter or int) per axis of a parameter's declared shape."""
-    out = []
-    for dim in shape:
-        if isinstance(dim, (int, np.integer)):
-            out.append((1, int(dim)))
-            continue
-        text = str(dim).replace(" ", "")
-        factor, _, letter = text.rpartition("*") if "*" in text else ("", "", text)
-        out.append((int(factor or 1), letter))
-    return out
-
-
-def _blocks(dims: list, real: dict, padded_shape: tuple) -> list:
-    """Per axis, [(padded slice, real slice)] for each gate block: gate k of a (4H, ...)
-    weight sits at rows k Hp .. k Hp + H padded and k H .. (k + 1) H as it is."""
-    out = []
-    for axis, (blocks, letter) in enumerate(dims):
-        n = real[letter] if isinstance(letter, str) else letter
-        step = padded_shape[axis] // blocks
-        out.append([(slice(k * step, k * step + n), slice(k * n, (k + 1) * n)) for k in range(blocks)])
-    return out
-
-
-def _place(target: np.ndarray, value: np.ndarray, dims: list, real: dict) -> None:
-    """Write ``value`` into ``target`` (padded) block by block, so the padded step reads the
-    same gates."""
-    for picks in itertools.product(*_blocks(dims, real, target.shape)):
-        target[tuple(p for p, _ in picks)] = value[tuple(r for _, r in picks)]
-
-
-def _take(padded: np.ndarray, dims: list, real: dict) -> np.ndarray:
-    """The inverse of :func:`_place`: case i's real entries out of its padded array."""
-    out = np.empty(tuple(b * (real[l] if isinstance(l, str) else l) for b, l in dims), padded.dtype)
-    for picks in itertools.product(*_blocks(dims, real, padded.shape)):
-        out[tuple(r for _, r in picks)] = padded[tuple(p for p, _ in picks)]
-    return out
-
-
-@dataclass
-class Stack:
-    """Cases of one configuration padded to (N, Tp, Bp, Dp, Hp, Op), float64."""
-
-    cases: list
-    params: dict        # name -> (N, *padded shape)
-    xs: np.ndarray      # (N, Tp, Bp, Dp)
-    target: np.ndarray  # (N, Tp, Bp, Op): one-hot for cross-entropy
-    w: np.ndarray       # (N, Tp) step weights, 0 on padded steps
-    w_b: np.ndarray     # (N, Bp) 1 / B, 0 on padded rows
-    shapes: dict        # name -> declared shape (W_hy, b_y included)
-
-
-def output_shapes(param_shapes: dict) -> dict:
-    return {**param_shapes, "W_hy": ("O", "H"), "b_y": ("O",)}
-
-
-def stack(cases: list, arrays: list, param_shapes: dict, *, sizes=None, count=None) -> Stack:
-    """Pad float64 ``arrays`` [(params, xs, ys)] of ``cases`` (one configuration) to common
-    sizes: the largest of each, or ``sizes`` (Tp, Bp, Dp, Hp, Op); ``count``: N >= len(cases)."""
-    N = len(cases) if count is None else count
-    Tp, Bp, Dp, Hp, Op = sizes or tuple(max(getattr(c, k) for c in cases) for k in "TBDHO")
-    shapes = output_shapes(param_shapes)
-    full = {"T": Tp, "B": Bp, "D": Dp, "H": Hp, "O": Op}
-    case0 = cases[0]
-    cross_entropy = case0.loss == "cross_entropy"
-    params = {}
-    for name, shape in shapes.items():
-        dims = _dims(shape, full)
-        params[name] = np.zeros((N,) + tuple(b * (full[l] if isinstance(l, str) else l) for b, l in dims))
-    xs = np.zeros((N, Tp, Bp, Dp))
-    padded_target = 0.5 if case0.output == "sigmoid" and not cross_entropy else 0.0
-    target = np.full((N, Tp, Bp, Op), padded_target)
-    w, w_b = np.zeros((N, Tp)), np.zeros((N, Bp))
-    if cross_entropy:
-        params["b_y"][:len(cases)] = -1e4     # padded classes: probability exactly 0 (exp underflows)
-    for i, (case, (p, x, y)) in enumerate(zip(cases, arrays)):
-        real = {"T": case.T, "B": case.B, "D": case.D, "H": case.H, "O": case.O}
-        for name, shape in shapes.items():
-            _place(params[name][i], np.asarray(p[name], np.float64), _dims(shape, real), real)
-        xs[i, :case.T, :case.B, :case.D] = x
-        if cross_entropy:
-            target[i, :case.T, :case.B, :case.O] = np.eye(case.O)[y]
-        else:
-            target[i, :case.T, :case.B, :case.O] = y
-        w[i, :case.T] = step_weights(case.reduction, case.T, np.float64)
-        w_b[i, :case.B] = 1.0 / case.B
-    return Stack(list(cases), params, xs, target, w, w_b, shapes)
-
-
-def unstack(s: Stack, i: int, loss: float, grads: dict, dL_dx, states: list, row: int | None = None):
-    """(case i's ``Gradients``, padding cut off, with the initial state's gradients as
-    ``grads["h0"]`` and ``grads["c0"]``; dL/dc_t (T+1, B, H) for the LSTM, else None).
-    ``row``: where case i sits in the arrays (a Monte Carlo copy's row), i by default."""
-    case = s.cases[i]
-    i = i if row is None else row
-    real = {"T": case.T, "B": case.B, "D": case.D, "H": case.H, "O": case.O}
-    out = {name: _take(grads[name][i], _dims(shape, real), real) for name, shape in s.shapes.items()}
-    per_state = [np.array(g[i, :case.T + 1, :case.B, :case.H]) for g in states]
-    for name, g in zip(("h0", "c0"), per_state):
-        out[name] = g[0].copy()
-    result = Gradients(float(loss), out, per_state[0], np.array(dL_dx[i, :case.T, :case.B, :case.D]))
-    return result, (per_state[1] if len(per_state) > 1 else None)
+# the stacks themselves (comparisons.check.stacking), under their names here too
+from comparisons.check.stacking import Stack, _blocks, _dims, _place, _take, output_shapes, stack, unstack  # noqa: E402,F401
 
 
 # --- torch: one loop over the stack -----------------------------------------------------------
-
-def _torch_loss(torch, z, target, w, w_b, output, loss):
-    if loss == "squared_error":
-        from comparisons.check.cells import _theta
-        l = 0.5 * ((_theta(torch, output, z) - target) ** 2).sum(-1)
-    else:
-        shifted = z - z.max(-1, keepdim=True).values
-        log_p = shifted - torch.log(torch.exp(shifted).sum(-1, keepdim=True))
-        l = -(log_p * target).sum(-1)
-    return (l * w[:, :, None] * w_b[:, None, :]).sum((1, 2))           # (N,)
-
-
-def _stack_rounding(torch, rounding, target, w, w_b, output, loss):
-    """``cells._output_rounding`` for a stack: dL/dz_t's rounding as a derivation makes it,
-    w_t w_b (|o| + |y|) (|theta'| + 2) u delta, per case."""
-    from comparisons.check.cells import rounding_terms
-
-    u, generator = rounding
-
-    def on_z(z):
-        with torch.no_grad():
-            terms = rounding_terms(torch, z, target, output, loss) * (w[:, :, None, None] * w_b[:, None, :, None])
-            noise = u * (torch.rand(z.shape, generator=generator, dtype=z.dtype) * 2 - 1) * terms
-        if z.requires_grad:
-            z.register_hook(lambda g: g + noise)
-        return z
-    return on_z
-
 
 def torch_stacked(step, s: Stack, n_state: int, output: str, loss: str, copies: int = 1, rounding=None):
     """torch autograd through one loop of ``step`` over the stack (``copies`` times along the
@@ -222,8 +95,8 @@ def torch_stacked(step, s: Stack, n_state: int, output: str, loss: str, copies: 
         z = hs @ P["W_hy"].transpose(-1, -2)[:, None] + P["b_y"][:, None, None]
         target, w, w_b = (torch.tensor(rep(a)) for a in (s.target, s.w, s.w_b))
         if rounding is not None:
-            z = _stack_rounding(torch, rounding, target, w, w_b, output, loss)(z)
-        L = _torch_loss(torch, z, target, w, w_b, output, loss)
+            z = stack_rounding(torch, rounding, target, w, w_b, output, loss)(z)
+        L = stack_loss(torch, z, target, w, w_b, output, loss)
         keys = list(P)
         wrt = [P[k] for k in keys] + [x] + [v for tr in trace for v in tr]
         out = torch.autograd.grad(L.sum(), wrt, allow_unused=True)
@@ -245,7 +118,7 @@ def _jax_compiled(step, n_state, output, loss, shape):
     import jax.numpy as jnp
     from jax import lax
 
-    from comparisons.check.cells import _theta
+    from comparisons.check.cell_model import _theta
 
     def L(params, eps, xs, target, w, w_b):
         def body(state, inputs):
@@ -318,7 +191,7 @@ def numeric_stacked(step, case: Case, params: dict, xs, ys, n_state: int) -> Gra
     differences where the output layer has a kink (ReLU). No dL/dh_t."""
     import array_api_compat
 
-    from comparisons.check.cells import _theta
+    from comparisons.check.cell_model import _theta
     from reference.numeric import differentiate
 
     analytic = case.output != "relu"
@@ -484,7 +357,7 @@ def _magnitudes(step, s, idx, results, mags, n_state, u, engine="numpy"):
 
 def is_fast(step) -> str | None:
     """The built-in cell's name when ``step`` is one the fast path stacks, else None."""
-    from comparisons.check.cells import gru_d2l_step, gru_step, lstm_step
+    from comparisons.check.cell_model import gru_d2l_step, gru_step, lstm_step
 
     return {lstm_step: "lstm", gru_step: "gru", gru_d2l_step: "gru_d2l"}.get(step)
 
@@ -493,7 +366,7 @@ def check_gated_cases(step, fn, drawn: list, *, param_shapes, state, output, los
                       names=("torch", "jax"), clip=None) -> list:
     """``Outcome`` per case of ``drawn`` (one configuration, any dtypes; ``output`` and
     ``reduction`` are the cases' own), the references ``names`` computed per group."""
-    from comparisons.check.cells import make_cell_problem, _gates
+    from comparisons.check.cell_model import make_cell_problem, _gates
 
     arrays = [make_cell_problem(c, param_shapes) for c in drawn]
     arrays64 = [({k: v.astype(np.float64) for k, v in p.items()}, x.astype(np.float64),
@@ -543,7 +416,7 @@ def judge(case: Case, got: Gradients, results: dict, magnitude, arrays, gates: i
     """The candidate's ``got`` against the references ``results`` (the case's verdict).
     ``clip``: a min-char-rnn copy's own bound, as ``checker.judge`` takes it: a case clipped
     past judging is inconclusive, else the parameters' references are clipped at it."""
-    from comparisons.check.cells import finite_differences_hold
+    from comparisons.check.cell_model import finite_differences_hold
     from comparisons.check.checker import Outcome, clip_reason
     from comparisons.check.compare import compare
 
@@ -596,7 +469,7 @@ def check_convention(fn, *, output=None, loss=None, reduction=None, cases=100, s
     against the suite's cell of that name, in the convention's case space (``fn.case_space``:
     its loss, reduction, inputs, sizes; explicit arguments win). A min-char-rnn copy that clips
     (``fn.clip``) is compared with the true gradients clipped at its own c, and the summary says so."""
-    from comparisons.check.cells import builtin_cells
+    from comparisons.check.cell_model import builtin_cells
 
     cell = builtin_cells()[fn.cell]
     space_defaults = dict(getattr(fn, "case_space", None) or {})
@@ -631,7 +504,7 @@ def check_gated(step, fn, *, param_shapes, state, output="identity", loss="squar
     gradients clipped elementwise at this c (min-char-rnn's own clip; 1-Lipschitz, so the
     tolerances hold)."""
     from comparisons.check import backends
-    from comparisons.check.cells import _gates
+    from comparisons.check.cell_model import _gates
     from comparisons.check.checker import CheckResult, shrink_with
 
     found, skipped = backends.available(tuple(references))
@@ -663,7 +536,7 @@ def plan_references(cell_name: str, drawn: list, wanted=("torch", "jax", "numeri
     """For grading a class: ([(references, magnitude) per case], {index: why inconclusive},
     the reference names used) of the built-in cell ``cell_name`` on ``drawn``."""
     from comparisons.check import backends
-    from comparisons.check.cells import _gates, builtin_cells, make_cell_problem
+    from comparisons.check.cell_model import _gates, builtin_cells, make_cell_problem
 
     cell = builtin_cells()[cell_name]
     found, skipped = backends.available(tuple(wanted))

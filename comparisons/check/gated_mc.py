@@ -27,7 +27,7 @@ a step, half of them views and copies that round nothing, each through a Python
 
 The output layer and the loss, a few dozen operations per run whatever T is, still run in
 torch under the dispatch mode itself (:func:`head`), with the derivation's rounding of
-dL/dz (``gated._stack_rounding``) as before. So the magnitudes are the same statistic of the
+dL/dz (``cell_model.stack_rounding``) as before. So the magnitudes are the same statistic of the
 same perturbations; only the engine that computes them moved (``tests/test_gated_mc.py``
 compares the two engines' magnitudes over many cases).
 """
@@ -291,7 +291,7 @@ def head(s, hs, copies: int, output: str, loss: str, rounding=None):
     the derivation's rounding of dL/dz): (L (M,), dL/dhs, dL/dW_hy, dL/db_y) as arrays."""
     import torch
 
-    from comparisons.check.gated import _stack_rounding, _torch_loss
+    from comparisons.check.cell_model import stack_loss as _torch_loss, stack_rounding as _stack_rounding
     from reference.torch_autograd import exact
 
     rep = lambda a: np.concatenate([a] * copies) if copies > 1 else a

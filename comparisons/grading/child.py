@@ -70,13 +70,13 @@ class Forbidden:
 def load(spec: dict):
     """(the submission adapted to the contract, what loading its file did not run or
     rewrote); a file that cannot be loaded is an ImportFailure with the one-line reason."""
-    from comparisons.cli import UsageError, _function, convention_check, load_file
+    from comparisons.files import UsageError, convention_check, function_named, load_file
 
     options = {"paths": tuple(spec.get("paths") or ()), "stubs": tuple(spec.get("stubs") or ())}
     try:
         loaded = load_file(spec["file"], **options)
         if spec["convention"] == "contract":
-            fn = _function(loaded, spec["file"], (spec.get("fn") or ["loss_and_grads"])[0])
+            fn = function_named(loaded, spec["file"], (spec.get("fn") or ["loss_and_grads"])[0])
         else:
             fn = convention_check(loaded, spec["file"], spec["convention"], spec.get("fn"),
                                   strict_clip=bool(spec.get("strict_clip")),
@@ -111,9 +111,9 @@ def main() -> int:
     # everything running a candidate needs, imported before one line of the student's
     from comparisons.check.candidate import Outcome, run_candidate, run_gated_candidate
     from comparisons.check.cases import Case, make_problem
-    from comparisons.check.cells import GATED_LAYOUTS, make_cell_problem
+    from comparisons.check.cell_model import GATED_LAYOUTS, make_cell_problem
     from comparisons.loading import as_user
-    import comparisons.cli  # noqa: F401
+    import comparisons.files  # noqa: F401
     import comparisons.conventions  # noqa: F401
     import comparisons.course_helpers  # noqa: F401  (deeplearning.ai's rnn_utils, where it is missing)
 

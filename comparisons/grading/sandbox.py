@@ -47,8 +47,9 @@ from pathlib import Path
 #: ours, and that manual.rnn, reference.* and the catalogues of mistakes are unreachable.
 HARNESS = {
     "bptt_xval": ("__init__.py", "model.py"),
-    "comparisons": ("__init__.py", "atomic.py", "cli.py", "course_helpers.py", "loading.py"),
-    "comparisons/check": ("__init__.py", "backends.py", "candidate.py", "cases.py", "cells.py", "outputs.py"),
+    "comparisons": ("__init__.py", "atomic.py", "files.py", "course_helpers.py"),
+    "comparisons/loading": None,                  # taking the functions out of the file: the whole folder
+    "comparisons/check": ("__init__.py", "backends.py", "candidate.py", "cases.py", "cell_model.py", "outputs.py"),
     "comparisons/conventions": None,              # every style's adapter: the whole folder
     "comparisons/grading": ("__init__.py", "child.py"),
     "manual": ("__init__.py", "activations.py", "output.py"),
