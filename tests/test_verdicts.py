@@ -269,6 +269,16 @@ def test_check_works_and_a_hang_is_stopped_without_sigalrm_or_fork(write, capsys
     hang = write("hang.py", "N = max(i for i in range(10 ** 12))\n")
     with pytest.raises(loading.LoadError, match="did not finish in 1 s"):
         loading.load(str(hang), timeout=1.0)
+    # and where something set SIGINT aside (a library, a parent process that ignores it), the
+    # timer's interrupt still arrives, and SIGINT is left as it was found
+    monkeypatch.setattr(signal, "getsignal", signal.getsignal)
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(loading.LoadError, match="did not finish in 1 s"):
+            loading.load(str(hang), timeout=1.0)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_a_template_left_unwritten_is_not_written_with_its_line_not_bad_output(write, capsys):

@@ -59,6 +59,11 @@ def _interrupting_timer(seconds: float, what: str):
         fired.set()
         _thread.interrupt_main()
 
+    # interrupt_main does nothing where SIGINT is not Python's own (set to SIG_IGN or SIG_DFL by
+    # a library or a parent process): Python's handler is put back for the load's duration
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(seconds, fire)
     timer.daemon = True
     timer.start()
@@ -70,6 +75,8 @@ def _interrupting_timer(seconds: float, what: str):
         raise
     finally:
         timer.cancel()
+        if previous is not signal.default_int_handler and previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def finishes(load_it, seconds: float, what: str) -> None:
