@@ -57,7 +57,7 @@ def min_char_source(bug=None) -> str:
 
 
 # cs231n's rnn_layers.py: the grading bench's class is made of it (comparisons.measure.classroom)
-from comparisons.measure.classroom import CS231N  # noqa: E402
+from comparisons.measure.classroom import CS231N, UPSTREAMS  # noqa: E402
 
 # EECS 498: the same assignment on torch tensors, without autograd
 EECS498 = '''
@@ -102,11 +102,8 @@ def rnn_backward(dh, cache):
 
 
 def cs231n_source(bug=None, torch=False) -> str:
-    upstream = {None: "upstream = dh[:, t, :] + dprev_h",
-                "no_carry": "upstream = dh[:, t, :]",
-                # the public question: the carried gradient written into the caller's dh
-                "writes_dh": "dh[:, t, :] = dprev_h + dh[:, t, :]\n        upstream = dh[:, t, :]"}[bug]
-    return (EECS498 if torch else CS231N).replace("UPSTREAM", upstream)
+    # bugs as the classroom's (writes_dh: the public question, the carry written into the caller's dh)
+    return (EECS498 if torch else CS231N).replace("UPSTREAM", UPSTREAMS[bug])
 
 
 DLAI = '''

@@ -10,16 +10,16 @@ import pytest
 
 from comparisons.cli import main
 from comparisons.grading.gradebook import COLUMNS, VERDICTS, class_summary, grade, make_plan, parse_size
+from comparisons.measure import classroom
 from comparisons.measure.classroom import CHEAT
 from styles import cs231n_source
 
 GOOD = cs231n_source()
-BACKWARD = "def rnn_backward(dh, cache):"
 
 
 def _first(body: str) -> str:
     """The correct submission with ``body`` run first thing in rnn_backward."""
-    return GOOD.replace(BACKWARD, BACKWARD + "\n" + "\n".join("    " + line for line in body.splitlines()))
+    return classroom.run_first(GOOD, body)
 
 
 # file -> (its source, the verdict it must get, a diagnosis it must carry or None)

@@ -52,8 +52,6 @@ from comparisons.check.candidate import INITIAL  # h0, c0: the names of the init
 from comparisons.check.cases import Case, CaseSpace, draw_in_dtypes
 from comparisons.check.cell_model import stack_loss, stack_rounding
 
-_torch_loss, _stack_rounding = stack_loss, stack_rounding      # their names before cell_model held them
-
 # cases per torch stack (the K = 8 Monte Carlo copies multiply it) and per JAX stack
 TORCH_STACK = 64
 JAX_STACK = 16

@@ -291,7 +291,7 @@ def head(s, hs, copies: int, output: str, loss: str, rounding=None):
     the derivation's rounding of dL/dz): (L (M,), dL/dhs, dL/dW_hy, dL/db_y) as arrays."""
     import torch
 
-    from comparisons.check.cell_model import stack_loss as _torch_loss, stack_rounding as _stack_rounding
+    from comparisons.check.cell_model import stack_loss, stack_rounding
     from reference.torch_autograd import exact
 
     rep = lambda a: np.concatenate([a] * copies) if copies > 1 else a
@@ -302,8 +302,8 @@ def head(s, hs, copies: int, output: str, loss: str, rounding=None):
         z = h @ W_hy.transpose(-1, -2)[:, None] + b_y[:, None, None]
         target, w, w_b = (torch.tensor(rep(a)) for a in (s.target, s.w, s.w_b))
         if rounding is not None:
-            z = _stack_rounding(torch, rounding, target, w, w_b, output, loss)(z)
-        L = _torch_loss(torch, z, target, w, w_b, output, loss)
+            z = stack_rounding(torch, rounding, target, w, w_b, output, loss)(z)
+        L = stack_loss(torch, z, target, w, w_b, output, loss)
         dh, dW, db = torch.autograd.grad(L.sum(), [h, W_hy, b_y])
         return L.detach().numpy(), dh.numpy(), dW.numpy(), db.numpy()
 

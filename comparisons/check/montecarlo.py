@@ -229,8 +229,7 @@ def from_draws(reference, draws: list, u: float, kink: float = np.inf) -> dict:
         # underflows to 0 in float64, and an error size of 0 made a tolerance no rounding
         # can meet (a false alarm of the class-gru soak, seed 639912221)
         scale = np.max(np.abs(diff), axis=0, initial=0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.where(scale > 0, diff / np.where(scale > 0, scale, 1.0), 0.0)
+        ratio = diff / np.where(scale > 0, scale, 1.0)          # where scale is 0, every diff is 0
         rms_entry = scale * np.sqrt(np.mean(ratio * ratio, axis=0))
         if per_step:
             rms = rms_entry.reshape(len(rms_entry), -1).max(1, initial=0.0)

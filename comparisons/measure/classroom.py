@@ -55,20 +55,21 @@ def rnn_backward(dh, cache):
         db += db_t
     return dx, dprev_h, dWx, dWh, db
 '''
-RIGHT_UPSTREAM = "upstream = dh[:, t, :] + dprev_h"
+# the line of rnn_backward's loop that makes its upstream gradient, right or with a bug: None
+# (right), "no_carry" (the carried gradient dropped), "writes_dh" (the carry written into the
+# caller's dh, which the course's loop reads again); tests/styles.py fills its torch twin alike
+UPSTREAMS = {None: "upstream = dh[:, t, :] + dprev_h",
+             "no_carry": "upstream = dh[:, t, :]",
+             "writes_dh": "dh[:, t, :] = dprev_h + dh[:, t, :]\n        upstream = dh[:, t, :]"}
 BACKWARD = "def rnn_backward(dh, cache):"
 
 
 def cs231n_source(bug=None) -> str:
-    """The template with ``bug``: None (right), "no_carry" (the carried gradient dropped) or
-    "writes_dh" (the carry written into the caller's dh, which the course's loop reads again)."""
-    upstream = {None: RIGHT_UPSTREAM,
-                "no_carry": "upstream = dh[:, t, :]",
-                "writes_dh": "dh[:, t, :] = dprev_h + dh[:, t, :]\n        upstream = dh[:, t, :]"}[bug]
-    return CS231N.replace("UPSTREAM", upstream)
+    """The template with ``bug`` (a key of :data:`UPSTREAMS`)."""
+    return CS231N.replace("UPSTREAM", UPSTREAMS[bug])
 
 
-def _first(source: str, body: str) -> str:
+def run_first(source: str, body: str) -> str:
     """``source`` with ``body`` run first thing in rnn_backward."""
     return source.replace(BACKWARD, BACKWARD + "\n" + "\n".join("    " + line for line in body.splitlines()))
 
@@ -91,15 +92,15 @@ reference.torch_autograd.loss_and_grads = None
 # its own process; the others are right and must still agree whatever they try on the side
 HOSTILE = {
     "cheat": (CHEAT + WRONG["transposed"], "disagree"),
-    "flood": (_first(RIGHT, "print('x' * 200_000)"), "agree"),
-    "writes_outside": (_first(RIGHT, "import os\n"
+    "flood": (run_first(RIGHT, "print('x' * 200_000)"), "agree"),
+    "writes_outside": (run_first(RIGHT, "import os\n"
                                      "for p in ('/tmp/bptt-xval-bench-was-here', os.path.expanduser('~/../x')):\n"
                                      "    try:\n        open(p, 'w').write('hi')\n    except OSError:\n        pass"),
                        "agree"),
-    "reads_grader": (_first(RIGHT, "import os\ntry:\n    os.listdir('/')\n    open('/etc/passwd').read()\n"
+    "reads_grader": (run_first(RIGHT, "import os\ntry:\n    os.listdir('/')\n    open('/etc/passwd').read()\n"
                                    "except OSError:\n    pass"), "agree"),
 }
-SLOW = _first(RIGHT, "import time\nwhile True:\n    time.sleep(1)")
+SLOW = run_first(RIGHT, "import time\nwhile True:\n    time.sleep(1)")
 
 
 def kind_of(i: int) -> str:
