@@ -35,7 +35,7 @@ def test_a_small_run_writes_results_and_a_table(tmp_path):
     results = bench.run(repeats=1, out_dir=tmp_path, progress=lambda m: None,
                         headline=[("tiny", 5, 2, 3, 4, 2), ("scalar", 6, 1, 1, 1, 1)],
                         sweep_T=[4, 8], sweep_H=[2, 4], checker_cases=2, fresh_processes=0,
-                        gated_repeats=1, cold_cases=2)
+                        gated_repeats=1, cold_cases=2, gated_cells=("lstm",), sweep_rounds=3)
     saved = json.loads((tmp_path / "latest.json").read_text())
     assert saved["headline"][0]["label"] == "tiny" and (tmp_path / "scaling.png").stat().st_size > 0
     row = saved["headline"][0]

@@ -18,7 +18,7 @@ SIZES = {"T": (1, 6), "B": 2, "D": 3, "H": (2, 3), "O": 2}
 @pytest.mark.parametrize("name", ["elman", "lstm", "gru", "indrnn", "mgu"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_builtin_derivations_agree(name, dtype):
-    result = check_builtin(name, cases=10, seed=1, dtype=dtype, sizes=SIZES)
+    result = check_builtin(name, cases=6, seed=1, dtype=dtype, sizes=SIZES)
     assert result.ok, result.summary()
     assert set(result.references) >= {"jax", "torch"}
 

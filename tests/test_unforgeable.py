@@ -79,13 +79,16 @@ COMPARED = ("verdict", "cases_agreed", "cases_run", "parameter", "step", "diagno
 
 @pytest.fixture(scope="module")
 def fifty(tmp_path_factory):
-    """A class of 50 (40 honest, 10 hostile) and the same 40 honest alone, both graded."""
+    """A class of 50 (40 honest, 10 hostile) graded, and the honest class's three sources
+    (right, transposed recurrence, no tanh') graded alone: every honest row of the 50 must be
+    its source's row alone (each submission is graded on the same cases, so the control needs
+    each source once, not 40 times)."""
     base = tmp_path_factory.mktemp("fifty")
     mixed, alone = base / "mixed", base / "alone"
     mixed.mkdir()
     alone.mkdir()
     honest = honest_class(mixed, 40)
-    honest_class(alone, 40)
+    honest_class(alone, 3)
     for name, source in HOSTILE.items():
         (mixed / name).write_text(source)
     (base / "tmp").mkdir()
@@ -100,8 +103,10 @@ def test_fifty_with_ten_hostile_grade_every_honest_row_as_without_them(fifty):
     _, _, alone = fifty["control"]
     assert code == 0, output
     assert len(rows) == 50, sorted(rows)
-    for name in fifty["honest"]:
-        assert {k: rows[name][k] for k in COMPARED} == {k: alone[name][k] for k in COMPARED}, name
+    assert len(alone) == 3, sorted(alone)
+    for i, name in enumerate(sorted(fifty["honest"])):
+        control = alone[f"student{i % 3:02d}.py"]                   # honest_class: the source of i % 3
+        assert {k: rows[name][k] for k in COMPARED} == {k: control[k] for k in COMPARED}, name
     assert {alone[n]["verdict"] for n in alone} == {"agree", "disagree"}         # the control has both
 
 

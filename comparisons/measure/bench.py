@@ -331,7 +331,7 @@ def headline_row(label, T, B, D, H, O, repeats: int) -> dict:
 
 def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
         headline=HEADLINE, sweep_T=SWEEP_T, sweep_H=SWEEP_H, checker_cases=200, fresh_processes=3,
-        gated_repeats=3, cold_cases=20) -> dict:
+        gated_repeats=3, cold_cases=20, gated_cells=("lstm", "gru"), sweep_rounds=15) -> dict:
     if not headline:
         raise ValueError("headline: expected at least one (label, T, B, D, H, O) size")
     results = {"environment": {"python": platform.python_version(), "numpy": np.__version__,
@@ -343,14 +343,14 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
         results["headline"].append(headline_row(label, T, B, D, H, O, repeats))
     # the best rate the headline rounds saw (each row's FLOP limit uses its own rounds)
     results["sgemm_gflops"] = max(row["sgemm_gflops"] for row in results["headline"])
-    # millisecond calls are noisier: at least 15 rounds for the sweeps
+    # millisecond calls are noisier: at least ``sweep_rounds`` (15) rounds for the sweeps
     for T in (sweep_T[:3] if quick else sweep_T):
         progress(f"sweep T={T}")
-        times = median_times(contestants(T, 8, 8, 64, 4), max(repeats, 15))
+        times = median_times(contestants(T, 8, 8, 64, 4), max(repeats, sweep_rounds))
         results["sweep_T"].append({"T": T, "seconds": times})
     for H in (sweep_H[:2] if quick else sweep_H):
         progress(f"sweep H={H}")
-        times = median_times(contestants(100, 16, 16, H, 4), max(repeats, 15))
+        times = median_times(contestants(100, 16, 16, H, 4), max(repeats, sweep_rounds))
         results["sweep_H"].append({"H": H, "seconds": times})
     # the slope over the longer half of the sweep, where fixed per-call costs (validation,
     # allocation, jit dispatch) no longer hide the per-step cost
@@ -361,7 +361,7 @@ def run(repeats: int = 7, quick: bool = False, out_dir=RESULTS, progress=print,
     cases = 50 if quick else checker_cases
     results["checker"] = checker_rate(cases, min(cases, 10 if quick else 50), fresh_processes=fresh_processes)
     results["gated"] = []
-    for cell in ("lstm", "gru"):
+    for cell in gated_cells:
         progress(f"check_cell {cell}")
         results["gated"].append(gated_rate(cell, cases=50 if quick else checker_cases,
                                            slow_cases=2 if quick else min(6, checker_cases),

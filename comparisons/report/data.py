@@ -227,7 +227,7 @@ def collect(seed: int = 0, quick: bool = False, progress=None) -> dict:
     figures["gated"] = studies.gated_study(seed)
     progress("other cells: check_cell on every built-in cell")
     from comparisons.check.cells import other_cells_study
-    figures["cells"] = other_cells_study(seed)
+    figures["cells"] = other_cells_study(seed, cases=2 if quick else 6)
     progress("resolving power of the gated checks (LSTM, GRU)")
     figures["gated_resolving_power"] = gated_resolving(seed, quick)
     studies_agree = bool(all(m["agree"] for m in figures["mlp"]) and figures["forward_mode"]["agree"]
@@ -272,7 +272,7 @@ def gated_resolving(seed: int, quick: bool) -> dict:
 
     if "torch" not in backends.available(("torch",))[0]:
         return {}
-    return {cell: resolve.gated_resolving_power(cell, cases=6 if quick else 40, seed=seed) for cell in ("lstm", "gru", "gru_d2l")}
+    return {cell: resolve.gated_resolving_power(cell, cases=3 if quick else 40, seed=seed) for cell in ("lstm", "gru", "gru_d2l")}
 
 
 def resolving(seed: int, quick: bool) -> dict:
