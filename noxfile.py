@@ -20,7 +20,8 @@ def install(session, extras: str) -> None:
 def tests(session):
     """The whole test suite (pytest + Hypothesis), every backend installed."""
     install(session, "all")
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *session.posargs,
+    # the 30 slowest tests close the log: the suite must stay under 10 minutes, and this says where it goes
+    session.run("pytest", "-q", "-p", "no:cacheprovider", "--durations=30", *session.posargs,
                 env={"HYPOTHESIS_PROFILE": "ci"})
 
 
