@@ -1,6 +1,9 @@
-"""Shared test set-up: Hypothesis profiles and small helpers."""
+"""Shared test set-up: Hypothesis profiles, JAX's compilation cache, and small helpers."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -12,6 +15,18 @@ settings.register_profile("ci", derandomize=True, deadline=None, max_examples=25
 settings.register_profile("dev", deadline=None, max_examples=100,
                           suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# JAX's compiled references kept on disk for this run only, as the command keeps them between
+# its runs (reference/jax_grad.py, BPTT_XVAL_JAX_CACHE): the tests' own processes (the CLI, the
+# soak's workers) and check_cell, which frees its executables after each call, then load an
+# executable compiled once instead of compiling it again. A fresh folder each run: a test
+# never finds another run's compilations, and nothing is left in the user's ~/.cache. Set
+# before reference.jax_grad is imported (it reads the variable once); tests of the cache
+# itself set their own.
+if "BPTT_XVAL_JAX_CACHE" not in os.environ:
+    _jax_cache = tempfile.mkdtemp(prefix="bptt-xval-tests-jax-")
+    os.environ["BPTT_XVAL_JAX_CACHE"] = _jax_cache
+    atexit.register(shutil.rmtree, _jax_cache, ignore_errors=True)
 
 
 def gpu_available() -> bool:

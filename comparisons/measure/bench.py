@@ -292,6 +292,7 @@ def gated_rate(cell: str = "lstm", cases: int = 200, slow_cases: int = 6, repeat
         import os
         env = {**os.environ, "XDG_CACHE_HOME": str(Path(folder) / "cache")}
         env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        env["BPTT_XVAL_JAX_CACHE"] = "default"        # under the fresh XDG_CACHE_HOME, whatever the caller set
         colds = []
         for _ in range(2):
             started = time.perf_counter()
