@@ -4,6 +4,15 @@ without its folder). Each is the course's documented function, written here from
 definition; the output says it was used and names ``--path DIR`` for the course's own copy.
 
     rnn_utils (deeplearning.ai, Sequence Models week 1): softmax over axis 0, sigmoid
+    activation (CMU 11-785's mytorch/nn/activation.py, imported as ``activation``,
+        ``nn.activation``, ``mytorch.nn.activation`` or ``.activation``): the classes
+        Identity, Sigmoid, Tanh, ReLU that its GRUCell and RNNCell hold as ``self.r_act`` ...
+
+The 11-785 classes serve both of the course's generations: ``forward(x)`` (also their
+``__call__``) returns the activation and keeps it as ``state``; ``derivative()`` (Tanh's:
+``derivative(state=None)``, the derivative at a state the caller kept) is the older
+hand-out's, ``backward(dLdA)`` (Tanh's: ``backward(dLdA, state=None)``), dLdA times that
+derivative, the newer one's.
 """
 
 from __future__ import annotations
@@ -21,5 +30,70 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
 
-#: module name -> {name: the suite's definition}
-HELPERS = {"rnn_utils": {"softmax": softmax, "sigmoid": sigmoid}}
+class Activation:
+    """11-785's base class: ``state`` holds the last output (the course's tests read it)."""
+
+    def __init__(self):
+        self.state = None
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+class Identity(Activation):
+    def forward(self, x):
+        self.state = x
+        return x
+
+    def derivative(self):
+        return 1.0
+
+    def backward(self, dLdA):
+        return dLdA
+
+
+class Sigmoid(Activation):
+    def forward(self, x):
+        self.state = 1.0 / (1.0 + np.exp(-x))
+        return self.state
+
+    def derivative(self):
+        return self.state * (1 - self.state)
+
+    def backward(self, dLdA):
+        return dLdA * self.derivative()
+
+
+class Tanh(Activation):
+    """Tanh for BPTT: one object serves every time step, so the derivative may be taken at a
+    ``state`` the caller kept for its step rather than at the last one computed."""
+
+    def forward(self, x):
+        self.state = np.tanh(x)
+        return self.state
+
+    def derivative(self, state=None):
+        s = self.state if state is None else state
+        return 1 - s ** 2
+
+    def backward(self, dLdA, state=None):
+        return dLdA * self.derivative(state)
+
+
+class ReLU(Activation):
+    def forward(self, x):
+        self.state = np.maximum(x, 0)       # (the course's writes into x; this leaves it as it was)
+        return self.state
+
+    def derivative(self):
+        return (self.state > 0).astype(float)
+
+    def backward(self, dLdA):
+        return dLdA * self.derivative()
+
+
+_ACTIVATIONS = {"Activation": Activation, "Identity": Identity, "Sigmoid": Sigmoid, "Tanh": Tanh, "ReLU": ReLU}
+
+#: module name (its last component: ``mytorch.nn.activation`` is ``activation``) -> {name: the suite's definition}
+HELPERS = {"rnn_utils": {"softmax": softmax, "sigmoid": sigmoid},
+           "activation": _ACTIVATIONS, "rnn_activation": _ACTIVATIONS}

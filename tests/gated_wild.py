@@ -840,6 +840,70 @@ def gru_cell_785_source(bug=None) -> str:
     return text
 
 
+#: how 11-785 hand-outs import their activations (mytorch/nn/activation.py), by year and layout
+MYTORCH_IMPORTS = ("from activation import *", "from mytorch.nn.activation import *", "from .activation import *")
+
+
+def gru_cell_785_mytorch_source(importing: str = MYTORCH_IMPORTS[1], bug=None) -> str:
+    """The same cell as the hand-out has it: its activations are objects of the course's
+    mytorch classes (``self.r_act = Sigmoid()``), called in forward and asked for their
+    derivative in backward, both generations (``derivative()``, ``backward(dLdA, state=)``),
+    and the module that defines them is not in the student's file."""
+    text = gru_cell_785_source(bug)
+    edits = {
+        "import numpy as np\n\n\ndef sigmoid(x):\n    return 1 / (1 + np.exp(-x))\n": f"import numpy as np\n{importing}\n",
+        "        self.dbnh = np.zeros((h))\n": "        self.dbnh = np.zeros((h))\n        self.r_act = Sigmoid()\n"
+                                            "        self.z_act = Sigmoid()\n        self.h_act = Tanh()\n",
+        "self.r = sigmoid(": "self.r = self.r_act.forward(",
+        "self.z = sigmoid(": "self.z = self.z_act(",
+        "self.n = np.tanh(": "self.n = self.h_act.forward(",
+        "dn_pre = dn * (1 - self.n ** 2)": "dn_pre = self.h_act.backward(dn, state=self.n)",
+        "dr_pre = dr * self.r * (1 - self.r)": "dr_pre = self.r_act.backward(dr)",
+        "dz_pre = dz * self.z * (1 - self.z)": "dz_pre = dz * self.z_act.derivative()",
+    }
+    for old, new in edits.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
+#: an 11-785 activation.py of the older generation, as a student keeps it beside the cell
+MYTORCH_ACTIVATION = '''import numpy as np
+
+
+class Activation(object):
+    def __init__(self):
+        self.state = None
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
+class Sigmoid(Activation):
+    def forward(self, x):
+        self.state = 1 / (1 + np.exp(-x))
+        return self.state
+
+    def derivative(self):
+        return self.state * (1 - self.state)
+
+    def backward(self, dLdA):
+        return dLdA * self.derivative()
+
+
+class Tanh(Activation):
+    def forward(self, x):
+        self.state = np.tanh(x)
+        return self.state
+
+    def derivative(self, state=None):
+        return 1 - (self.state if state is None else state) ** 2
+
+    def backward(self, dLdA, state=None):
+        return dLdA * self.derivative(state)
+'''
+
+
 # --- Karpathy's batched LSTM as a class of static methods: one WLSTM, the bias its first row -----
 
 KARPATHY_LSTM = '''"""

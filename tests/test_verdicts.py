@@ -314,6 +314,51 @@ def test_a_notebook_without_its_rnn_utils_uses_the_suites_and_says_so(write, cap
     assert code == 0 and "not found beside the file" not in out, out + err
 
 
+@pytest.mark.parametrize("importing", gated_wild.MYTORCH_IMPORTS)
+def test_an_11785_gru_cell_without_its_mytorch_activations_uses_the_suites_and_agrees(importing, write, capsys):
+    """11-785's cells hold activation objects of the course's mytorch (``self.r_act =
+    Sigmoid()``); a gru_cell.py kept without mytorch/ used to raise in every case (its
+    ``__init__`` failed, so the cell had no ``r_act``): right code told it fails."""
+    path = write("hw3/gru_cell.py", gated_wild.gru_cell_785_mytorch_source(importing))
+    code, out, err = run(["check", str(path), "--cases", "4"], capsys)
+    assert code == 0, out + err
+    assert out.startswith("AGREES: 4 of 4") and "convention detected: class-gru" in out
+    module = importing.split()[1].lstrip(".")
+    assert (f"{module} not found beside the file: the suite's own Activation, Identity, Sigmoid, Tanh, ReLU used "
+            f"in its place") in out
+    assert "--path DIR, the folder holding the course's activation.py" in out and "--stub" not in out
+
+
+def test_an_11785_gru_cell_with_its_own_activations_uses_them_and_a_slip_is_still_caught(write, capsys):
+    course = write("mytorch/activation.py", gated_wild.MYTORCH_ACTIVATION).parent
+    path = write("hw3/gru_cell.py", gated_wild.gru_cell_785_mytorch_source("from activation import *"))
+    code, out, err = run(["check", str(path), "--path", str(course), "--cases", "4"], capsys)
+    assert code == 0 and "not found beside the file" not in out, out + err
+    wrong = write("hw3/wrong.py", gated_wild.gru_cell_785_mytorch_source(bug="reset_dropped_in_dWnh"))
+    code, out, err = run(["check", str(wrong), "--cases", "4"], capsys)
+    assert code == 1 and out.startswith("DISAGREES") and "Wnh" in out, out + err
+
+
+def test_the_suites_11785_activations_serve_both_generations_of_the_hand_out():
+    import numpy as np
+
+    from comparisons.course_helpers import ReLU, Sigmoid, Tanh
+
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    s, t, r = Sigmoid(), Tanh(), ReLU()
+    assert np.array_equal(s(x), s.forward(x)) and np.array_equal(s.state, 1 / (1 + np.exp(-x)))
+    np.testing.assert_allclose(s.derivative(), s.state * (1 - s.state))
+    np.testing.assert_allclose(s.backward(2 * x), 2 * x * s.derivative())
+    kept = t(x)
+    t(3 * x)                                  # a later step's forward: the kept state still serves
+    np.testing.assert_allclose(t.derivative(state=kept), 1 - np.tanh(x) ** 2)
+    np.testing.assert_allclose(t.backward(x, state=kept), x * (1 - np.tanh(x) ** 2))
+    np.testing.assert_allclose(t.derivative(), 1 - np.tanh(3 * x) ** 2)
+    given = x.copy()
+    assert np.array_equal(r(given), np.maximum(x, 0)) and np.array_equal(given, x)   # the input left as it was
+    assert np.array_equal(r.backward(np.ones(5)), (x > 0).astype(float))
+
+
 # --- 9. the rest of the assignment: the non-recurrent layers --------------------------------------
 
 def test_every_layer_a_cs231n_file_pairs_with_its_forward_is_checked(write, capsys):

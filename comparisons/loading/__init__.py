@@ -275,11 +275,18 @@ def _course_helper(node, exc, here, chunk, loaded: Loaded) -> bool:
     definitions of its functions bound instead (``comparisons.course_helpers``), and said."""
     from comparisons.course_helpers import HELPERS
 
-    if not isinstance(exc, ModuleNotFoundError) or not isinstance(node, (ast.Import, ast.ImportFrom)):
+    if not isinstance(node, (ast.Import, ast.ImportFrom)):
         return False
-    module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
-    helpers = HELPERS.get((module or "").split(".")[0])
-    if helpers is None or getattr(exc, "name", module) != module:
+    module = (node.module if isinstance(node, ast.ImportFrom) else node.names[0].name) or ""
+    relative = isinstance(node, ast.ImportFrom) and node.level > 0
+    # the module itself not found, or a package above it (``mytorch`` of ``mytorch.nn.activation``);
+    # ``from .activation import *`` in a file loaded on its own has no package to look in
+    absent = isinstance(exc, ModuleNotFoundError) and (getattr(exc, "name", None) or module) in \
+        {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 2)}
+    if not (absent or (relative and isinstance(exc, ImportError))):
+        return False
+    helpers = HELPERS.get(module.split(".")[-1])
+    if helpers is None or (not isinstance(node, ast.ImportFrom) and "." in module):
         return False
     bound = []
     if isinstance(node, ast.ImportFrom):
@@ -293,7 +300,8 @@ def _course_helper(node, exc, here, chunk, loaded: Loaded) -> bool:
         loaded.module.__dict__[node.names[0].asname or module] = _types.SimpleNamespace(**helpers)
         bound = list(helpers)
     loaded.helpers.append(f"{module} not found beside the file: the suite's own {', '.join(bound)} used in its place "
-                          f"({here}); give --path DIR, the folder holding the course's {module}.py, to use its own")
+                          f"({here}); give --path DIR, the folder holding the course's {module.split('.')[-1]}.py, "
+                          f"to use its own")
     return True
 
 
