@@ -286,7 +286,7 @@ def resolving(seed: int, quick: bool) -> dict:
     refs, skipped = backends.available(("torch", "jax"))
     if len(refs) < 2:
         return {"skipped": f"needs torch and jax: {skipped}"}
-    cases = 40 if quick else 100
+    cases = 20 if quick else 100
     power = resolve.resolving_power(cases=cases, seed=seed)
     goals = {d: [{"relative": rel, "required": need, "worst_share": worst, "met": bool(ok)}
                  for rel, need, worst, ok in rows] for d, rows in resolve.goals_met(power).items()}
