@@ -39,6 +39,13 @@ class Activation:
     def __call__(self, x):
         return self.forward(x)
 
+    def derivative(self):
+        raise NotImplementedError(f"{type(self).__name__}: the base class has no derivative")
+
+    def backward(self, dLdA):
+        """The newer hand-out's: dLdA times the derivative at the last output."""
+        return dLdA * self.derivative()
+
 
 class Identity(Activation):
     def forward(self, x):
@@ -48,9 +55,6 @@ class Identity(Activation):
     def derivative(self):
         return 1.0
 
-    def backward(self, dLdA):
-        return dLdA
-
 
 class Sigmoid(Activation):
     def forward(self, x):
@@ -59,9 +63,6 @@ class Sigmoid(Activation):
 
     def derivative(self):
         return self.state * (1 - self.state)
-
-    def backward(self, dLdA):
-        return dLdA * self.derivative()
 
 
 class Tanh(Activation):
@@ -87,9 +88,6 @@ class ReLU(Activation):
 
     def derivative(self):
         return (self.state > 0).astype(float)
-
-    def backward(self, dLdA):
-        return dLdA * self.derivative()
 
 
 _ACTIVATIONS = {"Activation": Activation, "Identity": Identity, "Sigmoid": Sigmoid, "Tanh": Tanh, "ReLU": ReLU}

@@ -281,8 +281,8 @@ def _course_helper(node, exc, here, chunk, loaded: Loaded) -> bool:
     relative = isinstance(node, ast.ImportFrom) and node.level > 0
     # the module itself not found, or a package above it (``mytorch`` of ``mytorch.nn.activation``);
     # ``from .activation import *`` in a file loaded on its own has no package to look in
-    absent = isinstance(exc, ModuleNotFoundError) and (getattr(exc, "name", None) or module) in \
-        {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 2)}
+    missing = getattr(exc, "name", None) or module
+    absent = isinstance(exc, ModuleNotFoundError) and (module == missing or module.startswith(missing + "."))
     if not (absent or (relative and isinstance(exc, ImportError))):
         return False
     helpers = HELPERS.get(module.split(".")[-1])
