@@ -867,6 +867,100 @@ def gru_cell_785_mytorch_source(importing: str = MYTORCH_IMPORTS[1], bug=None) -
     return text
 
 
+# --- 11-785 of 2019: GRU_Cell, no biases, the reset gate before the product ---------------------
+
+GRU_CELL_2019 = '''import numpy as np
+from activation import *
+
+
+class GRU_Cell:
+    """GRU cell, hw3p1 (my version)"""
+    def __init__(self, in_dim, hidden_dim):
+        self.d = in_dim
+        self.h = hidden_dim
+        h = self.h
+        d = self.d
+        self.x_t = 0
+
+        self.Wzh = np.random.randn(h, h)
+        self.Wrh = np.random.randn(h, h)
+        self.Wh = np.random.randn(h, h)
+        self.Wzx = np.random.randn(h, d)
+        self.Wrx = np.random.randn(h, d)
+        self.Wx = np.random.randn(h, d)
+
+        self.dWzh = np.zeros((h, h))
+        self.dWrh = np.zeros((h, h))
+        self.dWh = np.zeros((h, h))
+        self.dWzx = np.zeros((h, d))
+        self.dWrx = np.zeros((h, d))
+        self.dWx = np.zeros((h, d))
+
+        self.z_act = Sigmoid()
+        self.r_act = Sigmoid()
+        self.h_act = Tanh()
+
+    def forward(self, x, h):
+        # x: (input dim,)   h: (hidden dim,)   returns h_t: (hidden dim,)
+        self.x = x
+        self.hprev = h
+        self.z_t = self.z_act(np.dot(self.Wzh, h) + np.dot(self.Wzx, x))
+        self.r_t = self.r_act(np.dot(self.Wrh, h) + np.dot(self.Wrx, x))
+        self.rh = self.r_t * h
+        self.h_tilde = self.h_act(np.dot(self.Wh, self.rh) + np.dot(self.Wx, x))
+        h_t = (1 - self.z_t) * h + self.z_t * self.h_tilde
+        return h_t
+
+    def backward(self, delta):
+        # delta: (1, hidden dim)   returns dx (1, input dim), dh (1, hidden dim)
+        x = self.x.reshape(-1, 1)
+        hprev = self.hprev.reshape(-1, 1)
+        d = delta.reshape(-1, 1)
+        dht = d * self.z_t.reshape(-1, 1)
+        dz = d * (self.h_tilde - self.hprev).reshape(-1, 1)
+        dpre_h = dht * self.h_act.derivative().reshape(-1, 1)
+        self.dWx += np.dot(dpre_h, x.T)
+        self.dWh += np.dot(dpre_h, self.rh.reshape(1, -1))
+        drh = np.dot(self.Wh.T, dpre_h)
+        dr = drh * hprev
+        dpre_r = dr * self.r_act.derivative().reshape(-1, 1)
+        dpre_z = dz * self.z_act.derivative().reshape(-1, 1)
+        self.dWrx += np.dot(dpre_r, x.T)
+        self.dWrh += np.dot(dpre_r, hprev.T)
+        self.dWzx += np.dot(dpre_z, x.T)
+        self.dWzh += np.dot(dpre_z, hprev.T)
+        dx = np.dot(self.Wx.T, dpre_h) + np.dot(self.Wrx.T, dpre_r) + np.dot(self.Wzx.T, dpre_z)
+        dh = (d * (1 - self.z_t.reshape(-1, 1)) + drh * self.r_t.reshape(-1, 1)
+              + np.dot(self.Wrh.T, dpre_r) + np.dot(self.Wzh.T, dpre_z))
+        return dx.T, dh.T
+'''
+
+GRU_CELL_2019_EDITS = {
+    None: {},
+    # the reset gate left out of the candidate's hidden-side gradient
+    "reset_dropped_in_dWh": {"self.dWh += np.dot(dpre_h, self.rh.reshape(1, -1))":
+                             "self.dWh += np.dot(dpre_h, hprev.T)"},
+    # z's role taken from d2l's GRU in the carry: h_t's direct path into h is (1 - z), not z
+    "carry_through_z": {"dh = (d * (1 - self.z_t.reshape(-1, 1))": "dh = (d * self.z_t.reshape(-1, 1)"},
+    # written for delta of shape (hidden dim,): the course's (1, H) row would not fit its matrix products
+    "flat_delta": {"        d = delta.reshape(-1, 1)\n": "        d = delta[:, None]\n"},
+    # the forward of torch.nn.GRUCell without biases (reset after the product, the carry through z)
+    "pytorch_forward": {"self.h_tilde = self.h_act(np.dot(self.Wh, self.rh) + np.dot(self.Wx, x))":
+                        "self.h_tilde = self.h_act(np.dot(self.Wx, x) + self.r_t * np.dot(self.Wh, h))",
+                        "h_t = (1 - self.z_t) * h + self.z_t * self.h_tilde": "h_t = (1 - self.z_t) * self.h_tilde + self.z_t * h"},
+}
+
+
+def gru_cell_2019_source(bug=None) -> str:
+    """11-785's 2019 ``GRU_Cell`` as a student keeps it: its activations the course's
+    ``Sigmoid()``/``Tanh()`` (``from activation import *``, not in the file), delta handed as (1, H)."""
+    text = GRU_CELL_2019
+    for old, new in GRU_CELL_2019_EDITS[bug].items():
+        assert old in text, old
+        text = text.replace(old, new)
+    return text
+
+
 #: an 11-785 activation.py of the older generation, as a student keeps it beside the cell
 MYTORCH_ACTIVATION = '''import numpy as np
 

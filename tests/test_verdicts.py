@@ -183,6 +183,7 @@ def wild_notebook(cells):
 
 CLASS_FILES = {
     "class-gru": ("gru_cell.py", gated_wild.gru_cell_785_source),
+    "class-gru-2019": ("gru.py", gated_wild.gru_cell_2019_source),
     "class-lstm": ("lstm_cell.py", lambda bug=None: gated_wild.LSTM_CELL_CLASS),
     "karpathy-lstm": ("lstm.py", gated_wild.karpathy_lstm_source),
 }
@@ -195,11 +196,15 @@ def test_a_right_class_is_detected_by_its_methods_and_attributes_and_agrees(conv
     assert code == 0, out + err
     assert out.startswith("AGREES: 6 of 6")
     assert f"convention detected: {convention} (" in out
+    not_checked = [line for line in out.splitlines() if "functions not checked" in line]
+    assert not any("__init__" in line for line in not_checked), out   # the check runs the constructor
 
 
 @pytest.mark.parametrize("convention, bug, diagnosis", [
     ("class-gru", "z_carry_dropped", "update_carry_dropped"),
     ("class-gru", "reset_dropped_in_dWnh", None),
+    ("class-gru-2019", "reset_dropped_in_dWh", None),
+    ("class-gru-2019", "carry_through_z", None),
     ("karpathy-lstm", "forget_carry_dropped", "cell_carry_dropped"),
 ])
 def test_a_wrong_class_is_caught_and_named(convention, bug, diagnosis, write, capsys):
@@ -210,6 +215,44 @@ def test_a_wrong_class_is_caught_and_named(convention, bug, diagnosis, write, ca
     assert result["failures"] and {f["status"] for f in result["failures"]} == {"disagree"}
     if diagnosis:
         assert any(f["diagnosis"] == [diagnosis] for f in result["failures"]), result["failures"]
+
+
+def test_a_2019_gru_cell_written_for_a_flat_delta_gets_one_and_agrees(write, capsys):
+    # the course handed delta as (1, H); a cell whose products only fit (H,) is handed that
+    code, out, err = run(["check", str(write("gru.py", gated_wild.gru_cell_2019_source("flat_delta"))),
+                          "--cases", "6"], capsys)
+    assert code == 0 and out.startswith("AGREES: 6 of 6"), out + err
+
+
+def test_a_2019_gru_cell_whose_forward_is_pytorchs_is_told_so_not_judged(write, capsys):
+    code, out, err = run(["check", str(write("gru.py", gated_wild.gru_cell_2019_source("pytorch_forward"))),
+                          "--cases", "4"], capsys)
+    assert code == 2, out + err
+    assert "torch.nn.GRUCell's equations without biases" in err and "DISAGREES" not in out
+
+
+def test_the_2019_mapping_carries_every_bias_and_negates_z_exactly():
+    """The suite's gru_d2l parameters through the 2019 layout and back: the weights handed to
+    the cell and the gradients read from it are exact moves (a negation, a column), so the
+    styled 2019 class's gradients equal the suite's own gru_d2l derivation (manual.gated) to
+    rounding, biases included."""
+    import numpy as np
+
+    from comparisons.measure.styled import candidates
+    from manual.gated import CELLS
+
+    rng = np.random.default_rng(7)
+    T, B, D, H, O = 4, 2, 3, 5, 2
+    params = {"W_ih": rng.normal(size=(3 * H, D)) / np.sqrt(D), "W_hh": rng.normal(size=(2 * H, H)) / np.sqrt(H),
+              "W_hc": rng.normal(size=(H, H)) / np.sqrt(H), "b": 0.3 * rng.normal(size=3 * H),
+              "W_hy": rng.normal(size=(O, H)) / np.sqrt(H), "b_y": 0.1 * rng.normal(size=O)}
+    xs, ys = rng.normal(size=(T, B, D)), rng.uniform(-1, 1, size=(T, B, O))
+    got = candidates()["class-gru-2019"](params, xs, ys, reduction="sum")
+    want = CELLS["gru_d2l"](params, xs, ys, reduction="sum")
+    assert abs(got.loss - want.loss) <= 1e-12 * abs(want.loss)
+    for k in ("W_ih", "W_hh", "W_hc", "b"):
+        assert np.abs(want.grads[k]).max() > 1e-3, k       # a bias the mapping dropped would read as zero
+        np.testing.assert_allclose(got.grads[k], want.grads[k], rtol=1e-10, atol=1e-13, err_msg=k)
 
 
 def test_a_class_of_other_weights_is_not_taken_for_a_gru(write, capsys):

@@ -12,7 +12,8 @@ symbols in its docstring.
     coursera_lstm.py   deeplearning.ai: lstm_forward(x, a0, parameters), Wf on [a_prev; xt]
     gru.py             gru_forward / gru_backward in torch.nn.GRU's layout
     d2l_gru.py         d2l's gru(inputs, state, params) and a hand-derived gru_backward
-    classes.py         cells as classes: 11-785's GRUCell (and an LSTMCell), Karpathy's LSTM class
+    classes.py         cells as classes: 11-785's GRUCell (and an LSTMCell), its 2019 GRU_Cell,
+                       Karpathy's LSTM class
 
 Each adapter returns a function with the contract's ``loss_and_grads`` signature, carrying
 in ``fn.case_space`` the part of the case space its style supports (one-hot inputs and no
@@ -33,7 +34,7 @@ from __future__ import annotations
 import inspect
 
 from comparisons.conventions import classes
-from comparisons.conventions.classes import class_gru, class_lstm, karpathy_lstm
+from comparisons.conventions.classes import class_gru, class_gru_2019, class_lstm, karpathy_lstm
 from comparisons.conventions.coursera import deeplearning_ai
 from comparisons.conventions.coursera_lstm import deeplearning_ai_lstm
 from comparisons.conventions.coursera_step import deeplearning_ai_lstm_step, deeplearning_ai_step
@@ -63,12 +64,14 @@ CONVENTIONS = {
     # cells written as classes (Class.forward, Class.backward), told apart by what their code names
     "class-gru": (class_gru, ("forward", "backward"), (2, 1)),
     "class-lstm": (class_lstm, ("forward", "backward"), (3, 2)),
+    "class-gru-2019": (class_gru_2019, ("forward", "backward"), (2, 1)),
     "karpathy-lstm": (karpathy_lstm, ("forward", "backward"), (None, None)),
 }
 #: the class conventions' test beyond names and arities: (forward, backward) -> does it fit?
 FITS = {
     "class-gru": lambda f, b: classes.fits("gru", _owner(f)),
     "class-lstm": lambda f, b: classes.fits("lstm", _owner(f)),
+    "class-gru-2019": lambda f, b: classes.fits_2019(_owner(f)),
     "karpathy-lstm": classes.is_karpathy,
 }
 
@@ -89,6 +92,8 @@ def space_of(convention: str) -> tuple[dict, str | None]:
         return dict(SPACE), "lstm"
     if convention in ("class-gru", "class-lstm"):            # read off a class: none to probe with
         return {}, convention.removeprefix("class-")
+    if convention == "class-gru-2019":
+        return {}, "gru_d2l"
     adapter, names, _ = CONVENTIONS[convention]
     probe = adapter(*[lambda *a, **k: None] * len(names))
     return dict(probe.case_space), getattr(probe, "cell", None)
@@ -202,5 +207,5 @@ def looks_like(name: str, functions: dict) -> str | None:
     return None
 
 
-__all__ = ["CONVENTIONS", "class_gru", "class_lstm", "karpathy_lstm", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "d2l_gru", "deeplearning_ai",
+__all__ = ["CONVENTIONS", "class_gru", "class_gru_2019", "class_lstm", "karpathy_lstm", "cs231n", "cs231n_lstm", "cs231n_lstm_step", "cs231n_step", "d2l_gru", "deeplearning_ai",
            "deeplearning_ai_lstm", "deeplearning_ai_lstm_step", "deeplearning_ai_step", "detect", "gru", "min_char_rnn", "min_char_rnn_lstm"]

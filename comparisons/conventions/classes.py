@@ -103,50 +103,79 @@ def _new(cls, D: int, H: int):
         return cls.__new__(cls)
 
 
-def class_cell(cell: str, forward, backward):
-    """A cell class's bound ``forward`` and ``backward`` (module docstring), checked against
-    the suite's ``cell`` ("gru" or "lstm")."""
+def _owner_class(forward, backward):
     owner = getattr(forward, "__self__", None)
     cls = owner if isinstance(owner, type) else type(owner) if owner is not None else None
     if cls is None or not callable(backward):
         raise TypeError("forward: expected a method of a cell class (Class.forward)")
+    return cls
+
+
+def class_cell(cell: str, forward, backward):
+    """A cell class's bound ``forward`` and ``backward`` (module docstring), checked against
+    the suite's ``cell`` ("gru" or "lstm")."""
+    cls = _owner_class(forward, backward)
     found = roles(cell, cls)
     if found is None:
         raise TypeError(f"{cls.__name__}: its code does not name every weight of a {cell.upper()} cell in 11-785's "
                         f"layout (Wrx, Wzx, Wnx, Wrh, ... for a GRU)")
     gates = TORCH_GATES[cell]
-    lstm = cell == "lstm"
-    where_f, where_b = f"{cls.__name__}.forward", f"{cls.__name__}.backward"
-    mode = {"rank": 1}
-    writes = Writes()
 
-    def vector(a, rank):
-        return a if rank == 1 else a[None, :]
-
-    def weights(params, H):
-        """attribute -> the suite's values in the class's layout, and the gradients' shapes."""
+    def weights(params, H, D):
+        """attribute -> the suite's values in the class's layout."""
         out = {}
         for (role, gate), name in found.items():
             k = gates.index(gate)
             out[name] = (np.zeros(H, p_dtype(params)) if role == "zero" else params[role][k * H:(k + 1) * H])
         return out
 
-    def run(p, rank):
+    def gradients(sums, D, H):
+        return {role: np.concatenate([sums[found[(role, g)]] for g in gates])
+                for role in sorted({r for r, _ in found} - {"zero"})}
+
+    layout = ", ".join(f"{role}[{g}] = {found[(role, g)]}" for role, g in found if role != "zero")
+    lstm = cell == "lstm"
+    note = f"names: {layout}; h0 = the first step's dh_prev" + ("; c0 = its dc_prev" if lstm else "")
+    # rank 1 throughout, else row vectors (1, D) throughout, as the class's own code takes them
+    return _cells(cell, cls, weights, gradients, note, modes=((1, 1), (2, 2)), retry=(ValueError, IndexError),
+                  style=f"class-{cell}")
+
+
+def _cells(cell, cls, weights, gradients, note, *, modes, retry, style, constant_input=False):
+    """The harness of the module docstring around ``cls``: ``weights(params, H, D)`` gives
+    {attribute: value} (each also zeroed as ``d<attribute>``), ``gradients(sums, D, H)`` the
+    suite's gradients from the summed ``d<attribute>`` of every cell. ``modes``: the (forward,
+    backward) ranks of the vectors handed over, tried in order on the errors in ``retry``; the
+    first that works is kept. ``constant_input``: the cell is made for D + 1 inputs and each x_t
+    has a 1 appended (a cell without biases carries the suite's as the weights on it)."""
+    lstm = cell == "lstm"
+    where_f, where_b = f"{cls.__name__}.forward", f"{cls.__name__}.backward"
+    mode = {"index": 0}
+    writes = Writes()
+
+    def vector(a, rank):
+        return a if rank == 1 else a[None, :]
+
+    def run(p, ranks):
         H = p.H
-        values = weights(p.params, H)
+        D = p.D + 1 if constant_input else p.D
+        rank_f, rank_b = ranks
+        values = weights(p.params, H, p.D)
         initial = np.zeros(H, p.dtype)
         sums = {name: np.zeros(v.shape) for name, v in values.items()}
         hs = np.zeros((p.T + 1, p.B, H), p.dtype)
+        one = np.ones(1, p.dtype)
         cells = []
         for b in range(p.B):
             h, c = initial, initial
             row = []
             for t in range(p.T):
-                obj = _new(cls, p.D, H)
+                obj = _new(cls, D, H)
                 for name, v in values.items():
                     setattr(obj, name, read_only(v))
                     setattr(obj, "d" + name, np.zeros(v.shape))
-                args = [vector(p.xs[t, b], rank), vector(h, rank)] + ([vector(c, rank)] if lstm else [])
+                x = np.concatenate([p.xs[t, b], one]) if constant_input else p.xs[t, b]
+                args = [vector(x, rank_f), vector(h, rank_f)] + ([vector(c, rank_f)] if lstm else [])
                 out = getattr(obj, "forward")(*args)
                 if lstm:
                     h, c = returned(where_f, out, 2, "(h_t, c_t)")
@@ -165,7 +194,7 @@ def class_cell(cell: str, forward, backward):
             dh, dc = np.zeros(H), np.zeros(H)
             for t in range(p.T - 1, -1, -1):
                 obj = cells[b][t]
-                upstream = [vector(direct[t, b] + dh, rank)] + ([vector(dc, rank)] if lstm else [])
+                upstream = [vector(direct[t, b] + dh, rank_b)] + ([vector(dc, rank_b)] if lstm else [])
                 given = [writes.scratch("numpy", u) for u in upstream]
                 out = getattr(obj, "backward")(*given)
                 writes.check(where_b, ["delta_h", "delta_c"] if lstm else ["delta"], given, upstream)
@@ -174,7 +203,7 @@ def class_cell(cell: str, forward, backward):
                     dc = as_numpy("dc_prev", dc, (H,), p.dtype)
                 else:
                     dx_t, dh = returned(where_b, out, 2, "(dx, dh_prev_t)")
-                dx[t, b] = as_numpy("dx", dx_t, (p.D,), p.dtype)
+                dx[t, b] = as_numpy("dx", dx_t, (D,), p.dtype)[:p.D]
                 dh = as_numpy("dh_prev_t", dh, (H,), p.dtype)
                 for name in sums:
                     grad = getattr(obj, "d" + name, None)
@@ -184,8 +213,7 @@ def class_cell(cell: str, forward, backward):
                     sums[name] += as_numpy(f"d{name}", grad, values[name].shape, p.dtype)
             dh0[b], dc0[b] = dh, dc
         grads = dict(top)
-        for role in sorted({r for r, _ in found} - {"zero"}):
-            grads[role] = np.concatenate([sums[found[(role, g)]] for g in gates]).astype(p.dtype)
+        grads.update({role: g.astype(p.dtype) for role, g in gradients(sums, p.D, H).items()})
         grads["h0"] = dh0.astype(p.dtype)
         if lstm:
             grads["c0"] = dc0.astype(p.dtype)
@@ -193,23 +221,25 @@ def class_cell(cell: str, forward, backward):
 
     def loss_and_grads(params, xs, ys, *, output="identity", loss="squared_error", reduction="mean",
                        truncate=None):
-        p = GatedProblem(cell, params, xs, ys, output, loss, reduction, truncate, f"class-{cell}")
-        if mode["rank"] == 1:
-            try:
-                return run(p, 1)
-            except (ValueError, IndexError) as exc:
-                # a class written for row vectors (1, D): try them, and keep them once they work
+        p = GatedProblem(cell, params, xs, ys, output, loss, reduction, truncate, style)
+        first = mode["index"]
+        try:
+            return run(p, modes[first])
+        except retry as exc:
+            if first != 0:
+                raise
+            # a class written for other ranks (row vectors (1, D)): try them, and keep the first that works
+            for k in range(1, len(modes)):
                 try:
-                    result = run(p, 2)
+                    result = run(p, modes[k])
                 except Exception:
-                    raise exc from None
-                mode["rank"] = 2
+                    continue
+                mode["index"] = k
                 return result
-        return run(p, mode["rank"])
+            raise exc from None
 
-    fn = gated(loss_and_grads, cell, f"class_{cell}({cls.__name__})")
-    layout = ", ".join(f"{role}[{g}] = {found[(role, g)]}" for role, g in found if role != "zero")
-    fn.names_note = f"names: {layout}; h0 = the first step's dh_prev" + ("; c0 = its dc_prev" if lstm else "")
+    fn = gated(loss_and_grads, cell, f"{style.replace('-', '_')}({cls.__name__})")
+    fn.names_note = note
     fn.writes = writes
     return fn
 
@@ -222,6 +252,96 @@ def class_gru(forward, backward):
 def class_lstm(forward, backward):
     """An ``LSTMCell`` in the same layout: ``forward(x, h_prev, c_prev)``, ``backward(delta_h, delta_c)``."""
     return class_cell("lstm", forward, backward)
+
+
+# --- 11-785's GRU_Cell of 2019: no biases, the reset gate before the product, z's role reversed ---
+
+#: the 2019 hand-out's attributes: z, r and the candidate's input and hidden matrices
+GRU_2019 = ("Wzx", "Wrx", "Wx", "Wzh", "Wrh", "Wh")
+
+
+def fits_2019(cls) -> bool:
+    """A class naming the 2019 ``GRU_Cell``'s six weights, and not the later ``GRUCell``'s."""
+    if not isinstance(cls, type):
+        return False
+    names = attributes(cls)
+    return set(GRU_2019) <= names and not fits("gru", cls)
+
+
+def _sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+
+
+def computes_2019(cls) -> str | None:
+    """What the class's forward computes on one random step, in float64: "handout" (the 2019
+    write-up's h_t = (1 - z) h + z tanh(Wh (r * h) + Wx x)), "pytorch" (torch.nn.GRUCell without
+    biases: h_t = (1 - z) n + z h, n = tanh(Wx x + r * (Wh h))), or None (neither, or it raised:
+    the check then says what it does)."""
+    rng = np.random.default_rng(2019)
+    D, H = 4, 3
+    w = {n: rng.standard_normal((H, D if n.endswith("x") else H)) * 0.5 for n in GRU_2019}
+    x, h = rng.standard_normal(D), rng.standard_normal(H)
+    try:
+        obj = _new(cls, D, H)
+        for n, v in w.items():
+            setattr(obj, n, read_only(v))
+            setattr(obj, "d" + n, np.zeros(v.shape))
+        with np.errstate(all="ignore"):
+            got = np.asarray(obj.forward(read_only(x), read_only(h)), dtype=float).reshape(-1)
+    except Exception:
+        return None
+    z = _sigmoid(w["Wzx"] @ x + w["Wzh"] @ h)
+    r = _sigmoid(w["Wrx"] @ x + w["Wrh"] @ h)
+    handout = (1 - z) * h + z * np.tanh(w["Wh"] @ (r * h) + w["Wx"] @ x)
+    pytorch = (1 - z) * np.tanh(w["Wx"] @ x + r * (w["Wh"] @ h)) + z * h
+    for name, want in (("handout", handout), ("pytorch", pytorch)):
+        if got.shape == want.shape and np.allclose(got, want, rtol=1e-9, atol=1e-12):
+            return name
+    return None
+
+
+def class_gru_2019(forward, backward):
+    """11-785's 2019 ``GRU_Cell``: ``forward(x, h)``, ``backward(delta) -> (dx, dh)``, the
+    gradients added into ``self.dWzx``, ... (the hand-out's equations, no biases):
+
+        z = sigmoid(Wzh h + Wzx x),  r = sigmoid(Wrh h + Wrx x)
+        h~ = tanh(Wh (r * h) + Wx x),  h_t = (1 - z) * h + z * h~
+
+    It is the suite's ``gru_d2l`` cell (d2l's GRU: h_t = z' h + (1 - z') h~) with z' = 1 - z,
+    i.e. z's weights negated (sigmoid(-a) = 1 - sigmoid(a)), and without biases. The suite's
+    biases are carried exactly as weights on a constant input: the cell is made for D + 1 inputs,
+    each x_t has a 1 appended, and the last columns of Wzx, Wrx and Wx are -b_z, b_r and b_h~
+    (their gradients those of the biases; dx's last entry is dropped). Every gradient of the
+    cell is checked. The course handed x (D,) and h (H,) to forward and delta (1, H) to backward;
+    a class written for another rank gets what it takes."""
+    cls = _owner_class(forward, backward)
+    if not set(GRU_2019) <= attributes(cls):
+        raise TypeError(f"{cls.__name__}: its code does not name the 2019 GRU_Cell's weights {', '.join(GRU_2019)}")
+    if computes_2019(cls) == "pytorch":
+        raise TypeError(f"{cls.__name__}.forward computes torch.nn.GRUCell's equations without biases "
+                        f"(n = tanh(Wx x + r * (Wh h)), h_t = (1 - z) n + z h), not the 2019 hand-out's "
+                        f"(h~ = tanh(Wh (r * h) + Wx x), h_t = (1 - z) h + z h~): a GRU without biases is not one "
+                        f"of the suite's cells yet; wrap it in a loss_and_grads (docs/conventions.md) to check it")
+
+    def weights(params, H, D):
+        W_ih, W_hh, b = params["W_ih"], params["W_hh"], params["b"]
+        rows = {g: slice(k * H, (k + 1) * H) for k, g in enumerate(TORCH_GATES["gru_d2l"])}
+
+        def with_bias(g):
+            return np.concatenate([W_ih[rows[g]], b[rows[g]][:, None]], axis=1)
+
+        return {"Wzx": -with_bias("z"), "Wrx": with_bias("r"), "Wx": with_bias("h~"),
+                "Wzh": -W_hh[rows["z"]], "Wrh": W_hh[rows["r"]], "Wh": params["W_hc"]}
+
+    def gradients(sums, D, H):
+        z, r, c = -sums["Wzx"], sums["Wrx"], sums["Wx"]
+        return {"W_ih": np.concatenate([z[:, :D], r[:, :D], c[:, :D]]), "b": np.concatenate([z[:, D], r[:, D], c[:, D]]),
+                "W_hh": np.concatenate([-sums["Wzh"], sums["Wrh"]]), "W_hc": sums["Wh"]}
+
+    note = ("names (d2l's GRU, z' = 1 - z): W_ih = [-Wzx; Wrx; Wx] and b = their last columns (the weights on the "
+            "appended 1), W_hh = [-Wzh; Wrh], W_hc = Wh; h0 = the first step's dh")
+    return _cells("gru_d2l", cls, weights, gradients, note, modes=((1, 2), (1, 1), (2, 2)),
+                  retry=(ValueError, IndexError, BadOutput), style="class-gru-2019", constant_input=True)
 
 
 # --- Karpathy's batched LSTM class: one stacked WLSTM, the bias its first row -----------------

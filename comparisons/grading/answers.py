@@ -54,6 +54,7 @@ RETURNS = {
     "deeplearning-ai-step": {"dL_dx": True, "initial": ()},
     "deeplearning-ai-lstm-step": {"dL_dx": True, "initial": ("h0", "c0")},
     "class-gru": {"dL_dx": True, "initial": ("h0",)},
+    "class-gru-2019": {"dL_dx": True, "initial": ("h0",)},
     "class-lstm": {"dL_dx": True, "initial": ("h0", "c0")},
     "karpathy-lstm": {"dL_dx": True, "initial": ("h0", "c0")},
 }

@@ -51,7 +51,7 @@ COLUMNS = ("file", "verdict", "cases_agreed", "cases_run", "parameter", "step", 
 SOURCE_SUFFIXES = (".py", ".ipynb")
 CONVENTION_NAMES = ("contract", "min-char-rnn", "cs231n", "cs231n-step", "deeplearning-ai", "min-char-rnn-lstm",
                     "cs231n-lstm", "cs231n-lstm-step", "deeplearning-ai-lstm", "gru", "d2l-gru",
-                    "deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "class-lstm",
+                    "deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "class-gru-2019", "class-lstm",
                     "karpathy-lstm")
 OUTPUT_KEPT = 16 * 1024          # bytes of a submission's stdout and stderr kept, each
 OPEN_FILES = 256

@@ -209,8 +209,8 @@ def run_gated_block(seed: int, block: int, per_block: int, references: tuple, de
 # --- the conventions soak: the suite's derivations written in a convention's style, through its adapter ---
 
 #: the conventions a conventions soak runs by default: those with a styled candidate (measure/styled.py)
-SOAKED_CONVENTIONS = ("deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "class-lstm", "karpathy-lstm",
-                      "cs231n-lstm-step-in-place", "cs231n-lstm-step-sequence")
+SOAKED_CONVENTIONS = ("deeplearning-ai-step", "deeplearning-ai-lstm-step", "class-gru", "class-gru-2019", "class-lstm",
+                      "karpathy-lstm", "cs231n-lstm-step-in-place", "cs231n-lstm-step-sequence")
 #: a gated convention's block is stacked as the gated soak's; an Elman one is checked case by case
 CONVENTION_BLOCK = 256
 

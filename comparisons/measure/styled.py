@@ -93,6 +93,40 @@ class GRUCell:
         return dx, dh
 
 
+# --- 11-785's GRU_Cell of 2019 (no biases; the course hands delta as a row (1, H)) -------------
+
+class GRU_Cell:
+    def __init__(self, in_dim, hidden_dim):
+        d, h = in_dim, hidden_dim
+        self.Wzh, self.Wrh, self.Wh = (np.zeros((h, h)) for _ in range(3))
+        self.Wzx, self.Wrx, self.Wx = (np.zeros((h, d)) for _ in range(3))
+        self.dWzh, self.dWrh, self.dWh = (np.zeros((h, h)) for _ in range(3))
+        self.dWzx, self.dWrx, self.dWx = (np.zeros((h, d)) for _ in range(3))
+
+    def forward(self, x, h):
+        self.x, self.hidden = x, h
+        self.z = _sigmoid(self.Wzh @ h + self.Wzx @ x)
+        self.r = _sigmoid(self.Wrh @ h + self.Wrx @ x)
+        self.h_tilde = np.tanh(self.Wh @ (self.r * h) + self.Wx @ x)
+        return (1 - self.z) * h + self.z * self.h_tilde
+
+    def backward(self, delta):
+        x, h = self.x[None, :], self.hidden[None, :]
+        d_a = delta * self.z * (1 - self.h_tilde ** 2)             # at h~'s pre-activation
+        d_rh = d_a @ self.Wh                                      # at r * h
+        d_z = delta * (self.h_tilde - h) * self.z * (1 - self.z)
+        d_r = d_rh * h * self.r * (1 - self.r)
+        self.dWx += d_a.T @ x
+        self.dWh += d_a.T @ (self.r * h)
+        self.dWzx += d_z.T @ x
+        self.dWzh += d_z.T @ h
+        self.dWrx += d_r.T @ x
+        self.dWrh += d_r.T @ h
+        dx = d_a @ self.Wx + d_z @ self.Wzx + d_r @ self.Wrx
+        dh = delta * (1 - self.z) + d_rh * self.r + d_z @ self.Wzh + d_r @ self.Wrh
+        return dx, dh
+
+
 # --- Karpathy's LSTM class ------------------------------------------------------------------------
 
 class LSTM:
@@ -197,12 +231,13 @@ def candidates() -> dict:
     from comparisons.conventions import (class_gru, deeplearning_ai_lstm_step, deeplearning_ai_step,
                                          karpathy_lstm)
 
-    from comparisons.conventions import class_lstm, cs231n_lstm_step
+    from comparisons.conventions import class_gru_2019, class_lstm, cs231n_lstm_step
 
-    cell, lstm_cell = GRUCell(1, 1), LSTMCell(1, 1)
+    cell, lstm_cell, cell_2019 = GRUCell(1, 1), LSTMCell(1, 1), GRU_Cell(1, 1)
     return {"deeplearning-ai-step": deeplearning_ai_step(rnn_cell_forward, rnn_cell_backward),
             "deeplearning-ai-lstm-step": deeplearning_ai_lstm_step(lstm_cell_forward, lstm_cell_backward),
             "class-gru": class_gru(cell.forward, cell.backward),
+            "class-gru-2019": class_gru_2019(cell_2019.forward, cell_2019.backward),
             "class-lstm": class_lstm(lstm_cell.forward, lstm_cell.backward),
             "karpathy-lstm": karpathy_lstm(LSTM.forward, LSTM.backward),
             # the step pair adding into dnext_c (judged on copies), in both layouts
