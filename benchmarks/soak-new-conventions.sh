@@ -9,6 +9,6 @@ run="python -m comparisons.cli soak"
 workers="${WORKERS:-2}"
 $run --pieces --cases 100000 --out benchmarks/results/soak-pieces.json
 for c in deeplearning-ai-step cs231n-lstm-step-sequence class-gru karpathy-lstm deeplearning-ai-lstm-step \
-         class-lstm cs231n-lstm-step-in-place; do
+         class-lstm cs231n-lstm-step-in-place class-gru-2019; do
     $run --conventions "$c" --cases 100000 --workers "$workers" --out "benchmarks/results/soak-conventions-$c.json"
 done
