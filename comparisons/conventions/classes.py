@@ -32,6 +32,7 @@ import numpy as np
 
 from bptt_xval.model import Gradients
 from comparisons.check.outputs import BadOutput
+from comparisons.course_helpers import sigmoid
 from comparisons.conventions._adapt import Writes, as_numpy, head, read_only, returned
 from comparisons.conventions._gates import TORCH_GATES, GatedProblem, gated
 
@@ -103,6 +104,15 @@ def _new(cls, D: int, H: int):
         return cls.__new__(cls)
 
 
+def _made(cls, D: int, H: int, values: dict):
+    """A fresh cell of ``cls`` holding ``values`` read-only, each gradient ``d<name>`` zeroed."""
+    obj = _new(cls, D, H)
+    for name, v in values.items():
+        setattr(obj, name, read_only(v))
+        setattr(obj, "d" + name, np.zeros(v.shape))
+    return obj
+
+
 def _owner_class(forward, backward):
     owner = getattr(forward, "__self__", None)
     cls = owner if isinstance(owner, type) else type(owner) if owner is not None else None
@@ -170,10 +180,7 @@ def _cells(cell, cls, weights, gradients, note, *, modes, retry, style, constant
             h, c = initial, initial
             row = []
             for t in range(p.T):
-                obj = _new(cls, D, H)
-                for name, v in values.items():
-                    setattr(obj, name, read_only(v))
-                    setattr(obj, "d" + name, np.zeros(v.shape))
+                obj = _made(cls, D, H, values)
                 x = np.concatenate([p.xs[t, b], one]) if constant_input else p.xs[t, b]
                 args = [vector(x, rank_f), vector(h, rank_f)] + ([vector(c, rank_f)] if lstm else [])
                 out = getattr(obj, "forward")(*args)
@@ -268,10 +275,6 @@ def fits_2019(cls) -> bool:
     return set(GRU_2019) <= names and not fits("gru", cls)
 
 
-def _sigmoid(a):
-    return 1 / (1 + np.exp(-a))
-
-
 def computes_2019(cls) -> str | None:
     """What the class's forward computes on one random step, in float64: "handout" (the 2019
     write-up's h_t = (1 - z) h + z tanh(Wh (r * h) + Wx x)), "pytorch" (torch.nn.GRUCell without
@@ -282,16 +285,13 @@ def computes_2019(cls) -> str | None:
     w = {n: rng.standard_normal((H, D if n.endswith("x") else H)) * 0.5 for n in GRU_2019}
     x, h = rng.standard_normal(D), rng.standard_normal(H)
     try:
-        obj = _new(cls, D, H)
-        for n, v in w.items():
-            setattr(obj, n, read_only(v))
-            setattr(obj, "d" + n, np.zeros(v.shape))
+        obj = _made(cls, D, H, w)
         with np.errstate(all="ignore"):
             got = np.asarray(obj.forward(read_only(x), read_only(h)), dtype=float).reshape(-1)
     except Exception:
         return None
-    z = _sigmoid(w["Wzx"] @ x + w["Wzh"] @ h)
-    r = _sigmoid(w["Wrx"] @ x + w["Wrh"] @ h)
+    z = sigmoid(w["Wzx"] @ x + w["Wzh"] @ h)
+    r = sigmoid(w["Wrx"] @ x + w["Wrh"] @ h)
     handout = (1 - z) * h + z * np.tanh(w["Wh"] @ (r * h) + w["Wx"] @ x)
     pytorch = (1 - z) * np.tanh(w["Wx"] @ x + r * (w["Wh"] @ h)) + z * h
     for name, want in (("handout", handout), ("pytorch", pytorch)):
